@@ -1,0 +1,194 @@
+"""The Python facade: ``cfdb.connect`` and :class:`Database`.
+
+Every helper builds one cfdb statement and runs it (``Database.last_sql`` shows it), so what
+Python can do, the REPL can do too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from cfdb.engine.session import Result, Session
+from cfdb.errors import CfdbDataError
+from cfdb.store.catalog import literal, quote
+from cfdb.store.connection import Relation
+
+_counter = itertools.count(1)
+
+
+def _value_sql(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return "(" + ", ".join(_value_sql(v) for v in value) + ")"
+    return literal(value)
+
+
+def with_clause(options: dict[str, Any]) -> str:
+    """`` WITH (a = 1, b = ('x', 'y'))`` for the options that are not None ('' if none)."""
+    items = [f"{k} = {_value_sql(v)}" for k, v in options.items() if v is not None]
+    return f" WITH ({', '.join(items)})" if items else ""
+
+
+class Database:
+    """A cfdb database. Use :func:`connect`.
+
+    Args:
+        path: database file (created if missing), or ``None`` / ``":memory:"``.
+        read_only: open the file read-only.
+        allow_pickle: permit storing and loading models as pickles (runs code from the file).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False,
+        allow_pickle: bool = False,
+    ) -> None:
+        self.session = Session(
+            None if path is None else os.fspath(path), read_only=read_only,
+            allow_pickle=allow_pickle,
+        )
+
+    # -- statements -------------------------------------------------------------------------
+    def sql(self, text: str) -> Relation | None:
+        """Run SQL or cfdb statements; returns the last statement's DuckDB relation."""
+        return self.session.sql(text)
+
+    def execute(self, text: str) -> list[Result]:
+        """Run a script; one :class:`Result` per statement."""
+        return self.session.execute(text)
+
+    @property
+    def last_sql(self) -> str | None:
+        """The text of the last script run (what a helper generated)."""
+        return self.session.last_sql
+
+    # -- helpers, one statement each --------------------------------------------------------
+    def load_instances(
+        self,
+        data: Any,
+        *,
+        id: str | None = None,
+        label: str | None = None,
+        split: str | None = None,
+        features: Sequence[str] | None = None,
+        numeric: Sequence[str] | None = None,
+        integer: Sequence[str] | None = None,
+        categorical: Sequence[str] | None = None,
+        boolean: Sequence[str] | None = None,
+        immutable: Sequence[str] | None = None,
+        mode: str | None = None,
+    ) -> Relation | None:
+        """``LOAD INSTANCES``: from a pandas DataFrame, a pyarrow Table, or a file path.
+
+        A DataFrame/Arrow table is registered under a temporary name for the statement.
+        """
+        options = {
+            "id": id, "label": label, "split": split,
+            "features": _tuple(features), "numeric": _tuple(numeric),
+            "integer": _tuple(integer), "categorical": _tuple(categorical),
+            "boolean": _tuple(boolean), "immutable": _tuple(immutable), "mode": mode,
+        }
+        if isinstance(data, str | os.PathLike):
+            return self.sql(f"LOAD INSTANCES FROM {literal(os.fspath(data))}{with_clause(options)}")
+        name = f"__cfdb_input_{next(_counter)}"
+        self.session.store.register(name, data)
+        try:
+            return self.sql(
+                f"LOAD INSTANCES FROM (SELECT * FROM {quote(name)}){with_clause(options)}"
+            )
+        finally:
+            self.session.store.unregister(name)
+
+    def load_dataset(self, name: str, **options: Any) -> Relation | None:
+        """``LOAD DATASET name``: a dataset bundled with cfdb (``adult``)."""
+        return self.sql(f"LOAD DATASET {name}{with_clause(options)}")
+
+    def derive_features(self) -> Relation | None:
+        """``DERIVE FEATURES``."""
+        return self.sql("DERIVE FEATURES")
+
+    def create_model(
+        self, name: str, kind: str, train: str, *, replace: bool = False, **params: Any
+    ) -> Relation | None:
+        """``CREATE [OR REPLACE] MODEL name AS kind WITH (params) TRAIN ON (train)``."""
+        head = "CREATE OR REPLACE MODEL" if replace else "CREATE MODEL"
+        return self.sql(f"{head} {quote(name)} AS {kind}{with_clause(params)} TRAIN ON ({train})")
+
+    def predict(self, model: str, on: str = "SELECT * FROM Instances") -> Relation | None:
+        """``PREDICT model ON (query)``."""
+        return self.sql(f"PREDICT {quote(model)} ON ({on})")
+
+    def register_model(
+        self, name: str, estimator: Any, *, features: Sequence[str] | None = None,
+        replace: bool = False,
+    ) -> Relation | None:
+        """``IMPORT MODEL``: store an already fitted scikit-learn or XGBoost estimator.
+
+        The estimator receives a pandas DataFrame of the raw feature columns (in ``features``
+        order, default all features), e.g. a Pipeline with its own encoders. It is written to a
+        temporary file in a safe format (XGBoost UBJ, or skops), then imported.
+        """
+        from cfdb import models
+
+        fmt, blob = models.write_estimator(estimator, allow_pickle=self.session.allow_pickle)
+        suffix = {"xgboost-ubj": ".ubj", "skops": ".skops", "pickle": ".pkl"}[fmt]
+        fd, path = tempfile.mkstemp(suffix=suffix)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+            options: dict[str, Any] = {"format": fmt, "features": _tuple(features)}
+            if fmt == "pickle":
+                options["allow_pickle"] = True
+            head = "IMPORT OR REPLACE MODEL" if replace else "IMPORT MODEL"
+            return self.sql(f"{head} {quote(name)} FROM {literal(path)}{with_clause(options)}")
+        finally:
+            os.unlink(path)
+
+    def drop_model(self, name: str, *, if_exists: bool = False) -> Relation | None:
+        """``DROP MODEL [IF EXISTS] name``."""
+        return self.sql(f"DROP MODEL {'IF EXISTS ' if if_exists else ''}{quote(name)}")
+
+    def table(self, name: str) -> Relation:
+        """``SELECT * FROM name`` as a relation."""
+        rel = self.sql(f"SELECT * FROM {quote(name)}")
+        assert rel is not None
+        return rel
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def release(self) -> None:
+        """Release the file lock until the next statement (other processes may open it)."""
+        self.session.release()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _tuple(values: Iterable[str] | None) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    if isinstance(values, str):
+        raise CfdbDataError(f"expected a list of column names, got the string {values!r}")
+    return tuple(values)
+
+
+def connect(
+    path: str | os.PathLike[str] | None = None, *, read_only: bool = False,
+    allow_pickle: bool = False,
+) -> Database:
+    """Open (or create) a cfdb database; ``None`` or ``":memory:"`` for in-memory.
+
+    Example:
+        >>> import cfdb
+        >>> db = cfdb.connect()
+        >>> db.sql("SELECT 42 AS answer").fetchall()
+        [(42,)]
+    """
+    return Database(path, read_only=read_only, allow_pickle=allow_pickle)

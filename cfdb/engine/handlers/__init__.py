@@ -1,0 +1,26 @@
+"""Statement handlers: one function per cfdb statement node, looked up by the node's name.
+
+A handler takes ``(session, node, statement)`` and returns a pyarrow Table (a summary shown to
+the user), a DuckDB relation, or ``None``. It runs inside the statement's transaction. Errors it
+raises should carry the span of the part at fault (``node.span("name")`` etc.).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+HANDLERS: dict[str, Callable[..., Any]] = {}
+
+
+def handles(node_type: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the decorated function as the handler of ``node_type``."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        HANDLERS[node_type.__name__] = fn
+        return fn
+
+    return register
+
+
+from cfdb.engine.handlers import instances, models  # noqa: E402,F401  (registers handlers)

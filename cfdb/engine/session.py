@@ -1,0 +1,91 @@
+"""The session: runs scripts statement by statement, one transaction per cfdb statement.
+
+Plain SQL statements go to DuckDB as the user's text. cfdb statements are dispatched by node
+type name to a handler (``handlers.HANDLERS``), inside a transaction, so a failing statement
+leaves the database as it was. Every error is a CfdbError located in the script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cfdb.engine.handlers import HANDLERS
+from cfdb.errors import CfdbError, CfdbUnsupportedError
+from cfdb.lang import Statement, split
+from cfdb.store import migrations
+from cfdb.store.connection import Relation, Store
+
+
+@dataclass
+class Result:
+    """What one statement produced: a relation (or ``None``) for the statement."""
+
+    statement: Statement
+    relation: Relation | None
+
+
+class Session:
+    """A cfdb database opened for statements.
+
+    Args:
+        path: database file, or ``None`` for in-memory.
+        read_only: open read-only (statements that write fail; no migrations).
+        allow_pickle: permit loading models stored as pickles (runs code from the file).
+    """
+
+    def __init__(
+        self, path: str | None = None, *, read_only: bool = False, allow_pickle: bool = False
+    ) -> None:
+        self.store = Store(path, read_only=read_only)
+        self.allow_pickle = allow_pickle
+        self.seed = 0
+        self.last_sql: str | None = None
+        self.store.on_open(self._prepare)
+        self.store.con  # open now: a bad file fails here, not on the first statement
+
+    def _prepare(self, store: Store) -> None:
+        if store.read_only:
+            migrations.check_version(store)
+            return
+        migrations.migrate(store)
+
+    def execute(self, script: str) -> list[Result]:
+        """Run every statement of ``script``; stops at the first error (earlier ones stay)."""
+        self.last_sql = script
+        statements = split(script)
+        results = []
+        for statement in statements:
+            results.append(Result(statement, self.run_statement(statement)))
+        return results
+
+    def sql(self, script: str) -> Relation | None:
+        """Run ``script``; the last statement's relation (``None`` if it returns nothing)."""
+        results = self.execute(script)
+        return results[-1].relation if results else None
+
+    def run_statement(self, statement: Statement) -> Relation | None:
+        if statement.node is None:
+            return self.store.run_script_text(statement.text, statement.script, statement.start)
+        name = type(statement.node).__name__
+        handler = HANDLERS.get(name)
+        if handler is None:
+            raise CfdbUnsupportedError(f"no handler for {name}").located(
+                statement.script, statement.start, statement.end
+            )
+        try:
+            with self.store.transaction():
+                out: Any = handler(self, statement.node, statement)
+        except CfdbError as err:
+            err.located(statement.script, statement.start, statement.end)
+            raise
+        if out is None or isinstance(out, Relation):
+            return out
+        return self.store.from_arrow(out)
+
+    def release(self) -> None:
+        """Let other processes open the file until the next statement."""
+        self.store.release()
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,18 @@
+"""The cfdb language: a sqlglot dialect for cfdb statements (the only place importing sqlglot)."""
+
+from __future__ import annotations
+
+from cfdb.lang.nodes import STATEMENT_NODES, CfdbStatement, Param, RawQuery
+from cfdb.lang.parse import Statement, is_complete, parse_one, split, statement_keywords
+
+__all__ = [
+    "STATEMENT_NODES",
+    "CfdbStatement",
+    "Param",
+    "RawQuery",
+    "Statement",
+    "is_complete",
+    "parse_one",
+    "split",
+    "statement_keywords",
+]

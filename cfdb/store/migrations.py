@@ -1,0 +1,94 @@
+"""Schema versions: the numbered DDL files under ``sql/schema`` and the ``cfdb_meta`` row.
+
+Opening a file applies every migration newer than its recorded version, in one transaction;
+a file written by a newer cfdb (a version above the last known) is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from cfdb.errors import CfdbSchemaError
+from cfdb.store.connection import Store
+
+_NAME_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+def sql_dir() -> Path:
+    """Where the shipped ``sql/`` folder is: inside the wheel, or at the source checkout root."""
+    packaged = Path(str(resources.files("cfdb"))) / "_sql"
+    if packaged.is_dir():
+        return packaged
+    source = Path(__file__).resolve().parents[2] / "sql"
+    if source.is_dir():
+        return source
+    raise CfdbSchemaError("cfdb's sql/ folder is missing from this installation")
+
+
+@cache
+def migrations() -> tuple[tuple[int, str, str], ...]:
+    """(version, file name, SQL text) of every schema migration, in order."""
+    found = []
+    for path in sorted((sql_dir() / "schema").iterdir()):
+        m = _NAME_RE.match(path.name)
+        if m:
+            found.append((int(m.group(1)), path.name, path.read_text()))
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise CfdbSchemaError(f"schema migrations are not numbered 1..n: {versions}")
+    return tuple(found)
+
+
+def latest_version() -> int:
+    return len(migrations())
+
+
+def current_version(store: Store) -> int:
+    """The schema version recorded in the file; 0 for a database cfdb never touched."""
+    if not store.table_exists("cfdb_meta"):
+        return 0
+    rows = store.execute("SELECT value FROM cfdb_meta WHERE key = 'schema_version'")
+    return int(rows[0][0]) if rows else 0
+
+
+def check_version(store: Store) -> int:
+    """Refuse a file from a newer cfdb; returns its version."""
+    version = current_version(store)
+    if version > latest_version():
+        raise CfdbSchemaError(
+            f"this database has cfdb schema version {version}, newer than this cfdb "
+            f"understands ({latest_version()})",
+            hint="upgrade cfdb to open it",
+        )
+    return version
+
+
+def migrate(store: Store, target: int | None = None) -> int:
+    """Apply the migrations above the file's version (up to ``target``); returns the version."""
+    target = latest_version() if target is None else target
+    version = check_version(store)
+    if version >= target:
+        return version
+    with store.transaction():
+        for number, _name, text in migrations():
+            if version < number <= target:
+                for statement in _statements(text):
+                    store.execute(statement)
+        store.execute(
+            "INSERT OR REPLACE INTO cfdb_meta VALUES ('schema_version', ?)", [str(target)]
+        )
+    return target
+
+
+def _statements(text: str) -> list[str]:
+    # The DDL files hold no semicolons inside literals, so a plain split is exact; comments are
+    # dropped so an all-comment chunk is skipped.
+    out = []
+    for chunk in text.split(";"):
+        body = "\n".join(line for line in chunk.splitlines() if not line.strip().startswith("--"))
+        if body.strip():
+            out.append(body.strip())
+    return out

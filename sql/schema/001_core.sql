@@ -1,0 +1,86 @@
+-- cfdb schema v1: the counterfactual-database core (CFDB paper, section 2.2 and Figure 1).
+-- Feature-space tables (Instances, CFs) are not created here: their columns follow the
+-- registered features, so the store creates them from the Features table.
+
+CREATE TABLE IF NOT EXISTS cfdb_meta (
+    key   VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+);
+
+-- One row per feature of the feature space.
+CREATE TABLE Features (
+    Name     VARCHAR PRIMARY KEY,
+    Position INTEGER NOT NULL,
+    Type     VARCHAR NOT NULL CHECK (Type IN ('numeric', 'integer', 'categorical', 'boolean')),
+    Domain   VARCHAR[],          -- active domain of categorical / boolean features
+    Min      DOUBLE,
+    Max      DOUBLE,
+    MAD      DOUBLE,             -- median absolute deviation x 1.4826, 0 replaced by 1
+    Mutable  BOOLEAN NOT NULL DEFAULT TRUE
+);
+
+-- Models: the paper's Classifiers, generalized. Artifact is NULL for a model entered by hand
+-- (its predictions exist, but cfdb cannot call it).
+CREATE TABLE Models (
+    ModelId      INTEGER PRIMARY KEY,
+    Name         VARCHAR NOT NULL UNIQUE,
+    Kind         VARCHAR NOT NULL,
+    Params       JSON,
+    FeatureNames VARCHAR[],
+    Labels       VARCHAR[],
+    Encoding     VARCHAR,
+    Featurizer   JSON,
+    Format       VARCHAR,            -- skops | xgboost-ubj | pickle | NULL
+    Artifact     BLOB,
+    Meta         JSON,
+    TrainQuery   VARCHAR,
+    TrainRows    BIGINT,
+    Metrics      JSON,
+    CreatedAt    TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE TABLE Predictions (
+    PredictionId BIGINT PRIMARY KEY,
+    ModelId      INTEGER NOT NULL,
+    InstanceId   BIGINT NOT NULL,
+    Label        VARCHAR,
+    Score        DOUBLE              -- the model's probability of Label
+);
+
+CREATE TABLE Prediction_CFs (
+    PredictionId BIGINT NOT NULL,
+    CfId         BIGINT NOT NULL,
+    QueryId      BIGINT,
+    Distance     DOUBLE,
+    Reused       BOOLEAN DEFAULT FALSE
+);
+
+CREATE TABLE CFQueries (
+    QueryId      BIGINT PRIMARY KEY,
+    BatchId      BIGINT,
+    Text         VARCHAR NOT NULL,
+    Generator    VARCHAR,
+    Params       JSON,
+    Predictions  BIGINT,
+    Generated    BIGINT,
+    Reused       BIGINT,
+    Infeasible   BIGINT,
+    Failed       BIGINT,
+    Seconds      DOUBLE,
+    CreatedAt    TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE TABLE Conditions (
+    QueryId      BIGINT NOT NULL,
+    PredictionId BIGINT NOT NULL,
+    InstanceId   BIGINT,
+    Condition    VARCHAR NOT NULL,   -- a DuckDB boolean expression over the CF feature columns
+    Hash         VARCHAR NOT NULL,   -- hash of the canonical form
+    Status       VARCHAR,            -- pending | satisfied | reused | infeasible | failed
+    BatchId      BIGINT,
+    ClassId      BIGINT
+);
+
+CREATE VIEW Classifiers AS
+SELECT ModelId AS ClassifierId, ModelId, Name, Kind AS ClassifierType, Labels, CreatedAt
+FROM Models;
