@@ -1,0 +1,37 @@
+"""cfdb models: a featurizer cfdb owns plus an estimator, trained, adopted and stored.
+
+This layer is pure: in-memory columns in, arrays out; it never touches a database.
+
+* :mod:`cfdb.models.featurizer`: raw feature columns -> float matrix (one-hot / target
+  encoding, scaling) with inspectable per-feature blocks.
+* :mod:`cfdb.models.kinds`: the registry of trainable model kinds.
+* :mod:`cfdb.models.model`: the fitted :class:`Model`, :func:`train` and
+  :func:`from_estimator`.
+* :mod:`cfdb.models.serialize`: :func:`dump`/:func:`load` to bytes that load without
+  executing code.
+"""
+
+from __future__ import annotations
+
+from cfdb.models.featurizer import ENCODINGS, FeatureBlock, Featurizer
+from cfdb.models.kinds import MODEL_KINDS, ModelKind, decision_estimator
+from cfdb.models.model import Model, encode_labels, from_estimator, label_string, train
+from cfdb.models.serialize import StoredModel, dump, load, refused_types
+
+__all__ = [
+    "ENCODINGS",
+    "MODEL_KINDS",
+    "FeatureBlock",
+    "Featurizer",
+    "Model",
+    "ModelKind",
+    "StoredModel",
+    "decision_estimator",
+    "dump",
+    "encode_labels",
+    "from_estimator",
+    "label_string",
+    "load",
+    "refused_types",
+    "train",
+]
