@@ -16,7 +16,15 @@ from __future__ import annotations
 from cfdb.models.featurizer import ENCODINGS, FeatureBlock, Featurizer
 from cfdb.models.kinds import MODEL_KINDS, ModelKind, decision_estimator
 from cfdb.models.model import Model, encode_labels, from_estimator, label_string, train
-from cfdb.models.serialize import StoredModel, dump, load, refused_types
+from cfdb.models.serialize import (
+    StoredModel,
+    dump,
+    format_for_path,
+    load,
+    read_estimator,
+    refused_types,
+    write_estimator,
+)
 
 __all__ = [
     "ENCODINGS",
@@ -29,9 +37,12 @@ __all__ = [
     "decision_estimator",
     "dump",
     "encode_labels",
+    "format_for_path",
     "from_estimator",
     "label_string",
     "load",
+    "read_estimator",
     "refused_types",
     "train",
+    "write_estimator",
 ]

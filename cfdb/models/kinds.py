@@ -227,11 +227,18 @@ def _xgboost_configure(params: dict[str, Any], n_classes: int) -> None:
     params.setdefault("objective", "binary:logistic" if n_classes <= 2 else "multi:softprob")
 
 
-def _xgboost_dump(estimator: Any) -> bytes:
+def xgboost_to_ubj(estimator: Any) -> bytes:
+    """The UBJSON bytes of a fitted ``XGBClassifier``'s booster."""
     return bytes(estimator.get_booster().save_raw("ubj"))
 
 
-def _xgboost_load(blob: bytes, n_classes: int) -> Any:
+def xgboost_from_bytes(blob: bytes, n_classes: int | None = None) -> Any:
+    """An ``XGBClassifier`` from booster bytes (UBJSON or JSON); parsing runs no code.
+
+    Args:
+        blob: what :func:`xgboost_to_ubj` (or ``save_raw``) produced.
+        n_classes: the expected number of classes, checked when given.
+    """
     import xgboost
 
     estimator = xgboost.XGBClassifier()
@@ -239,7 +246,7 @@ def _xgboost_load(blob: bytes, n_classes: int) -> Any:
         estimator.load_model(bytearray(blob))
     except xgboost.core.XGBoostError as exc:
         raise CfdbSchemaError(f"stored xgboost model cannot be read: {exc}") from None
-    if int(getattr(estimator, "n_classes_", 0)) != n_classes:
+    if n_classes is not None and int(getattr(estimator, "n_classes_", 0)) != n_classes:
         raise CfdbSchemaError(
             f"stored xgboost model has {getattr(estimator, 'n_classes_', None)} classes, "
             f"expected {n_classes}"
@@ -282,8 +289,8 @@ def _register_builtins() -> None:
             _xgboost,
             configure=_xgboost_configure,
             storage="xgboost-ubj",
-            dump_estimator=_xgboost_dump,
-            load_estimator=_xgboost_load,
+            dump_estimator=xgboost_to_ubj,
+            load_estimator=xgboost_from_bytes,
         ),
         ModelKind(
             "knn",

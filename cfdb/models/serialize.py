@@ -1,7 +1,9 @@
 """Storing models as bytes that load without executing code found in them.
 
 A :class:`StoredModel` is what the catalog keeps for a model: the featurizer as plain JSON,
-the fitted estimator as a blob, and metadata as JSON. Estimator blobs come in three formats:
+the fitted estimator as a blob, and metadata as JSON. :func:`write_estimator` and
+:func:`read_estimator` do the same for one estimator (a file a user imports). Estimator blobs
+come in these formats:
 
 * ``skops``: scikit-learn estimators (and raw-mode pipelines), written by ``skops.io.dumps``.
   Loading first lists the blob's untrusted types with ``skops.io.get_untrusted_types`` and
@@ -11,9 +13,10 @@ the fitted estimator as a blob, and metadata as JSON. Estimator blobs come in th
   references under ``numpy.``/``scipy.`` are refused (they include file and shared-library
   loaders). Anything else raises :class:`~cfdb.errors.CfdbSecurityError` unless the caller
   opts in with ``allow_pickle=True``.
-* a kind's own format, e.g. ``xgboost-ubj`` (the booster's UBJSON bytes), read by the kind's
-  ``load_estimator`` hook.
-* ``pickle``: only for raw-mode estimators skops cannot store with allowlisted types, and
+* ``xgboost-ubj``: an ``XGBClassifier``'s booster as UBJSON bytes (trained ``xgboost`` models
+  and adopted raw-mode XGBoost classifiers); files may also be ``xgboost-json``. Other
+  formats a plugin kind names are read by its ``load_estimator`` hook.
+* ``pickle``: only for estimators skops cannot store with allowlisted types, and
   only with ``allow_pickle=True`` on both :func:`dump` and :func:`load`.
 
 Note: scikit-learn tree structures (``sklearn.tree._tree.Tree``, histogram-boosting
@@ -34,11 +37,11 @@ from typing import Any
 
 from cfdb.errors import CfdbDataError, CfdbSchemaError, CfdbSecurityError
 from cfdb.models.featurizer import Featurizer
-from cfdb.models.kinds import MODEL_KINDS
+from cfdb.models.kinds import MODEL_KINDS, xgboost_from_bytes, xgboost_to_ubj
 from cfdb.models.model import Model
 from cfdb.types import FeatureSpec
 
-FORMATS = ("skops", "xgboost-ubj", "pickle")
+FORMATS = ("skops", "xgboost-ubj", "xgboost-json", "pickle")
 _META_VERSION = 1
 _ALLOWED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 _SAFE_BUILTINS = frozenset(
@@ -177,6 +180,83 @@ def skops_loads(blob: bytes, *, what: str, allow_pickle: bool = False) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
+# Single estimators (files a user imports)
+# --------------------------------------------------------------------------------------------
+
+_SUFFIX_FORMATS = {
+    ".skops": "skops",
+    ".ubj": "xgboost-ubj",
+    ".json": "xgboost-json",
+    ".pkl": "pickle",
+    ".pickle": "pickle",
+    ".joblib": "pickle",
+}
+
+
+def _is_xgboost_classifier(estimator: Any) -> bool:
+    xgboost = sys.modules.get("xgboost")
+    return xgboost is not None and isinstance(estimator, xgboost.XGBClassifier)
+
+
+def format_for_path(path: str) -> str:
+    """The estimator format a file name's suffix implies (``model.skops`` -> ``skops``).
+
+    Raises:
+        CfdbDataError: the suffix names no known format.
+    """
+    lower = str(path).lower()
+    for suffix, fmt in _SUFFIX_FORMATS.items():
+        if lower.endswith(suffix):
+            return fmt
+    known = ", ".join(_SUFFIX_FORMATS)
+    raise CfdbDataError(
+        f"cannot tell the model format of {str(path)!r} from its suffix (known: {known}); "
+        "give the format explicitly"
+    )
+
+
+def write_estimator(
+    estimator: Any, *, allow_pickle: bool = False, what: str = "estimator"
+) -> tuple[str, bytes]:
+    """``(format, blob)`` of one fitted estimator, in the safest format that holds it.
+
+    An ``XGBClassifier`` becomes ``xgboost-ubj``; anything else ``skops`` when its types are
+    allowlisted, else ``pickle`` if ``allow_pickle`` (otherwise :class:`CfdbSecurityError`).
+    """
+    if _is_xgboost_classifier(estimator):
+        return "xgboost-ubj", xgboost_to_ubj(estimator)
+    return skops_dumps(estimator, what=what, allow_pickle=allow_pickle)
+
+
+def read_estimator(
+    blob: bytes,
+    fmt: str,
+    *,
+    allow_pickle: bool = False,
+    n_classes: int | None = None,
+    what: str = "estimator",
+) -> Any:
+    """Inverse of :func:`write_estimator` (also reads ``xgboost-json``).
+
+    Raises:
+        CfdbSecurityError: pickle, or skops types outside the allowlist, without
+            ``allow_pickle``.
+        CfdbSchemaError: unreadable bytes or an unknown format.
+    """
+    if fmt == "skops":
+        return skops_loads(blob, what=what, allow_pickle=allow_pickle)
+    if fmt in ("xgboost-ubj", "xgboost-json"):
+        return xgboost_from_bytes(bytes(blob), n_classes)
+    if fmt == "pickle":
+        if not allow_pickle:
+            raise CfdbSecurityError(
+                f"{what} is a pickle; loading it could run code", hint=_PICKLE_HINT
+            )
+        return pickle.loads(blob)  # explicit opt-in above
+    raise CfdbSchemaError(f"{what} has unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+
+
+# --------------------------------------------------------------------------------------------
 # dump / load
 # --------------------------------------------------------------------------------------------
 
@@ -211,7 +291,7 @@ def dump(model: Model, *, allow_pickle: bool = False) -> StoredModel:
             fmt, blob = skops_dumps(model.estimator, what=what, allow_pickle=allow_pickle)
         featurizer_json = json.dumps(model.featurizer.to_dict() if model.featurizer else None)
     else:
-        fmt, blob = skops_dumps(model.estimator, what=what, allow_pickle=allow_pickle)
+        fmt, blob = write_estimator(model.estimator, allow_pickle=allow_pickle, what=what)
         featurizer_json = "null"
     meta = {
         "version": _META_VERSION,
@@ -254,19 +334,15 @@ def load(stored: StoredModel, *, allow_pickle: bool = False) -> Model:
     name = str(meta["name"])
     what = f"stored model {name!r}"
     labels = [str(v) for v in meta["labels"]]
-    if stored.format == "skops":
-        estimator = skops_loads(stored.blob, what=what, allow_pickle=allow_pickle)
-    elif stored.format == "pickle":
-        if not allow_pickle:
-            raise CfdbSecurityError(
-                f"{what} is a pickle; loading it could run code", hint=_PICKLE_HINT
-            )
-        estimator = pickle.loads(stored.blob)  # explicit opt-in above
-    else:
-        kind = MODEL_KINDS.get(str(meta["kind"])) if meta["mode"] == "featurized" else None
-        if kind is None or kind.storage != stored.format or kind.load_estimator is None:
-            raise CfdbSchemaError(f"{what} has unknown format {stored.format!r}")
+    kind = None
+    if meta["mode"] == "featurized" and stored.format not in FORMATS:
+        kind = MODEL_KINDS.get(str(meta["kind"]))
+    if kind is not None and kind.storage == stored.format and kind.load_estimator is not None:
         estimator = kind.load_estimator(bytes(stored.blob), len(labels))
+    else:
+        estimator = read_estimator(
+            stored.blob, stored.format, allow_pickle=allow_pickle, n_classes=len(labels), what=what
+        )
     featurizer = Featurizer.from_dict(featurizer_state) if featurizer_state is not None else None
     return Model(
         name=name,

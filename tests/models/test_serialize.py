@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
 import skops.io
+import xgboost
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
@@ -21,7 +23,17 @@ from cfdb.errors import (
     CfdbSecurityError,
     CfdbUnsupportedError,
 )
-from cfdb.models import Model, StoredModel, dump, from_estimator, load, refused_types
+from cfdb.models import (
+    Model,
+    StoredModel,
+    dump,
+    format_for_path,
+    from_estimator,
+    load,
+    read_estimator,
+    refused_types,
+    write_estimator,
+)
 
 from .test_kinds import BUILTIN_KINDS, FEATURES, make_data, train_kind
 
@@ -235,3 +247,47 @@ def test_from_estimator_errors() -> None:
     del cols["x"]
     with pytest.raises(CfdbDataError, match="model needs feature 'x', which the input lacks"):
         model.predict(cols)
+
+
+# ---- single estimators ------------------------------------------------------------------------
+
+
+def test_format_for_path() -> None:
+    assert format_for_path("m.skops") == "skops"
+    assert format_for_path("dir/M.UBJ") == "xgboost-ubj"
+    assert format_for_path("m.json") == "xgboost-json"
+    assert format_for_path("m.pkl") == "pickle"
+    with pytest.raises(CfdbDataError, match=r"'m\.onnx'"):
+        format_for_path("m.onnx")
+
+
+def test_write_and_read_estimator() -> None:
+    pipe, cols = fitted_pipeline()
+    fmt, blob = write_estimator(pipe)
+    assert fmt == "skops"
+    again = read_estimator(blob, fmt)
+    frame = pd.DataFrame({f.name: cols[f.name] for f in FEATURES})
+    assert np.array_equal(again.predict_proba(frame), pipe.predict_proba(frame))
+    with pytest.raises(CfdbSecurityError):
+        read_estimator(pickle.dumps(pipe), "pickle")
+    with pytest.raises(CfdbSchemaError, match="'onnx'"):
+        read_estimator(blob, "onnx")
+
+
+def test_raw_xgboost_classifier_round_trip() -> None:
+    cols, labels = make_data(100, 0)
+    frame = pd.DataFrame({"z": cols["z"], "x": cols["x"]})
+    est = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(frame, labels == "yes")
+    fmt, blob = write_estimator(est)
+    assert fmt == "xgboost-ubj"
+    model = from_estimator(read_estimator(blob, fmt), FEATURES, name="user_xgb")
+    assert model.labels == ["0", "1"]
+    assert np.array_equal(model.predict_proba(cols), est.predict_proba(frame))
+    stored = dump(model)
+    assert stored.format == "xgboost-ubj"
+    loaded = load(stored)
+    assert loaded.mode == "raw"
+    assert np.array_equal(loaded.predict_proba(cols), model.predict_proba(cols))
+    json_blob = bytes(est.get_booster().save_raw("json"))
+    from_json = read_estimator(json_blob, "xgboost-json")
+    assert np.array_equal(from_json.predict_proba(frame), est.predict_proba(frame))
