@@ -33,12 +33,13 @@ class CfdbStatement(exp.Expression):
         return spans.get(part, (self.start, self.end))
 
     def params(self) -> dict[str, Any]:
-        """The ``WITH (...)`` parameters as a plain dict (name lower-cased)."""
-        return {p.name: p.args["value"] for p in self.args.get("params") or []}
+        """The ``WITH (...)`` parameters as a plain dict (names as written)."""
+        return {str(p.args["this"]): p.args["value"] for p in self.args.get("params") or []}
 
     def param(self, name: str) -> Param | None:
+        """The parameter called ``name`` (case-insensitive), if given."""
         for p in self.args.get("params") or []:
-            if p.name == name:
+            if p.name == name.lower():
                 return p
         return None
 

@@ -69,13 +69,43 @@ def _position(message: str, statement: str) -> int | None:
     return None
 
 
-def wrap_duckdb_error(exc: duckdb.Error, statement: str, offset: int = 0, script: str | None = None) -> CfdbError:
-    """Turn a DuckDB error into a CfdbError located in ``script`` (or ``statement``)."""
+_PROBE = "PREPARE __cfdb_probe AS "
+
+
+def _probe_position(con: duckdb.DuckDBPyConnection, statement: str) -> int | None:
+    # The relation API reports binder and catalog errors without a position; preparing the
+    # same text (which binds it without running it) reports one.
+    try:
+        con.execute(_PROBE + statement).fetchall()
+    except duckdb.Error as exc:
+        pos = _position(str(exc), _PROBE + statement)
+        return pos - len(_PROBE) if pos is not None and pos >= len(_PROBE) else None
+    try:
+        con.execute("DEALLOCATE __cfdb_probe").fetchall()
+    except duckdb.Error:
+        pass
+    return None
+
+
+def wrap_duckdb_error(
+    exc: duckdb.Error,
+    statement: str,
+    offset: int = 0,
+    script: str | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> CfdbError:
+    """Turn a DuckDB error into a CfdbError located in ``script`` (or ``statement``).
+
+    With ``con``, an error that DuckDB reported without a position is located by preparing
+    the statement again.
+    """
     message = str(exc)
     head = message.split("\n\nLINE ")[0].strip()
     if isinstance(exc, duckdb.IOException) and "lock" in message.lower():
         return CfdbLockError(head, hint="another process holds the database; close it or open read-only")
     pos = _position(message, statement)
+    if pos is None and con is not None and not isinstance(exc, duckdb.ParserException):
+        pos = _probe_position(con, statement)
     err = _error_class(exc)(head)
     if pos is not None:
         err.located(statement, pos)
@@ -178,14 +208,14 @@ class Store:
                 return self.con.sql(sql, params=params)
             return self.con.sql(sql)
         except duckdb.Error as exc:
-            raise wrap_duckdb_error(exc, sql) from exc
+            raise wrap_duckdb_error(exc, sql, con=None if params else self.con) from exc
 
     def run_script_text(self, sql: str, script: str, offset: int) -> Relation | None:
         """Run a user's statement verbatim; errors are located at ``offset`` in ``script``."""
         try:
             return self.con.sql(sql)
         except duckdb.Error as exc:
-            raise wrap_duckdb_error(exc, sql, offset, script) from exc
+            raise wrap_duckdb_error(exc, sql, offset, script, con=self.con) from exc
 
     def arrow(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         """Run ``sql`` and return a pyarrow Table."""

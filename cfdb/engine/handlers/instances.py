@@ -57,7 +57,8 @@ def load_instances(session: Any, node: nodes.LoadInstances, stmt: Statement) -> 
         sql, offset = f"SELECT * FROM {_reader(source)}", None
     else:
         sql, offset = source.text, source.start
-    return _load(session, node, script, sql, offset, node.params())
+    options = {k.lower(): v for k, v in node.params().items()}
+    return _load(session, node, script, sql, offset, options)
 
 
 @handles(nodes.LoadDataset)
@@ -66,7 +67,7 @@ def load_dataset(session: Any, node: nodes.LoadDataset, stmt: Statement) -> pa.T
         dataset = DATASETS.get(str(node.args["this"]))
     except CfdbError as err:
         raise err.located(stmt.script, *node.span("name")) from None
-    options = {**dataset.options, **node.params()}
+    options = {**dataset.options, **{k.lower(): v for k, v in node.params().items()}}
     return _load(session, node, stmt.script, dataset.source_sql(), None, options)
 
 

@@ -146,7 +146,7 @@ def create_model(session: Any, node: nodes.CreateModel, stmt: Statement) -> pa.T
             raise err.located(script, *node.span("kind")) from None
     _replace_or_refuse(session, name, bool(node.args.get("replace")), script, node.span("name"))
     params = node.params()
-    options = {k: params.pop(k) for k in _CFDB_OPTIONS if k in params}
+    options = {k.lower(): params.pop(k) for k in list(params) if k.lower() in _CFDB_OPTIONS}
     try:
         features = model_features(store, options.get("features"))
     except CfdbError as err:
@@ -256,7 +256,7 @@ def import_model(session: Any, node: nodes.ImportModel, stmt: Statement) -> pa.T
     script = stmt.script
     name, path = str(node.args["this"]), str(node.args["path"])
     _replace_or_refuse(session, name, bool(node.args.get("replace")), script, node.span("name"))
-    params = node.params()
+    params = {k.lower(): v for k, v in node.params().items()}
     if not os.path.exists(path):
         raise CfdbCatalogError(f"no such file: {path!r}").located(script, *node.span("path"))
     fmt = str(params.get("format") or models.format_for_path(path))
