@@ -42,11 +42,15 @@ class Database:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False,
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        read_only: bool = False,
         allow_pickle: bool = False,
     ) -> None:
         self.session = Session(
-            None if path is None else os.fspath(path), read_only=read_only,
+            None if path is None else os.fspath(path),
+            read_only=read_only,
             allow_pickle=allow_pickle,
         )
 
@@ -85,10 +89,16 @@ class Database:
         A DataFrame/Arrow table is registered under a temporary name for the statement.
         """
         options = {
-            "id": id, "label": label, "split": split,
-            "features": _tuple(features), "numeric": _tuple(numeric),
-            "integer": _tuple(integer), "categorical": _tuple(categorical),
-            "boolean": _tuple(boolean), "immutable": _tuple(immutable), "mode": mode,
+            "id": id,
+            "label": label,
+            "split": split,
+            "features": _tuple(features),
+            "numeric": _tuple(numeric),
+            "integer": _tuple(integer),
+            "categorical": _tuple(categorical),
+            "boolean": _tuple(boolean),
+            "immutable": _tuple(immutable),
+            "mode": mode,
         }
         if isinstance(data, str | os.PathLike):
             return self.sql(f"LOAD INSTANCES FROM {literal(os.fspath(data))}{with_clause(options)}")
@@ -121,7 +131,11 @@ class Database:
         return self.sql(f"PREDICT {quote(model)} ON ({on})")
 
     def register_model(
-        self, name: str, estimator: Any, *, features: Sequence[str] | None = None,
+        self,
+        name: str,
+        estimator: Any,
+        *,
+        features: Sequence[str] | None = None,
         replace: bool = False,
     ) -> Relation | None:
         """``IMPORT MODEL``: store an already fitted scikit-learn or XGBoost estimator.
@@ -180,7 +194,9 @@ def _tuple(values: Iterable[str] | None) -> tuple[str, ...] | None:
 
 
 def connect(
-    path: str | os.PathLike[str] | None = None, *, read_only: bool = False,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    read_only: bool = False,
     allow_pickle: bool = False,
 ) -> Database:
     """Open (or create) a cfdb database; ``None`` or ``":memory:"`` for in-memory.

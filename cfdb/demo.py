@@ -74,12 +74,18 @@ def run(path: str, out: Any, show: Callable[[Any, Any], None] | None = None) -> 
             statement = result.statement
             comment = _leading_comment(statement.script, statement.start)
             if comment:
-                out.print(f"\n[bold]{comment}[/bold]")
-            out.print(f"[cyan]{statement.text};[/cyan]")
+                out.print("\n" + comment, style="bold", markup=False, highlight=False)
+            out.print(
+                statement.text + ";", style="cyan", markup=False, highlight=False, soft_wrap=True
+            )
             if result.relation is not None:
                 show(result.relation, out)
     seconds = time.perf_counter() - started
-    out.print(f"\nBuilt {path} in {seconds:.1f} s. Open it with: cfdb shell {path}")
+    out.print(
+        f"\nBuilt {path} in {seconds:.1f} s. Open it with: cfdb shell {path}",
+        markup=False,
+        highlight=False,
+    )
     return seconds
 
 

@@ -25,7 +25,9 @@ def duckdb_cli() -> str:
 def _cli(path: str, sql: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [duckdb_cli(), "-readonly", "-csv", path, "-c", sql],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -81,7 +83,9 @@ def test_holding_the_lock_blocks_readers_with_a_clear_error(tmp_path):
         "except cfdb.CfdbLockError as e:\n"
         "    print('LOCKED', e.message); sys.exit(3)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     db.close()
     assert result.returncode == 3, result.stdout + result.stderr
     assert "locked by another process" in result.stdout

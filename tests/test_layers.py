@@ -19,13 +19,27 @@ CONFINED = {
 
 # Layer ranks, bottom up: a module may import cfdb packages of its rank or below.
 RANKS = {
-    "errors": 0, "types": 0, "registry": 0, "config": 0,
-    "lang": 1, "ctable": 1, "models": 1, "generators": 1, "valuation": 1, "grid": 1,
-    "datasets": 1, "exec": 1,
+    "errors": 0,
+    "types": 0,
+    "registry": 0,
+    "config": 0,
+    "lang": 1,
+    "ctable": 1,
+    "models": 1,
+    "generators": 1,
+    "valuation": 1,
+    "grid": 1,
+    "datasets": 1,
+    "exec": 1,
     "store": 2,
     "engine": 3,
-    "api": 4, "demo": 5,
-    "format": 5, "repl": 6, "cli": 7, "__main__": 8, "__init__": 5,
+    "api": 4,
+    "demo": 5,
+    "format": 5,
+    "repl": 6,
+    "cli": 7,
+    "__main__": 8,
+    "__init__": 5,
 }
 
 

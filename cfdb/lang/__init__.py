@@ -16,3 +16,6 @@ __all__ = [
     "split",
     "statement_keywords",
 ]
+
+# Statement families defined outside dialect.py register themselves on import
+# (see cfdb.lang.dialect.register_statement); import each here.

@@ -28,8 +28,12 @@ def _span(first: Token, last: Token) -> tuple[int, int]:
 class CfdbParser(DuckDB.Parser):  # type: ignore[name-defined,misc]
     """DuckDB's parser plus the cfdb statements."""
 
-    #: Leading keywords -> parse method. Longer prefixes are tried first.
+    #: Leading keywords -> parse method (see :func:`register_statement`).
     CFDB_STATEMENTS: dict[tuple[str, ...], Callable[[CfdbParser], nodes.CfdbStatement]] = {}
+    #: The same, longest prefix first (the order in which prefixes are tried).
+    CFDB_STATEMENTS_SORTED: list[
+        tuple[tuple[str, ...], Callable[[CfdbParser], nodes.CfdbStatement]]
+    ] = []
 
     # -- helpers ----------------------------------------------------------------------------
     def _fail(self, message: str, token: Token | None = None, hint: str | None = None) -> Any:
@@ -61,9 +65,14 @@ class CfdbParser(DuckDB.Parser):  # type: ignore[name-defined,misc]
     def _name(self, what: str) -> tuple[str, tuple[int, int]]:
         """An identifier (bare, quoted, or a keyword used as a name)."""
         tok = self._curr
-        if not tok or tok.token_type in (TokenType.L_PAREN, TokenType.R_PAREN,
-                                             TokenType.SEMICOLON, TokenType.COMMA,
-                                             TokenType.STRING, TokenType.NUMBER):
+        if not tok or tok.token_type in (
+            TokenType.L_PAREN,
+            TokenType.R_PAREN,
+            TokenType.SEMICOLON,
+            TokenType.COMMA,
+            TokenType.STRING,
+            TokenType.NUMBER,
+        ):
             return self._fail_end(what)
         self._advance()
         return tok.text, _span(tok, tok)
@@ -86,14 +95,14 @@ class CfdbParser(DuckDB.Parser):  # type: ignore[name-defined,misc]
                     text = self.sql[inner_start:inner_end]
                     if not text.strip():
                         raise CfdbSyntaxError(
-                            f"empty query for {what}", sql=self.sql, start=opening.start,
+                            f"empty query for {what}",
+                            sql=self.sql,
+                            start=opening.start,
                             end=closing.end + 1,
                         )
                     return nodes.RawQuery(this=text, start=inner_start, end=inner_end)
             self._advance()
-        raise CfdbSyntaxError(
-            f"unclosed parenthesis in {what}", sql=self.sql, start=opening.start
-        )
+        raise CfdbSyntaxError(f"unclosed parenthesis in {what}", sql=self.sql, start=opening.start)
 
     def _value(self) -> Any:
         tok = self._curr
@@ -210,7 +219,11 @@ class CfdbParser(DuckDB.Parser):  # type: ignore[name-defined,misc]
         self._expect(TokenType.ON, "ON")
         train = self._raw_query("TRAIN ON")
         return nodes.CreateModel(
-            this=name, kind=kind, params=params, train=train, replace=replace,
+            this=name,
+            kind=kind,
+            params=params,
+            train=train,
+            replace=replace,
             spans={"name": name_span, "kind": kind_span, "train": (train.start, train.end)},
         )
 
@@ -222,7 +235,8 @@ class CfdbParser(DuckDB.Parser):  # type: ignore[name-defined,misc]
         self._expect(TokenType.ON, "ON")
         source = self._raw_query("PREDICT ... ON")
         return nodes.Predict(
-            this=name, source=source,
+            this=name,
+            source=source,
             spans={"name": name_span, "source": (source.start, source.end)},
         )
 
@@ -231,7 +245,10 @@ class CfdbParser(DuckDB.Parser):  # type: ignore[name-defined,misc]
         self._expect(TokenType.FROM, "FROM")
         path, path_span = self._string("a file path in quotes")
         return nodes.ImportModel(
-            this=name, path=path, params=self._params(), replace=replace,
+            this=name,
+            path=path,
+            params=self._params(),
+            replace=replace,
             spans={"name": name_span, "path": path_span},
         )
 
@@ -255,9 +272,26 @@ CfdbParser.CFDB_STATEMENTS = {
     ("IMPORT", "OR", "REPLACE", "MODEL"): CfdbParser._parse_import_or_replace_model,
     ("DROP", "MODEL"): CfdbParser._parse_drop_model,
 }
-CfdbParser.CFDB_STATEMENTS_SORTED = sorted(
-    CfdbParser.CFDB_STATEMENTS.items(), key=lambda kv: -len(kv[0])
-)
+CfdbParser.CFDB_STATEMENTS_SORTED = []
+
+
+def register_statement(
+    words: tuple[str, ...], method: Callable[[CfdbParser], nodes.CfdbStatement]
+) -> None:
+    """Add a cfdb statement that starts with ``words`` (upper case), parsed by ``method``.
+
+    ``method(parser)`` is called with the leading words consumed; it may use the parser's
+    helpers (``_name``, ``_raw_query``, ``_params``, ``_value``, ``_string``, ``_expect``,
+    ``_expect_words``, ``_fail``) and sqlglot's own (``_match``, ``_match_text_seq``,
+    ``_parse_select``, ...). The statement's span is set by the caller.
+    """
+    CfdbParser.CFDB_STATEMENTS[tuple(w.upper() for w in words)] = method
+    CfdbParser.CFDB_STATEMENTS_SORTED = sorted(
+        CfdbParser.CFDB_STATEMENTS.items(), key=lambda kv: -len(kv[0])
+    )
+
+
+register_statement(("DROP", "MODEL"), CfdbParser._parse_drop_model)  # sorts the table
 
 
 class CfdbDialect(DuckDB):

@@ -129,5 +129,13 @@ class DropModel(CfdbStatement):
 #: Every statement node class, by name (handlers are looked up by these names).
 STATEMENT_NODES: dict[str, type[CfdbStatement]] = {
     cls.__name__: cls
-    for cls in (LoadInstances, LoadDataset, DeriveFeatures, CreateModel, Predict, ImportModel, DropModel)
+    for cls in (
+        LoadInstances,
+        LoadDataset,
+        DeriveFeatures,
+        CreateModel,
+        Predict,
+        ImportModel,
+        DropModel,
+    )
 }

@@ -62,9 +62,7 @@ def _chunks(tokens: list[Token]) -> list[list[Token]]:
 
 def _is_cfdb(tokens: list[Token]) -> bool:
     words = [t.text.upper() for t in tokens[:4]]
-    return any(
-        tuple(words[: len(prefix)]) == prefix for prefix in CfdbParser.CFDB_STATEMENTS
-    )
+    return any(tuple(words[: len(prefix)]) == prefix for prefix in CfdbParser.CFDB_STATEMENTS)
 
 
 def _parse_cfdb(tokens: list[Token], script: str) -> CfdbStatement:
@@ -110,9 +108,7 @@ def parse_one(text: str) -> Statement:
     """The single statement of ``text`` (a trailing semicolon is optional)."""
     statements = split(text)
     if len(statements) != 1:
-        raise CfdbSyntaxError(
-            f"expected one statement, found {len(statements)}", sql=text, start=0
-        )
+        raise CfdbSyntaxError(f"expected one statement, found {len(statements)}", sql=text, start=0)
     return statements[0]
 
 

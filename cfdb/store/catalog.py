@@ -33,8 +33,18 @@ FEATURE_SQL_TYPES = {
     "boolean": "BOOLEAN",
 }
 
-_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
-                  "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
+_INTEGER_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+}
 _NUMERIC_TYPES = {"FLOAT", "DOUBLE", "REAL"}
 
 
@@ -80,8 +90,13 @@ def read_features(store: Store) -> list[FeatureSpec]:
     )
     return [
         FeatureSpec(
-            name=r[0], type=r[1], domain=tuple(r[2]) if r[2] is not None else None,
-            min=r[3], max=r[4], mad=r[5], mutable=bool(r[6]),
+            name=r[0],
+            type=r[1],
+            domain=tuple(r[2]) if r[2] is not None else None,
+            min=r[3],
+            max=r[4],
+            mad=r[5],
+            mutable=bool(r[6]),
         )
         for r in rows
     ]
@@ -125,9 +140,11 @@ def derive_features(
     by_lower = {c.lower(): (c, t) for c, t in cols}
     existing = {f.name.lower() for f in read_features(store)}
     if not existing:
-        wanted = [by_lower[c.lower()] for c in only] if only else [
-            (c, t) for c, t in cols if not is_reserved(c)
-        ]
+        wanted = (
+            [by_lower[c.lower()] for c in only]
+            if only
+            else [(c, t) for c, t in cols if not is_reserved(c)]
+        )
         position = 0
         for column, duck_type in wanted:
             ftype = types.get(column.lower()) or feature_type_of(duck_type)
@@ -171,9 +188,9 @@ def ensure_cfs_table(store: Store, features: Sequence[FeatureSpec]) -> None:
     An existing empty ``CFs`` whose columns no longer match the features is recreated; a
     non-empty one is left alone (its rows would be lost).
     """
-    inst_types = {c.lower(): t for c, t in store.columns(INSTANCES)} if store.table_exists(
-        INSTANCES
-    ) else {}
+    inst_types = (
+        {c.lower(): t for c, t in store.columns(INSTANCES)} if store.table_exists(INSTANCES) else {}
+    )
     wanted = [
         (f.name, inst_types.get(f.name.lower()) or FEATURE_SQL_TYPES[f.type]) for f in features
     ]
@@ -194,7 +211,9 @@ def ensure_cfs_table(store: Store, features: Sequence[FeatureSpec]) -> None:
 # -- ids, models, predictions ---------------------------------------------------------------
 def next_id(store: Store, table: str, column: str) -> int:
     """One more than the largest id in ``table.column`` (ids entered by hand are respected)."""
-    return int(store.execute(f"SELECT coalesce(max({quote(column)}), 0) + 1 FROM {quote(table)}")[0][0])
+    return int(
+        store.execute(f"SELECT coalesce(max({quote(column)}), 0) + 1 FROM {quote(table)}")[0][0]
+    )
 
 
 def model_row(store: Store, name: str) -> dict[str, Any] | None:

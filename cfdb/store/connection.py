@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import duckdb
@@ -80,10 +80,8 @@ def _probe_position(con: duckdb.DuckDBPyConnection, statement: str) -> int | Non
     except duckdb.Error as exc:
         pos = _position(str(exc), _PROBE + statement)
         return pos - len(_PROBE) if pos is not None and pos >= len(_PROBE) else None
-    try:
+    with suppress(duckdb.Error):
         con.execute("DEALLOCATE __cfdb_probe").fetchall()
-    except duckdb.Error:
-        pass
     return None
 
 
@@ -102,7 +100,9 @@ def wrap_duckdb_error(
     message = str(exc)
     head = message.split("\n\nLINE ")[0].strip()
     if isinstance(exc, duckdb.IOException) and "lock" in message.lower():
-        return CfdbLockError(head, hint="another process holds the database; close it or open read-only")
+        return CfdbLockError(
+            head, hint="another process holds the database; close it or open read-only"
+        )
     pos = _position(message, statement)
     if pos is None and con is not None and not isinstance(exc, duckdb.ParserException):
         pos = _probe_position(con, statement)
@@ -242,10 +242,8 @@ class Store:
         try:
             yield
         except BaseException:
-            try:
+            with suppress(duckdb.Error):
                 con.execute("ROLLBACK").fetchall()
-            except duckdb.Error:
-                pass
             raise
         else:
             try:

@@ -31,7 +31,8 @@ def test_load_from_dataframe_derives_every_feature(toy):
     ids = toy.sql("SELECT min(InstanceId), max(InstanceId), count(*) FROM Instances").fetchall()
     assert ids == [(100, 399, 300)]
     assert toy.sql("SELECT DISTINCT split FROM Instances ORDER BY 1").fetchall() == [
-        ("test",), ("train",)
+        ("test",),
+        ("train",),
     ]
 
 
@@ -51,7 +52,9 @@ def test_overrides_and_immutable(db):
 def test_default_ids_number_rows_in_order(db):
     db.load_instances(pd.DataFrame({"x": [5, 6, 7], "y": ["a", "b", "a"]}), label="y")
     assert db.sql("SELECT InstanceId, x FROM Instances ORDER BY 1").fetchall() == [
-        (1, 5), (2, 6), (3, 7)
+        (1, 5),
+        (2, 6),
+        (3, 7),
     ]
     db.load_instances(pd.DataFrame({"x": [8], "y": ["b"]}), label="y", mode="append")
     assert db.sql("SELECT max(InstanceId), count(*) FROM Instances").fetchall() == [(4, 4)]
@@ -69,7 +72,8 @@ def test_features_option_keeps_other_columns_as_user_columns(db):
     frame = toy_frame(10)
     db.load_instances(frame, id="applicant", label="decision", features=["income", "home"])
     assert db.sql("SELECT Name FROM Features ORDER BY Position").fetchall() == [
-        ("income",), ("home",)
+        ("income",),
+        ("home",),
     ]
     cols = [c for c, *_ in db.sql("DESCRIBE Instances").fetchall()]
     assert {"amount", "student", "part"} <= set(cols)
@@ -110,8 +114,10 @@ def test_bundled_adult_dataset(db):
     assert summary == [(46033, 46033, 8, True)]
     counts = db.sql("SELECT split, GroundTruth, count(*) FROM Instances GROUP BY ALL ORDER BY ALL")
     assert counts.fetchall() == [
-        ("test", "<=50K", 11543), ("test", ">50K", 3772),
-        ("train", "<=50K", 23068), ("train", ">50K", 7650),
+        ("test", "<=50K", 11543),
+        ("test", ">50K", 3772),
+        ("train", "<=50K", 23068),
+        ("train", ">50K", 7650),
     ]
     immutable = db.sql("SELECT Name FROM Features WHERE NOT Mutable ORDER BY 1").fetchall()
     assert immutable == [("race",), ("sex",)]

@@ -47,9 +47,7 @@ def test_the_papers_false_negative_query(figure1):
 
 
 def test_classifiers_view_gives_the_papers_names(figure1):
-    rows = figure1.sql(
-        "SELECT ClassifierId, ClassifierType FROM Classifiers ORDER BY 1"
-    ).fetchall()
+    rows = figure1.sql("SELECT ClassifierId, ClassifierType FROM Classifiers ORDER BY 1").fetchall()
     assert rows == [(1, "decision_tree"), (2, "decision_tree")]
     joined = figure1.sql(
         "SELECT count(*) FROM Predictions P JOIN Classifiers C ON P.ModelId = C.ClassifierId"

@@ -36,14 +36,19 @@ def test_every_kind_trains_predicts_and_round_trips_through_the_file(kind, tmp_p
     with cfdb.connect(path) as db:
         after = _proba_in_db(db, "m")
         assert np.array_equal(before, after)
-        assert np.array_equal(np.max(after, axis=1), np.array(
-            db.sql("SELECT Score FROM Predictions ORDER BY InstanceId").fetchnumpy()["Score"]
-        ))
+        assert np.array_equal(
+            np.max(after, axis=1),
+            np.array(
+                db.sql("SELECT Score FROM Predictions ORDER BY InstanceId").fetchnumpy()["Score"]
+            ),
+        )
     assert {label for (label,) in labels} <= {"accepted", "rejected"}
 
 
 def test_predict_is_idempotent_and_reports_accuracy(toy):
-    toy.sql(f"CREATE MODEL rf AS random_forest WITH (n_estimators = 5, max_depth = 3) TRAIN ON ({TRAIN})")
+    toy.sql(
+        f"CREATE MODEL rf AS random_forest WITH (n_estimators = 5, max_depth = 3) TRAIN ON ({TRAIN})"
+    )
     first = toy.sql("PREDICT rf ON (SELECT * FROM Instances WHERE split = 'test')").fetchall()
     assert first[0][:3] == ("rf", 75, 0) and 0.5 < first[0][3] <= 1
     again = toy.sql("PREDICT rf ON (SELECT * FROM Instances)").fetchall()
@@ -75,8 +80,9 @@ def test_register_fitted_pipeline_and_xgboost(toy):
     frame = toy_frame()
     features = ["income", "amount", "home"]
     pipe = make_pipeline(
-        ColumnTransformer([("oh", OneHotEncoder(handle_unknown="ignore"), ["home"])],
-                          remainder="passthrough"),
+        ColumnTransformer(
+            [("oh", OneHotEncoder(handle_unknown="ignore"), ["home"])], remainder="passthrough"
+        ),
         LogisticRegression(max_iter=500),
     ).fit(frame[features], frame.decision)
     toy.register_model("pipe", pipe, features=features)
@@ -97,7 +103,9 @@ def test_register_fitted_pipeline_and_xgboost(toy):
 
 
 def test_drop_model_removes_its_predictions(toy):
-    toy.sql(f"CREATE MODEL t AS decision_tree TRAIN ON ({TRAIN}); PREDICT t ON (SELECT * FROM Instances)")
+    toy.sql(
+        f"CREATE MODEL t AS decision_tree TRAIN ON ({TRAIN}); PREDICT t ON (SELECT * FROM Instances)"
+    )
     toy.sql("DROP MODEL t")
     assert toy.sql("SELECT count(*) FROM Predictions").fetchall() == [(0,)]
     toy.sql("DROP MODEL IF EXISTS t")
@@ -112,15 +120,60 @@ def _models(db):
 @pytest.mark.parametrize(
     ("statement", "error", "message", "pointed_at"),
     [
-        ("PREDICT nope ON (SELECT * FROM Instances)", CfdbCatalogError, "model 'nope' does not exist", "nope"),
-        (f"CREATE MODEL m AS magic_forest TRAIN ON ({TRAIN})", CfdbPluginError, "unknown model kind 'magic_forest'", "magic_forest"),
-        (f"CREATE MODEL m AS random_forest WITH (n_trees = 3) TRAIN ON ({TRAIN})", cfdb.CfdbError, "n_trees", "n_trees = 3"),
-        ("CREATE MODEL m AS random_forest TRAIN ON (SELECT InstanceId, income, GroundTruth FROM Instances)", CfdbDataError, "needs feature 'amount'", "SELECT InstanceId"),
-        ("CREATE MODEL m AS random_forest WITH (label = 'verdict') TRAIN ON (SELECT * FROM Instances)", CfdbDataError, "returns no label column 'verdict'", "SELECT * FROM Instances"),
-        ("CREATE MODEL m AS random_forest TRAIN ON (SELECT * FROM Instances WHERE GroundTruth = 'accepted')", CfdbDataError, "single class", None),
-        ("CREATE MODEL m AS random_forest TRAIN ON (SELECT * REPLACE (CASE WHEN InstanceId < 110 THEN NULL ELSE income END AS income) FROM Instances)", CfdbDataError, "NULL", None),
-        ("CREATE MODEL m AS random_forest TRAIN ON (SELECT * FROM Instancez)", CfdbCatalogError, "Instancez", "Instancez"),
-        ("CREATE MODEL m AS random_forest TRAIN ON (SELECT * FROM Instances", CfdbSyntaxError, "unclosed", None),
+        (
+            "PREDICT nope ON (SELECT * FROM Instances)",
+            CfdbCatalogError,
+            "model 'nope' does not exist",
+            "nope",
+        ),
+        (
+            f"CREATE MODEL m AS magic_forest TRAIN ON ({TRAIN})",
+            CfdbPluginError,
+            "unknown model kind 'magic_forest'",
+            "magic_forest",
+        ),
+        (
+            f"CREATE MODEL m AS random_forest WITH (n_trees = 3) TRAIN ON ({TRAIN})",
+            cfdb.CfdbError,
+            "n_trees",
+            "n_trees = 3",
+        ),
+        (
+            "CREATE MODEL m AS random_forest TRAIN ON (SELECT InstanceId, income, GroundTruth FROM Instances)",
+            CfdbDataError,
+            "needs feature 'amount'",
+            "SELECT InstanceId",
+        ),
+        (
+            "CREATE MODEL m AS random_forest WITH (label = 'verdict') TRAIN ON (SELECT * FROM Instances)",
+            CfdbDataError,
+            "returns no label column 'verdict'",
+            "SELECT * FROM Instances",
+        ),
+        (
+            "CREATE MODEL m AS random_forest TRAIN ON (SELECT * FROM Instances WHERE GroundTruth = 'accepted')",
+            CfdbDataError,
+            "single class",
+            None,
+        ),
+        (
+            "CREATE MODEL m AS random_forest TRAIN ON (SELECT * REPLACE (CASE WHEN InstanceId < 110 THEN NULL ELSE income END AS income) FROM Instances)",
+            CfdbDataError,
+            "NULL",
+            None,
+        ),
+        (
+            "CREATE MODEL m AS random_forest TRAIN ON (SELECT * FROM Instancez)",
+            CfdbCatalogError,
+            "Instancez",
+            "Instancez",
+        ),
+        (
+            "CREATE MODEL m AS random_forest TRAIN ON (SELECT * FROM Instances",
+            CfdbSyntaxError,
+            "unclosed",
+            None,
+        ),
         ("CREATE MODEL m AS random_forest", CfdbSyntaxError, "ended early", None),
     ],
 )
@@ -132,7 +185,7 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(toy, statement, error, m
     assert info.value.line is not None
     if pointed_at is not None:
         script = info.value.sql
-        assert script[info.value.start:].startswith(pointed_at), info.value.render()
+        assert script[info.value.start :].startswith(pointed_at), info.value.render()
     assert _models(toy) == before
     assert toy.sql("SELECT count(*) FROM Predictions").fetchall() == [(0,)]
 
@@ -166,5 +219,5 @@ def test_unpicklable_registration_needs_opt_in(toy):
 def test_pandas_frame_with_nulls_in_features_is_loaded_but_not_trainable(db):
     frame = pd.DataFrame({"x": [1.0, None, 3.0, 4.0], "y": ["a", "b", "a", "b"]})
     db.load_instances(frame, label="y")
-    with pytest.raises(CfdbDataError, match="'x'.*NULL|NULL.*'x'"):
+    with pytest.raises(CfdbDataError, match=r"'x'.*NULL|NULL.*'x'"):
         db.sql("CREATE MODEL m AS knn WITH (n_neighbors = 1) TRAIN ON (SELECT * FROM Instances)")

@@ -23,13 +23,17 @@ def test_plain_sql_is_kept_verbatim_and_cfdb_statements_are_parsed():
     assert isinstance(node, nodes.CreateModel)
     assert node.args["this"] == "m" and node.args["kind"] == "random_forest"
     assert node.params() == {
-        "n_estimators": 10, "max_depth": -5, "x": (1, "a"), "flag": True, "nothing": None,
+        "n_estimators": 10,
+        "max_depth": -5,
+        "x": (1, "a"),
+        "flag": True,
+        "nothing": None,
         "word": "gini",
     }
     assert node.args["train"].text == "SELECT * FROM Instances WHERE split IN ('train', 'dev')"
     start, end = node.span("kind")
     assert script[start:end] == "random_forest"
-    assert script[s2.start:s2.end] == s2.text
+    assert script[s2.start : s2.end] == s2.text
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,23 @@ from cfdb.errors import CfdbSchemaError
 from cfdb.store import migrations
 from cfdb.store.connection import Store
 
-CORE_TABLES = ["cfdb_meta", "Features", "Models", "Predictions", "Prediction_CFs", "CFQueries",
-               "Conditions", "Grids", "TrainSubsets", "TrainSubsetMembers", "EvalSlices",
-               "GridCells", "Provenance", "ValuationRuns", "DataValues"]
+CORE_TABLES = [
+    "cfdb_meta",
+    "Features",
+    "Models",
+    "Predictions",
+    "Prediction_CFs",
+    "CFQueries",
+    "Conditions",
+    "Grids",
+    "TrainSubsets",
+    "TrainSubsetMembers",
+    "EvalSlices",
+    "GridCells",
+    "Provenance",
+    "ValuationRuns",
+    "DataValues",
+]
 
 
 def test_migrations_are_numbered_from_one():

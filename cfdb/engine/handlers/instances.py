@@ -27,8 +27,18 @@ from cfdb.lang.parse import Statement
 from cfdb.store import catalog
 from cfdb.store.catalog import FEATURE_SQL_TYPES, literal, quote
 
-_OPTIONS = {"id", "label", "split", "features", "numeric", "integer", "categorical", "boolean",
-            "immutable", "mode"}
+_OPTIONS = {
+    "id",
+    "label",
+    "split",
+    "features",
+    "numeric",
+    "integer",
+    "categorical",
+    "boolean",
+    "immutable",
+    "mode",
+}
 _TEMP = "__cfdb_load"
 
 
@@ -92,7 +102,9 @@ def _load(
             span = node.param(key).span if node.param(key) else node.span("name")
             raise CfdbSyntaxError(
                 f"unknown LOAD option {key!r}; known: {', '.join(sorted(_OPTIONS))}",
-                sql=script, start=span[0], end=span[1],
+                sql=script,
+                start=span[0],
+                end=span[1],
             )
 
     def at(option: str) -> tuple[int, int]:
@@ -136,8 +148,13 @@ def _load_from_temp(store: Any, options: dict[str, Any], at: Any, script: str) -
     if options.get("features"):
         feature_cols = [column("features", f) for f in _as_list(options["features"])]
     else:
-        feature_cols = [c for c, t in cols if c.lower() not in special and not catalog.is_reserved(c)
-                        and catalog.feature_type_of(t) is not None]
+        feature_cols = [
+            c
+            for c, t in cols
+            if c.lower() not in special
+            and not catalog.is_reserved(c)
+            and catalog.feature_type_of(t) is not None
+        ]
     overrides: dict[str, str] = {}
     for ftype in ("numeric", "integer", "categorical", "boolean"):
         for name in _as_list(options.get(ftype)):
@@ -176,8 +193,7 @@ def _load_from_temp(store: Any, options: dict[str, Any], at: Any, script: str) -
         )
     if exists and mode == "replace":
         used = store.execute(
-            "SELECT (SELECT count(*) FROM Predictions) + "
-            "(SELECT count(*) FROM Prediction_CFs)"
+            "SELECT (SELECT count(*) FROM Predictions) + (SELECT count(*) FROM Prediction_CFs)"
         )[0][0]
         if used:
             raise CfdbCatalogError(
@@ -220,7 +236,9 @@ def _load_from_temp(store: Any, options: dict[str, Any], at: Any, script: str) -
     if split_col:
         select.append(f"CAST({quote(split_col)} AS VARCHAR) AS split")
     used_cols = {c.lower() for c in feature_cols} | special
-    select += [quote(c) for c, _ in cols if c.lower() not in used_cols and not catalog.is_reserved(c)]
+    select += [
+        quote(c) for c, _ in cols if c.lower() not in used_cols and not catalog.is_reserved(c)
+    ]
     body = f"SELECT {', '.join(select)} FROM {_TEMP}"
     if exists:
         if id_col:

@@ -93,15 +93,25 @@ def load_model(session: Any, name: str) -> tuple[int, models.Model]:
             f"model {name!r} has no stored estimator (it was entered by hand), so cfdb cannot run it"
         )
     stored = models.StoredModel(
-        format=row["Format"], featurizer_json=row["Featurizer"] or "null",
-        blob=bytes(row["Artifact"]), meta_json=row["Meta"] or "{}",
+        format=row["Format"],
+        featurizer_json=row["Featurizer"] or "null",
+        blob=bytes(row["Artifact"]),
+        meta_json=row["Meta"] or "{}",
     )
     return int(row["ModelId"]), models.load(stored, allow_pickle=session.allow_pickle)
 
 
-def _store_model(session: Any, model: models.Model, *, kind: str, params: dict[str, Any],
-                 train_query: str | None, train_rows: int | None,
-                 metrics: dict[str, Any] | None, encoding: str | None) -> int:
+def _store_model(
+    session: Any,
+    model: models.Model,
+    *,
+    kind: str,
+    params: dict[str, Any],
+    train_query: str | None,
+    train_rows: int | None,
+    metrics: dict[str, Any] | None,
+    encoding: str | None,
+) -> int:
     stored = models.dump(model, allow_pickle=session.allow_pickle)
     return catalog.insert_model(
         session.store,
@@ -123,8 +133,9 @@ def _store_model(session: Any, model: models.Model, *, kind: str, params: dict[s
     )
 
 
-def _replace_or_refuse(session: Any, name: str, replace: bool, script: str,
-                       span: tuple[int, int]) -> None:
+def _replace_or_refuse(
+    session: Any, name: str, replace: bool, script: str, span: tuple[int, int]
+) -> None:
     row = catalog.model_row(session.store, name)
     if row is None:
         return
@@ -160,16 +171,22 @@ def create_model(session: Any, node: nodes.CreateModel, stmt: Statement) -> pa.T
     try:
         labels = _lookup(columns_of(data), label_name)
     except KeyError:
-        raise CfdbDataError(
-            f"the training query returns no label column {label_name!r}"
-        ).located(script, *train_span) from None
+        raise CfdbDataError(f"the training query returns no label column {label_name!r}").located(
+            script, *train_span
+        ) from None
     if data.num_rows == 0:
         raise CfdbDataError("the training query returns no rows").located(script, *train_span)
     encoding = str(options.get("encoding") or "onehot")
     started = time.perf_counter()
     try:
         model = models.train(
-            kind, params, features, columns, labels, name=name, encoding=encoding,
+            kind,
+            params,
+            features,
+            columns,
+            labels,
+            name=name,
+            encoding=encoding,
             seed=int(options.get("seed", session.seed)),
         )
     except CfdbError as err:
@@ -179,18 +196,30 @@ def create_model(session: Any, node: nodes.CreateModel, stmt: Statement) -> pa.T
     accuracy = float(np.mean(predicted.astype(str) == labels.astype(str)))
     metrics = {"train_accuracy": accuracy, "train_seconds": seconds}
     model_id = _store_model(
-        session, model, kind=kind.lower(), params=params, train_query=train.text,
-        train_rows=int(data.num_rows), metrics=metrics, encoding=encoding,
+        session,
+        model,
+        kind=kind.lower(),
+        params=params,
+        train_query=train.text,
+        train_rows=int(data.num_rows),
+        metrics=metrics,
+        encoding=encoding,
     )
-    return pa.table({
-        "ModelId": [model_id], "Name": [name], "Kind": [kind.lower()],
-        "TrainRows": [int(data.num_rows)], "TrainAccuracy": [accuracy],
-        "Seconds": [round(seconds, 3)],
-    })
+    return pa.table(
+        {
+            "ModelId": [model_id],
+            "Name": [name],
+            "Kind": [kind.lower()],
+            "TrainRows": [int(data.num_rows)],
+            "TrainAccuracy": [accuracy],
+            "Seconds": [round(seconds, 3)],
+        }
+    )
 
 
-def _span_for_message(node: nodes.CfdbStatement, message: str,
-                      default: tuple[int, int]) -> tuple[int, int]:
+def _span_for_message(
+    node: nodes.CfdbStatement, message: str, default: tuple[int, int]
+) -> tuple[int, int]:
     # Point at the WITH parameter the error names, if any (e.g. an unknown estimator option).
     for p in node.args.get("params") or []:
         if repr(p.name) in message or f"'{p.args['this']}'" in message:
@@ -231,24 +260,33 @@ def predict(session: Any, node: nodes.Predict, stmt: Statement) -> pa.Table:
         codes = np.argmax(proba, axis=1)
         labels = np.asarray(model.labels, dtype=object)[codes]
         first = catalog.next_id(store, catalog.PREDICTIONS, "PredictionId")
-        catalog.insert_arrow(store, catalog.PREDICTIONS, pa.table({
-            "PredictionId": pa.array(np.arange(first, first + data.num_rows), pa.int64()),
-            "ModelId": pa.array(np.full(data.num_rows, model_id), pa.int32()),
-            "InstanceId": pa.array(ids.astype(np.int64), pa.int64()),
-            "Label": pa.array(labels.tolist(), pa.string()),
-            "Score": pa.array(proba[np.arange(data.num_rows), codes], pa.float64()),
-        }))
+        catalog.insert_arrow(
+            store,
+            catalog.PREDICTIONS,
+            pa.table(
+                {
+                    "PredictionId": pa.array(np.arange(first, first + data.num_rows), pa.int64()),
+                    "ModelId": pa.array(np.full(data.num_rows, model_id), pa.int32()),
+                    "InstanceId": pa.array(ids.astype(np.int64), pa.int64()),
+                    "Label": pa.array(labels.tolist(), pa.string()),
+                    "Score": pa.array(proba[np.arange(data.num_rows), codes], pa.float64()),
+                }
+            ),
+        )
     accuracy = None
     if "groundtruth" in {c.lower() for c in data.column_names} and data.num_rows:
         truth = _lookup(columns_of(data), "GroundTruth")
         known = np.array([t is not None for t in truth])
         if known.any():
             accuracy = float(np.mean(labels[known].astype(str) == truth[known].astype(str)))
-    return pa.table({
-        "Model": [name], "Predicted": [int(data.num_rows)],
-        "AlreadyPredicted": [int(total - data.num_rows)],
-        "Accuracy": pa.array([accuracy], pa.float64()),
-    })
+    return pa.table(
+        {
+            "Model": [name],
+            "Predicted": [int(data.num_rows)],
+            "AlreadyPredicted": [int(total - data.num_rows)],
+            "Accuracy": pa.array([accuracy], pa.float64()),
+        }
+    )
 
 
 @handles(nodes.ImportModel)
@@ -274,11 +312,23 @@ def import_model(session: Any, node: nodes.ImportModel, stmt: Statement) -> pa.T
     except CfdbError as err:
         raise err.located(script, *node.span("path")) from None
     model_id = _store_model(
-        session, model, kind=model.kind, params={}, train_query=None, train_rows=None,
-        metrics=None, encoding=None,
+        session,
+        model,
+        kind=model.kind,
+        params={},
+        train_query=None,
+        train_rows=None,
+        metrics=None,
+        encoding=None,
     )
-    return pa.table({"ModelId": [model_id], "Name": [name], "Kind": [model.kind],
-                     "Labels": [list(model.labels)]})
+    return pa.table(
+        {
+            "ModelId": [model_id],
+            "Name": [name],
+            "Kind": [model.kind],
+            "Labels": [list(model.labels)],
+        }
+    )
 
 
 @handles(nodes.DropModel)

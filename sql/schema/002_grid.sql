@@ -1,5 +1,5 @@
--- cfdb schema v2: counterfactuals of the training data (the data-counterfactual grid,
--- "Exploring Data Counterfactuals") and data values over provenance (DataScope).
+-- cfdb schema v2: counterfactuals of the training data: the data-counterfactual grid
+-- (Nick Vincent, "Exploring Data Counterfactuals").
 
 CREATE TABLE Grids (
     Name        VARCHAR PRIMARY KEY,
@@ -53,31 +53,4 @@ CREATE TABLE GridCells (
     Status    VARCHAR DEFAULT 'ok',  -- ok | failed
     Error     VARCHAR,
     CreatedAt TIMESTAMP DEFAULT current_timestamp
-);
-
--- Provenance polynomial of each row of a training view: a sum of monomials, each a product
--- of base-tuple variables.
-CREATE TABLE Provenance (
-    ViewName  VARCHAR NOT NULL,
-    RowId     BIGINT NOT NULL,
-    Monomial  INTEGER NOT NULL,
-    Relation  VARCHAR NOT NULL,
-    TupleId   BIGINT NOT NULL
-);
-
-CREATE TABLE ValuationRuns (
-    RunId     BIGINT PRIMARY KEY,
-    Method    VARCHAR NOT NULL,
-    Params    JSON,
-    Statement VARCHAR,
-    Seconds   DOUBLE,
-    CreatedAt TIMESTAMP DEFAULT current_timestamp
-);
-
-CREATE TABLE DataValues (
-    RunId     BIGINT NOT NULL,
-    Relation  VARCHAR NOT NULL,
-    TupleId   BIGINT NOT NULL,
-    Method    VARCHAR NOT NULL,
-    Value     DOUBLE
 );
