@@ -42,7 +42,7 @@ class Session:
         self.seed = 0
         self.last_sql: str | None = None
         self.store.on_open(self._prepare)
-        self.store.con  # open now: a bad file fails here, not on the first statement
+        self.store.open()  # open now: a bad file fails here, not on the first statement
 
     def _prepare(self, store: Store) -> None:
         if store.read_only:

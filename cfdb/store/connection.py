@@ -174,6 +174,10 @@ class Store:
                 callback(self)
         return self._con
 
+    def open(self) -> None:
+        """Open the connection now (a bad or locked file fails here)."""
+        _ = self.con
+
     @property
     def is_open(self) -> bool:
         return self._con is not None
