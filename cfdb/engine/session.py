@@ -41,6 +41,9 @@ class Session:
         self.allow_pickle = allow_pickle
         self.seed = 0
         self.last_sql: str | None = None
+        #: Callables ``hook(session, statement)`` run before each plain SQL statement, e.g. to
+        #: fill what the statement is about to read (lazily materialized grid cells).
+        self.before_plain_sql: list[Any] = []
         self.store.on_open(self._prepare)
         self.store.open()  # open now: a bad file fails here, not on the first statement
 
@@ -66,6 +69,8 @@ class Session:
 
     def run_statement(self, statement: Statement) -> Relation | None:
         if statement.node is None:
+            for hook in self.before_plain_sql:
+                hook(self, statement)
             return self.store.run_script_text(statement.text, statement.script, statement.start)
         name = type(statement.node).__name__
         handler = HANDLERS.get(name)
@@ -74,8 +79,11 @@ class Session:
                 statement.script, statement.start, statement.end
             )
         try:
-            with self.store.transaction():
-                out: Any = handler(self, statement.node, statement)
+            if getattr(handler, "transactional", True):
+                with self.store.transaction():
+                    out: Any = handler(self, statement.node, statement)
+            else:
+                out = handler(self, statement.node, statement)
         except CfdbError as err:
             err.located(statement.script, statement.start, statement.end)
             raise

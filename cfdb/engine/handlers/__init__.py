@@ -13,10 +13,21 @@ from typing import Any
 HANDLERS: dict[str, Callable[..., Any]] = {}
 
 
-def handles(node_type: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register the decorated function as the handler of ``node_type``."""
+def handles(
+    node_type: type, *, transactional: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the decorated function as the handler of ``node_type``.
+
+    Args:
+        node_type: the statement node class.
+        transactional: run the handler inside one transaction (the default). Long work that
+            commits progress as it goes (so an interruption loses nothing finished) opts out
+            and manages its own transactions, e.g. with ``session.store.transaction()`` per
+            batch of results.
+    """
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.transactional = transactional  # type: ignore[attr-defined]
         HANDLERS[node_type.__name__] = fn
         return fn
 
