@@ -19,3 +19,4 @@ __all__ = [
 
 # Statement families defined outside dialect.py register themselves on import
 # (see cfdb.lang.dialect.register_statement); import each here.
+from cfdb.lang import cfql  # noqa: E402,F401  (FOREACH, EXPLAIN FOREACH)

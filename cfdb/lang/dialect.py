@@ -79,10 +79,15 @@ class CfdbParser(DuckDB.Parser):  # type: ignore[name-defined,misc]
 
     def _raw_query(self, what: str) -> nodes.RawQuery:
         """A parenthesized query, kept verbatim (DuckDB parses it, not sqlglot)."""
+        return self._raw_query_tokens(what)[0]
+
+    def _raw_query_tokens(self, what: str) -> tuple[nodes.RawQuery, list[Token]]:
+        """A parenthesized query as verbatim text, plus the tokens inside the parentheses."""
         if not self._match(TokenType.L_PAREN):
             self._fail_end(f"a parenthesized query for {what}")
         opening = self._prev
         depth = 1
+        inner: list[Token] = []
         while self._curr:
             if self._curr.token_type == TokenType.L_PAREN:
                 depth += 1
@@ -100,7 +105,9 @@ class CfdbParser(DuckDB.Parser):  # type: ignore[name-defined,misc]
                             start=opening.start,
                             end=closing.end + 1,
                         )
-                    return nodes.RawQuery(this=text, start=inner_start, end=inner_end)
+                    query = nodes.RawQuery(this=text, start=inner_start, end=inner_end)
+                    return query, inner
+            inner.append(self._curr)
             self._advance()
         raise CfdbSyntaxError(f"unclosed parenthesis in {what}", sql=self.sql, start=opening.start)
 
@@ -294,7 +301,15 @@ def register_statement(
 register_statement(("DROP", "MODEL"), CfdbParser._parse_drop_model)  # sorts the table
 
 
+class CfdbTokenizer(DuckDB.Tokenizer):  # type: ignore[name-defined,misc]
+    """DuckDB's tokenizer, except that ``EXPLAIN`` is a word, not a command that swallows the
+    rest of the statement (``EXPLAIN FOREACH ...`` must be tokenized)."""
+
+    KEYWORDS = {**DuckDB.Tokenizer.KEYWORDS, "EXPLAIN": TokenType.VAR}
+
+
 class CfdbDialect(DuckDB):
     """DuckDB's dialect with cfdb's statements."""
 
+    Tokenizer = CfdbTokenizer
     Parser = CfdbParser

@@ -59,9 +59,12 @@ CREATE TABLE CFQueries (
     QueryId      BIGINT PRIMARY KEY,
     BatchId      BIGINT,
     Text         VARCHAR NOT NULL,
+    Mode         VARCHAR,            -- run | explain
     Generator    VARCHAR,
     Params       JSON,
     Predictions  BIGINT,
+    ModelIds     INTEGER[],
+    GeneratorCalls BIGINT,
     Generated    BIGINT,
     Reused       BIGINT,
     Infeasible   BIGINT,
@@ -77,6 +80,7 @@ CREATE TABLE Conditions (
     Condition    VARCHAR NOT NULL,   -- a DuckDB boolean expression over the CF feature columns
     Hash         VARCHAR NOT NULL,   -- hash of the canonical form
     Status       VARCHAR,            -- pending | satisfied | reused | infeasible | failed
+    Error        VARCHAR,            -- why generation failed, when it did
     BatchId      BIGINT,
     ClassId      BIGINT
 );

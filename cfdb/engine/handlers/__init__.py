@@ -34,4 +34,4 @@ def handles(
     return register
 
 
-from cfdb.engine.handlers import instances, models  # noqa: E402,F401  (registers handlers)
+from cfdb.engine.handlers import cfql, instances, models  # noqa: E402,F401  (registers handlers)

@@ -1,0 +1,148 @@
+"""Running a generator over many tasks: verification, distances, failures, parallelism.
+
+Pure: tasks in, verified CFs out; the engine reads the database and writes the results. Every
+candidate is verified (condition, immutable features, the model's label) before it counts; a
+generator that raises or overruns its deadline marks its task ``failed`` with the reason, and
+the other tasks go on. With ``n_jobs > 1`` tasks run in a local process pool, in chunks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from cfdb.generators.base import GenerationTask, Generator, take, valid_mask
+from cfdb.generators.distance import distance
+from cfdb.types import FeatureSpec
+
+
+@dataclass
+class Outcome:
+    """What one task produced.
+
+    Attributes:
+        key: the caller's key for the task (e.g. the prediction id).
+        rows: the verified CFs (feature columns), closest first.
+        distances: their distances to the instance.
+        labels: the model's label on each CF.
+        error: why the task failed (``None`` if it ran).
+        seconds: time spent.
+    """
+
+    key: Any
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+    distances: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.distances)
+
+
+def run_task(
+    generator: Generator, key: Any, task: GenerationTask, time_limit: float | None
+) -> Outcome:
+    """Run one task and verify its candidates; never raises for a generator's failure."""
+    model, features = generator.model_, generator.features_
+    started = time.monotonic()
+    if time_limit is not None:
+        task = replace(task, deadline=started + time_limit)
+    try:
+        candidates = generator.generate(task)
+    except Exception as exc:  # a failing generator is recorded, not fatal to the batch
+        return Outcome(
+            key, error=f"{type(exc).__name__}: {exc}", seconds=time.monotonic() - started
+        )
+    seconds = time.monotonic() - started
+    if time_limit is not None and seconds > time_limit * 1.5 + 1:
+        return Outcome(
+            key, error=f"time limit exceeded ({seconds:.1f} s > {time_limit} s)", seconds=seconds
+        )
+    names = [f.name for f in features]
+    if not candidates or not len(next(iter(candidates.values()), [])):
+        return Outcome(key, error="no counterfactual found", seconds=seconds)
+    missing = [n for n in names if n not in candidates]
+    if missing:
+        return Outcome(key, error=f"generator returned no column {missing[0]!r}", seconds=seconds)
+    rows = coerce({n: candidates[n] for n in names}, features)
+    ok = valid_mask(model, features, task, rows)
+    if not ok.any():
+        return Outcome(key, error="no candidate passed verification", seconds=seconds)
+    rows = take(rows, np.flatnonzero(ok))
+    dist = distance(task.distance, task.instance, rows, features)
+    order = np.argsort(dist, kind="stable")[: task.n]
+    rows = take(rows, order)
+    return Outcome(
+        key,
+        rows=rows,
+        distances=dist[order],
+        labels=model.predict(rows),
+        seconds=time.monotonic() - started,
+    )
+
+
+def coerce(rows: dict[str, Any], features: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
+    """Candidate columns in the raw types the database stores (integers rounded, categoricals
+    as strings), so that what is verified is exactly what is stored."""
+    out = {}
+    for f in features:
+        values = np.asarray(rows[f.name])
+        if f.type == "integer":
+            values = np.rint(values.astype(float)).astype(np.int64)
+        elif f.type == "numeric":
+            values = values.astype(float)
+        elif f.type == "boolean":
+            values = values.astype(bool)
+        else:
+            values = np.array([str(v) for v in values.tolist()], dtype=object)
+        out[f.name] = values
+    return out
+
+
+def _run_chunk(
+    generator: Generator, items: list[tuple[Any, GenerationTask]], time_limit: float | None
+) -> list[Outcome]:
+    return [run_task(generator, key, task, time_limit) for key, task in items]
+
+
+def run_tasks(
+    generator: Generator,
+    items: Sequence[tuple[Any, GenerationTask]],
+    *,
+    time_limit: float | None = None,
+    n_jobs: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> list[Outcome]:
+    """Run every ``(key, task)``; outcomes in the order of ``items``.
+
+    Args:
+        generator: a fitted generator.
+        time_limit: seconds per task (cooperative: the generator sees the deadline).
+        n_jobs: worker processes (1 runs in this process).
+        progress: called with the number of tasks just finished.
+    """
+    if n_jobs <= 1 or len(items) < 2:
+        out = []
+        for key, task in items:
+            out.append(run_task(generator, key, task, time_limit))
+            if progress:
+                progress(1)
+        return out
+    size = max(1, min(64, len(items) // (n_jobs * 4) or 1))
+    chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
+    results: list[Outcome] = []
+    with ProcessPoolExecutor(max_workers=n_jobs) as pool:
+        for outcomes in pool.map(
+            _run_chunk, [generator] * len(chunks), chunks, [time_limit] * len(chunks)
+        ):
+            results.extend(outcomes)
+            if progress:
+                progress(len(outcomes))
+    return results
