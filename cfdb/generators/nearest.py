@@ -1,0 +1,104 @@
+"""The ``nearest`` generator: the closest valid instances of a pool (CFDB paper, section 3.2
+step 3, with a database-backed generator in the spirit of nearest-unlike-neighbour
+explanations).
+
+A CF is taken from a pool of real rows (by default the database's ``Instances``, or the rows of
+a user-given pool query): a pool row qualifies when the model labels it as the target (any
+label other than the instance's when ``task.target`` is None), it satisfies the task's
+condition, and it keeps the instance's values of the immutable features. The ``n`` qualifying
+rows closest to the instance by ``task.distance`` are returned, closest first, ties broken by
+pool order. Duplicate pool rows count once; rows with a NULL feature are skipped.
+
+:meth:`Nearest.fit` de-duplicates the pool and labels it with one vectorized ``predict``, so
+:meth:`Nearest.generate` is a vectorized filter plus a partial sort. The condition is checked
+with :func:`~cfdb.ctable.condition.evaluate`, which agrees with DuckDB evaluating the stored
+condition text. The generator has no parameters and is deterministic (the seed is unused).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cfdb.ctable.condition import evaluate
+from cfdb.errors import CfdbDataError
+from cfdb.generators.base import GENERATORS, GenerationTask, Generator, take
+from cfdb.generators.distance import distance
+from cfdb.generators.sampling import (
+    empty_columns,
+    instance_row,
+    n_rows,
+    raw_columns,
+    resolve_params,
+    unique_index,
+)
+from cfdb.types import Columns, FeatureSpec
+
+
+@GENERATORS.decorator("nearest")
+class Nearest(Generator):
+    """The closest pool rows that are valid CFs.
+
+    ``fit`` needs ``pool``: feature columns of candidate rows (extra columns are ignored).
+    """
+
+    name = "nearest"
+    #: Whether the engine must pass a pool of instances to ``fit``.
+    uses_pool = True
+    #: Parameters and their defaults (none).
+    defaults: dict[str, object] = {}
+
+    def _fit(self) -> None:
+        resolve_params(self.name, self.defaults, self.params)
+        if self.pool_ is None:
+            raise CfdbDataError(f"generator {self.name!r} needs a pool of instances to search")
+        rows = raw_columns(self.features_, _complete(self.features_, self.pool_))
+        rows = take(rows, unique_index(rows, self.features_))
+        self.rows_ = rows
+        self.n_ = n_rows(rows)
+        self.labels_ = np.asarray(self.model_.predict(rows), dtype=object).astype(str)
+
+    def generate(self, task: GenerationTask) -> Columns:
+        """The ``task.n`` closest valid pool rows, closest first."""
+        self.check_fitted()
+        resolve_params(self.name, self.defaults, task.params)
+        x = instance_row(self.features_, task)
+        if task.target is None:
+            ok = self.labels_ != task.original_label
+        else:
+            ok = self.labels_ == task.target
+        for f in self.features_:
+            if not f.mutable and ok.any():
+                ok &= self.rows_[f.name] == x[f.name]
+        idx = np.flatnonzero(ok)
+        if len(idx) and task.n > 0:
+            idx = idx[evaluate(task.condition, take(self.rows_, idx), len(idx))]
+        if len(idx) == 0 or task.n <= 0:
+            return empty_columns(self.features_)
+        d = distance(task.distance, x, take(self.rows_, idx), self.features_)
+        if len(idx) > task.n:
+            # Keep every row tied with the n-th smallest distance, then order exactly.
+            kth = np.partition(d, task.n - 1)[task.n - 1]
+            near = d <= kth
+            idx, d = idx[near], d[near]
+        order = np.lexsort((idx, d))[: task.n]
+        return take(self.rows_, idx[order])
+
+
+def _complete(features: list[FeatureSpec], pool: Columns) -> dict[str, np.ndarray]:
+    """The pool without rows that have a NULL (None/NaN) feature: no model can label them."""
+    lower = {k.lower(): k for k in pool}
+    cols = {}
+    for f in features:
+        key = f.name if f.name in pool else lower.get(f.name.lower())
+        if key is None:
+            raise CfdbDataError(f"the pool lacks feature {f.name!r}")
+        cols[f.name] = np.asarray(pool[key])
+    n = n_rows(cols)
+    keep = np.ones(n, dtype=bool)
+    for values in cols.values():
+        if values.dtype.kind in "fc":
+            keep &= ~np.isnan(values)
+        elif values.dtype == object:
+            keep &= ~pd.isna(values)
+    return cols if keep.all() else {k: v[keep] for k, v in cols.items()}
