@@ -84,11 +84,33 @@ def migrate(store: Store, target: int | None = None) -> int:
 
 
 def _statements(text: str) -> list[str]:
-    # The DDL files hold no semicolons inside literals, so a plain split is exact; comments are
-    # dropped so an all-comment chunk is skipped.
-    out = []
-    for chunk in text.split(";"):
-        body = "\n".join(line for line in chunk.splitlines() if not line.strip().startswith("--"))
-        if body.strip():
-            out.append(body.strip())
+    """Split a DDL file into statements on top-level semicolons, skipping ``--`` comments and
+    quoted text (so a semicolon inside a comment or a string literal is not a separator)."""
+    out, current, i, n = [], [], 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "-" and text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end == -1 else end
+            continue
+        if ch in ("'", '"'):
+            end = i + 1
+            while end < n:
+                if text[end] == ch and not text.startswith(ch * 2, end):
+                    break
+                end += 2 if text.startswith(ch * 2, end) else 1
+            current.append(text[i : end + 1])
+            i = end + 1
+            continue
+        if ch == ";":
+            statement = "".join(current).strip()
+            if statement:
+                out.append(statement)
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    statement = "".join(current).strip()
+    if statement:
+        out.append(statement)
     return out
