@@ -55,9 +55,12 @@ class Database:
         )
 
     # -- statements -------------------------------------------------------------------------
-    def sql(self, text: str) -> Relation | None:
-        """Run SQL or cfdb statements; returns the last statement's DuckDB relation."""
-        return self.session.sql(text)
+    def sql(self, text: str, params: Any = None) -> Relation | None:
+        """Run SQL or cfdb statements; returns the last statement's DuckDB relation.
+
+        ``params`` binds the ``?`` placeholders of a single plain SQL statement.
+        """
+        return self.session.sql(text, params)
 
     def execute(self, text: str) -> list[Result]:
         """Run a script; one :class:`Result` per statement."""

@@ -35,15 +35,29 @@ class Session:
     """
 
     def __init__(
-        self, path: str | None = None, *, read_only: bool = False, allow_pickle: bool = False
+        self,
+        path: str | None = None,
+        *,
+        read_only: bool = False,
+        allow_pickle: bool = False,
+        executor: str | None = None,
+        address: str | None = None,
+        n_jobs: int | None = None,
     ) -> None:
         self.store = Store(path, read_only=read_only)
         self.allow_pickle = allow_pickle
+        #: Default executor for grid cells (``local`` or ``ray``), its cluster and workers.
+        self.executor = executor
+        self.address = address
+        self.n_jobs = n_jobs
         self.seed = 0
         self.last_sql: str | None = None
         #: Callables ``hook(session, statement)`` run before each plain SQL statement, e.g. to
         #: fill what the statement is about to read (lazily materialized grid cells).
         self.before_plain_sql: list[Any] = []
+        from cfdb.engine.handlers.grid import fill_referenced_grids
+
+        self.before_plain_sql.append(fill_referenced_grids)  # lazily filled grid cells
         self.store.on_open(self._prepare)
         self.store.open()  # open now: a bad file fails here, not on the first statement
 
@@ -62,8 +76,17 @@ class Session:
             results.append(Result(statement, self.run_statement(statement)))
         return results
 
-    def sql(self, script: str) -> Relation | None:
-        """Run ``script``; the last statement's relation (``None`` if it returns nothing)."""
+    def sql(self, script: str, params: Any = None) -> Relation | None:
+        """Run ``script``; the last statement's relation (``None`` if it returns nothing).
+
+        ``params`` binds ``?`` placeholders of a single plain SQL statement.
+        """
+        if params is not None:
+            (statement,) = split(script) or [None]
+            if statement is None or statement.node is not None:
+                raise CfdbUnsupportedError("params bind a single plain SQL statement only")
+            self.last_sql = script
+            return self.store.query(statement.text, params)
         results = self.execute(script)
         return results[-1].relation if results else None
 

@@ -79,6 +79,8 @@ def _from_parse_error(exc: ParseError, script: str) -> CfdbSyntaxError:
     info = exc.errors[0] if exc.errors else {}
     line, col = info.get("line"), info.get("col")
     message = str(info.get("description") or exc).split("\n")[0]
+    if message.startswith("Required keyword"):
+        message = "incomplete expression: an operand is missing"
     if line is None or col is None:
         return CfdbSyntaxError(message, sql=script, start=0)
     line_start = 0

@@ -19,6 +19,7 @@ option goes to the generator.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -98,7 +99,7 @@ def _compile(session: Any, node: Foreach, stmt: Statement) -> dict[str, Any]:
         base = store.arrow(sql)
     except CfdbError as err:
         err.sql, err.start, err.end = None, None, None
-        raise err.located(script, *node.span("generate")) from None
+        raise err.located(script, *_name_span(err.message, script, node.span("generate"))) from None
     row_pids = base.column("__pid").to_pylist()
     if row_pids:
         counts = np.unique(np.asarray(row_pids), return_counts=True)[1]
@@ -151,6 +152,17 @@ def _compile(session: Any, node: Foreach, stmt: Statement) -> dict[str, Any]:
             }
         )
     return {"plan": plan, "features": features, "records": records, "solver_calls": solver.calls}
+
+
+def _name_span(message: str, script: str, span: tuple[int, int]) -> tuple[int, int]:
+    """Where in Q_CF a name quoted in DuckDB's message occurs (the base query DuckDB saw is
+    generated, so its positions mean nothing to the user)."""
+    text = script[span[0] : span[1]]
+    for name in reversed(re.findall(r'"([^"]+)"', message.split("\n")[0])):
+        found = re.search(rf"(\w+\.)?\b{re.escape(name)}\b", text)
+        if found:
+            return span[0] + found.start(), span[0] + found.end()
+    return span
 
 
 def _conditions_table(
