@@ -148,3 +148,26 @@ def row_valid(
         return False
     label = str(model.predict(one_row({f.name: row[f.name] for f in features}))[0])
     return label != task.original_label if task.target is None else label == task.target
+
+
+def random_condition(rng: np.random.Generator, features: list[FeatureSpec], depth: int = 2) -> Cond:
+    """A random condition over ``features``: memberships (possibly negated), comparisons with
+    constants, a comparison between the two numeric variables, under AND/OR/NOT."""
+    if depth == 0 or rng.random() < 0.3:
+        f = features[rng.integers(len(features))]
+        if f.is_categorical:
+            domain = ["false", "true"] if f.type == "boolean" else list(f.domain or ())
+            size = int(rng.integers(1, len(domain) + 1))
+            values = frozenset(rng.choice(domain, size, replace=False).tolist())
+            return Member(f.name, values, negated=bool(rng.random() < 0.3))
+        if rng.random() < 0.1:
+            return VarCmp("income", str(rng.choice(["<", ">", "<=", ">="])), "age")
+        value = float(rng.uniform(f.min, f.max))
+        if f.type == "integer":
+            value = float(round(value))
+        return Cmp(f.name, str(rng.choice(["=", "<>", "<", "<=", ">", ">="])), value)
+    kind = rng.choice(["and", "or", "not"])
+    if kind == "not":
+        return Not(random_condition(rng, features, depth - 1))
+    items = tuple(random_condition(rng, features, depth - 1) for _ in range(rng.integers(2, 4)))
+    return And(items) if kind == "and" else Or(items)
