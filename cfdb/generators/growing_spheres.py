@@ -27,7 +27,9 @@ Adaptations:
   categorical features, categories change almost surely (radius ``5 · categorical_scale``).
 - *Conditions and immutables.* Immutable features keep the instance's values; samples that
   violate the condition are discarded before the model is asked (the condition is a filter,
-  so a condition far from the instance may leave the generator empty-handed).
+  so a condition far from the instance may leave the generator empty-handed). Values the
+  condition forces (top-level conjuncts ``f = c``) are pinned in every sample, since a random
+  draw would rarely or never hit them.
 - *Budget.* At most ``max_iter`` layers are sampled; ``task.deadline`` is checked between
   layers and between feature-selection rounds, returning what was found so far.
 
@@ -51,7 +53,9 @@ from cfdb.generators.sampling import (
     closest,
     concat,
     empty_columns,
+    forced_values,
     instance_row,
+    pin,
     positive,
     repeat_instance,
     resolve_params,
@@ -104,13 +108,14 @@ class GrowingSpheres(Generator):
         p = self._options(self.params, task.params)
         x = instance_row(self.features_, task)
         rng = task.rng()
-        sampler = _Sampler(self, x, p, rng)
+        forced = forced_values(task.condition, self.features_)
+        sampler = _Sampler(self, x, p, rng, forced)
         found: list[dict[str, np.ndarray]] = []
         seen = 0
 
         def layer(low: float, high: float) -> int:
             nonlocal seen
-            rows = sampler.layer(low, high)
+            rows = pin(sampler.layer(low, high), forced)
             ok = valid_mask(self.model_, self.features_, task, rows)
             if ok.any():
                 found.append(take(rows, np.flatnonzero(ok)))
@@ -160,11 +165,18 @@ class _Sampler:
     """Draws layers around one instance for one task (raw columns out)."""
 
     def __init__(
-        self, gen: GrowingSpheres, x: dict[str, Any], p: dict[str, Any], rng: np.random.Generator
+        self,
+        gen: GrowingSpheres,
+        x: dict[str, Any],
+        p: dict[str, Any],
+        rng: np.random.Generator,
+        forced: dict[str, Any],
     ) -> None:
         self.gen, self.x, self.p, self.rng = gen, x, p, rng
         self.m = p["n_samples"]
-        num = gen.numeric_
+        # Pinned features are no search dimension.
+        self.numeric = num = [f for f in gen.numeric_ if f.name not in forced]
+        self.categorical = [f for f in gen.categorical_ if f.name not in forced]
         self.center = np.array([float(x[f.name]) for f in num])
         self.mads = np.array([scale(f) for f in num])
         bounds = [box(f, x[f.name], p["margin"]) for f in num]
@@ -177,17 +189,17 @@ class _Sampler:
         if not math.isfinite(self.diameter):
             self.diameter = math.inf
         # Growth stops past the box, or once categories change almost surely (p > 0.99).
-        self.limit = max(self.diameter, 5 * p["categorical_scale"] if gen.categorical_ else 0.0)
+        self.limit = max(self.diameter, 5 * p["categorical_scale"] if self.categorical else 0.0)
         self.domains = {
             f.name: (["false", "true"] if f.type == "boolean" else list(f.domain or ()))
-            for f in gen.categorical_
+            for f in self.categorical
         }
 
     def layer(self, low: float, high: float) -> dict[str, np.ndarray]:
         """``n_samples`` points uniform in the spherical layer ``low <= |z| <= high``."""
         gen, m, rng = self.gen, self.m, self.rng
         rows = repeat_instance(gen.features_, self.x, m)
-        d = len(gen.numeric_)
+        d = len(self.numeric)
         if d:
             z = rng.normal(size=(m, d))
             z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-300)
@@ -197,11 +209,11 @@ class _Sampler:
             ratio = (low / high) ** d if high > 0 else 0.0
             r = high * (u + (1 - u) * ratio) ** (1.0 / d)
             values = np.clip(self.center + z * r[:, None] * self.mads, self.lo, self.hi)
-            for j, f in enumerate(gen.numeric_):
+            for j, f in enumerate(self.numeric):
                 col = values[:, j]
                 rows[f.name] = np.rint(col).astype(np.int64) if f.type == "integer" else col
         p_change = 1.0 - math.exp(-high / self.p["categorical_scale"])
-        for f in gen.categorical_:
+        for f in self.categorical:
             flip = rng.random(m) < p_change
             domain = self.domains[f.name]
             if f.type == "boolean":

@@ -10,7 +10,8 @@ integers of that range. So the first batches change one feature, the next two, a
 dice_ml grows the number of varied features; after ``K`` batches the cycle restarts with fresh
 values. Valid samples (condition, immutables, label as required) are kept; sampling stops
 when ``candidates_per_cf · n`` distinct valid samples were found, after ``max_iter`` batches,
-or at ``task.deadline``.
+or at ``task.deadline``. Values the condition forces (top-level conjuncts ``f = c``) are pinned
+in every sample, since a random draw would rarely or never hit them.
 
 Choice of the ``n`` CFs (dice_ml picks them at random and then runs a post-hoc sparsity
 pass; we keep its sparsity step and make the choice deterministic and diverse):
@@ -40,8 +41,10 @@ from cfdb.generators.sampling import (
     box,
     concat,
     empty_columns,
+    forced_values,
     instance_row,
     n_rows,
+    pin,
     positive,
     repeat_instance,
     resolve_params,
@@ -90,13 +93,14 @@ class RandomSampling(Generator):
             return empty_columns(self.features_)
         rng = task.rng()
         wanted = p["candidates_per_cf"] * task.n
+        forced = forced_values(task.condition, self.features_)
         found: list[dict[str, np.ndarray]] = []
         count = 0
         for i in range(p["max_iter"]):
             if task.expired():
                 break
             k = 1 + i % len(self.mutable_)
-            rows = self._batch(x, k, p, rng)
+            rows = pin(self._batch(x, k, p, rng), forced)
             ok = valid_mask(self.model_, self.features_, task, rows)
             if ok.any():
                 found.append(take(rows, np.flatnonzero(ok)))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cfdb.ctable.condition import value_string
+from cfdb.ctable.condition import And, Cmp, Cond, Member, value_string
 from cfdb.errors import CfdbDataError
 from cfdb.generators.base import GenerationTask, take, valid_mask
 from cfdb.generators.distance import distance
@@ -118,6 +118,36 @@ def box(spec: FeatureSpec, x: Any, margin: float) -> tuple[float, float]:
         lo = math.floor(lo) if math.isfinite(lo) else lo
         hi = math.ceil(hi) if math.isfinite(hi) else hi
     return lo, hi
+
+
+def forced_values(cond: Cond, features: list[FeatureSpec]) -> dict[str, Any]:
+    """The values a normalized condition forces on mutable features: its top-level conjuncts
+    ``var = c`` (a one-value membership, or an equality with a number), in raw form.
+
+    Samplers pin these features to their forced values instead of waiting for a random draw
+    to hit them (which, for a numeric equality, would never happen); every sample still goes
+    through the full condition.
+    """
+    by_name = {f.name.lower(): f for f in features}
+    out: dict[str, Any] = {}
+    for item in cond.items if isinstance(cond, And) else (cond,):
+        if isinstance(item, Member) and not item.negated and len(item.values) == 1:
+            var, value = item.var, next(iter(item.values))
+        elif isinstance(item, Cmp) and item.op == "=":
+            var, value = item.var, item.value
+        else:
+            continue
+        f = by_name.get(var.lower())
+        if f is not None and f.mutable:
+            out[f.name] = raw_column(f, [value])[0]
+    return out
+
+
+def pin(rows: dict[str, np.ndarray], values: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Set each column named in ``values`` to its value on every row (in place)."""
+    for name, value in values.items():
+        rows[name] = np.full(len(rows[name]), value, dtype=rows[name].dtype)
+    return rows
 
 
 def resolve_params(

@@ -8,11 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cfdb.ctable.condition import TRUE
+from cfdb.ctable.condition import TRUE, And, Cmp, Domains, Member, Or, normalize
 from cfdb.errors import CfdbDataError
-from cfdb.generators.base import GenerationTask, valid_mask
+from cfdb.generators.base import GENERATORS, GenerationTask, valid_mask
 from cfdb.generators.sampling import (
     box,
+    forced_values,
     raw_column,
     resolve_params,
     sparsify,
@@ -124,3 +125,44 @@ def test_sparsify_matches_oracle(
     assert all(a <= b for a, b in zip(l0_after, l0_before, strict=True))
     for k in cands:  # every value is the candidate's or the instance's
         assert all(f == c or f == x[k] for f, c in zip(fast[k], cands[k], strict=True))
+
+
+def test_forced_values(features: list[FeatureSpec]) -> None:
+    domains = Domains(features)
+    cond = normalize(
+        And(
+            (
+                Cmp("income", "=", 75.5),
+                Cmp("age", "=", 33.0),
+                Member("home", frozenset({"own"})),
+                Member("student", frozenset({"false"})),
+                Member("sex", frozenset({"male"})),  # immutable: never pinned
+            )
+        ),
+        domains,
+    )
+    forced = forced_values(cond, features)
+    assert forced == {"income": 75.5, "age": 33, "home": "own", "student": False}
+    assert type(forced["age"]) is np.int64 and type(forced["student"]) is np.bool_
+    # Only top-level conjuncts force a value.
+    loose = normalize(Or((Cmp("income", "=", 75.5), Cmp("age", "=", 33.0))), domains)
+    assert forced_values(loose, features) == {}
+    assert forced_values(TRUE, features) == {}
+
+
+@pytest.mark.parametrize("name", ["growing_spheres", "random"])
+def test_samplers_meet_equalities(
+    name: str, models: dict[str, Model], features: list[FeatureSpec], data: Any
+) -> None:
+    model = models["random_forest"]
+    cond = And((Cmp("income", "=", 97.25), Cmp("age", "=", 33.0)))
+    gen = GENERATORS.get(name)().fit(model, features)
+    found = 0
+    for i in range(6):
+        x = instance(data, i)
+        task = make_task(model, features, x, cond, n=2, seed=i)
+        out = gen.generate(task)
+        assert valid_mask(model, features, task, out).all()
+        assert set(out["income"].tolist()) <= {97.25}
+        found += len(out["income"])
+    assert found > 0
