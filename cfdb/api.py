@@ -39,6 +39,9 @@ class Database:
         path: database file (created if missing), or ``None`` / ``":memory:"``.
         read_only: open the file read-only.
         allow_pickle: permit storing and loading models as pickles (runs code from the file).
+        executor: default executor of grid cells, ``local`` (default) or ``ray``.
+        address: the Ray cluster to join (``ray.init(address)``), for ``executor="ray"``.
+        n_jobs: default number of parallel workers for grid cells (``-1``: all cores).
     """
 
     def __init__(
@@ -47,11 +50,17 @@ class Database:
         *,
         read_only: bool = False,
         allow_pickle: bool = False,
+        executor: str | None = None,
+        address: str | None = None,
+        n_jobs: int | None = None,
     ) -> None:
         self.session = Session(
             None if path is None else os.fspath(path),
             read_only=read_only,
             allow_pickle=allow_pickle,
+            executor=executor,
+            address=address,
+            n_jobs=n_jobs,
         )
 
     # -- statements -------------------------------------------------------------------------
@@ -187,6 +196,77 @@ class Database:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- data counterfactuals (docs/grid.md), one statement each ---------------------------
+    def create_grid(
+        self,
+        name: str,
+        *,
+        train: str,
+        subsets: str,
+        evaluate: str,
+        model: str,
+        metrics: Sequence[str] | str = "accuracy",
+        units_by: str | None = None,
+        slice_by: str | None = None,
+        params: dict[str, Any] | None = None,
+        replace: bool = False,
+        **options: Any,
+    ) -> Relation | None:
+        """``CREATE GRID name TRAIN ON (train) [UNITS BY] SUBSETS subsets EVALUATE ON (...)
+        [SLICE BY] MODEL model [WITH (params)] METRIC metrics [WITH (options)]``.
+
+        ``subsets`` is the design clause as written in SQL (``"EXHAUSTIVE"``,
+        ``"PERMUTATIONS 50 TRUNCATE 0.01"``...).
+        """
+        head = "CREATE OR REPLACE GRID" if replace else "CREATE GRID"
+        units = f" UNITS BY {quote(units_by)}" if units_by else ""
+        slices = f" SLICE BY {quote(slice_by)}" if slice_by else ""
+        metric_list = [metrics] if isinstance(metrics, str) else list(metrics)
+        return self.sql(
+            f"{head} {quote(name)} TRAIN ON ({train}){units} SUBSETS {subsets} "
+            f"EVALUATE ON ({evaluate}){slices} MODEL {model}{with_clause(params or {})} "
+            f"METRIC {', '.join(metric_list)}{with_clause(options)}"
+        )
+
+    def materialize_grid(self, name: str, *, limit: int | None = None, **options: Any) -> Relation | None:
+        """``MATERIALIZE GRID name [LIMIT n] [WITH (n_jobs, executor, address, progress)]``."""
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        return self.sql(f"MATERIALIZE GRID {quote(name)}{tail}{with_clause(options)}")
+
+    def drop_grid(self, name: str, *, if_exists: bool = False) -> Relation | None:
+        """``DROP GRID [IF EXISTS] name``."""
+        return self.sql(f"DROP GRID {'IF EXISTS ' if if_exists else ''}{quote(name)}")
+
+    def whatif(
+        self,
+        op: str,
+        rows: str,
+        *,
+        train: str,
+        evaluate: str,
+        model: str,
+        metrics: Sequence[str] | str = "accuracy",
+        by: str | None = None,
+        slice_by: str | None = None,
+        params: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Relation | None:
+        """``WHATIF REMOVE|ADD|FLIP LABELS|REWEIGHT (rows) [BY w] MODEL ... METRIC ...``.
+
+        ``op`` is ``remove``, ``add``, ``flip_labels`` or ``reweight`` (with ``by``).
+        """
+        words = {"remove": "REMOVE", "add": "ADD", "flip_labels": "FLIP LABELS", "reweight": "REWEIGHT"}
+        if op.lower() not in words:
+            raise CfdbDataError(f"unknown what-if {op!r}; use one of {', '.join(words)}")
+        weight = f" BY {quote(by)}" if by else ""
+        slices = f" SLICE BY {quote(slice_by)}" if slice_by else ""
+        metric_list = [metrics] if isinstance(metrics, str) else list(metrics)
+        return self.sql(
+            f"WHATIF {words[op.lower()]} ({rows}){weight} MODEL {model}{with_clause(params or {})} "
+            f"TRAIN ON ({train}) EVALUATE ON ({evaluate}){slices} "
+            f"METRIC {', '.join(metric_list)}{with_clause(options)}"
+        )
+
 
 def _tuple(values: Iterable[str] | None) -> tuple[str, ...] | None:
     if values is None:
@@ -201,6 +281,9 @@ def connect(
     *,
     read_only: bool = False,
     allow_pickle: bool = False,
+    executor: str | None = None,
+    address: str | None = None,
+    n_jobs: int | None = None,
 ) -> Database:
     """Open (or create) a cfdb database; ``None`` or ``":memory:"`` for in-memory.
 
@@ -210,4 +293,11 @@ def connect(
         >>> db.sql("SELECT 42 AS answer").fetchall()
         [(42,)]
     """
-    return Database(path, read_only=read_only, allow_pickle=allow_pickle)
+    return Database(
+        path,
+        read_only=read_only,
+        allow_pickle=allow_pickle,
+        executor=executor,
+        address=address,
+        n_jobs=n_jobs,
+    )

@@ -19,4 +19,5 @@ __all__ = [
 
 # Statement families defined outside dialect.py register themselves on import
 # (see cfdb.lang.dialect.register_statement); import each here.
+from cfdb.lang import grid_syntax  # noqa: E402,F401  (CREATE GRID, MATERIALIZE GRID, WHATIF, ...)
 from cfdb.lang import cfql  # noqa: E402,F401  (FOREACH, EXPLAIN FOREACH)

@@ -35,3 +35,4 @@ def handles(
 
 
 from cfdb.engine.handlers import cfql, instances, models  # noqa: E402,F401  (registers handlers)
+from cfdb.engine.handlers import grid  # noqa: E402,F401  (CREATE GRID, MATERIALIZE GRID, WHATIF)

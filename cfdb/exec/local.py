@@ -1,0 +1,63 @@
+"""The local executor: the calling process, or a pool of worker processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+from cfdb.exec.base import EXECUTORS, ChunkFn, Executor
+
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def _init_worker(fn: ChunkFn, shared: Any) -> None:
+    # Runs once per worker: the shared value crosses the process boundary once, not per task.
+    _WORKER_STATE["fn"] = fn
+    _WORKER_STATE["shared"] = shared
+
+
+def _run_chunk(chunk: Sequence[Any]) -> list[Any]:
+    return _WORKER_STATE["fn"](_WORKER_STATE["shared"], chunk)
+
+
+class LocalExecutor(Executor):
+    """``n_jobs = 1``: run chunks one by one in this process; else a process pool.
+
+    Workers are started with ``forkserver`` (never ``fork``: the parent holds DuckDB's
+    threads), preloading the module of the function they run, so each starts warm.
+    """
+
+    name = "local"
+
+    def map_chunks(
+        self, fn: ChunkFn, shared: Any, chunks: Sequence[Sequence[Any]]
+    ) -> Iterator[list[Any]]:
+        if self.workers <= 1 or len(chunks) <= 1:
+            for chunk in chunks:
+                yield fn(shared, chunk)
+            return
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([fn.__module__])
+        pool = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(chunks)),
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(fn, shared),
+        )
+        pending: set[Future[list[Any]]] = set()
+        queue = list(chunks)
+        try:
+            # Keep a bounded number of chunks in flight, so cancelling is quick.
+            while queue or pending:
+                while queue and len(pending) < 2 * self.workers:
+                    pending.add(pool.submit(_run_chunk, queue.pop(0)))
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+EXECUTORS.register("local", LocalExecutor)
