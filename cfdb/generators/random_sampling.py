@@ -24,7 +24,7 @@ pass; we keep its sparsity step and make the choice deterministic and diverse):
    largest (ties: the one closer to the instance). The chosen CFs are pairwise distinct.
 
 The result is sorted by distance to the instance. Parameters (``WITH``): ``n_samples``
-(default 200), ``max_iter`` (50), ``candidates_per_cf`` (10), ``margin`` (0.0), ``sparse``
+(default 1000, dice_ml's ``sample_size``), ``max_iter`` (50), ``candidates_per_cf`` (10), ``margin`` (0.0), ``sparse``
 (true). Sampling is seeded by ``task.seed``.
 """
 
@@ -64,7 +64,7 @@ class RandomSampling(Generator):
     uses_pool = False
     #: Parameters and their defaults.
     defaults: dict[str, Any] = {
-        "n_samples": 200,
+        "n_samples": 1000,
         "max_iter": 50,
         "candidates_per_cf": 10,
         "margin": 0.0,

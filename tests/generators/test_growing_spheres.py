@@ -69,7 +69,9 @@ def test_sparsity_step_keeps_only_the_needed_change(
         x = instance(data, i)
         task = make_task(income_only, features, x, TRUE, n=3, seed=i, distance="l1")
         sparse = GENERATORS.get(name)().fit(income_only, features, data).generate(task)
-        dense = GENERATORS.get(name)(sparse=False).fit(income_only, features, data).generate(task)
+        # Small batches, so that random sampling also reaches multi-feature changes.
+        dense_gen = GENERATORS.get(name)(sparse=False, n_samples=50)
+        dense = dense_gen.fit(income_only, features, data).generate(task)
         assert len(sparse["income"]) > 0
         for row in rows_of(sparse):
             assert [k for k in row if row[k] != x[k]] == ["income"]
