@@ -422,12 +422,24 @@ def substitute(cond: Cond, values: Mapping[str, Any], domains: Domains) -> Cond:
 
 
 def is_simple_conjunction(cond: Cond) -> bool:
-    """A conjunction of single-variable atoms without disequalities: a normalized one is
-    satisfiable exactly when it is not FALSE (no solver needed)."""
+    """A conjunction of single-variable atoms: a normalized one is satisfiable exactly when it
+    is not FALSE (normalization merged each variable's atoms into a non-empty set, or an
+    interval that still holds a value besides its excluded points), so no solver is needed."""
     items = cond.items if isinstance(cond, And) else (cond,)
-    return all(
-        isinstance(i, Member) or (isinstance(i, Cmp) and i.op != "<>") or i == TRUE for i in items
-    )
+    return all(isinstance(i, Member | Cmp) or i == TRUE for i in items)
+
+
+def quick_satisfiable(cond: Cond) -> bool | None:
+    """Decide a normalized condition without a solver when it is easy; ``None`` otherwise."""
+    if cond == TRUE:
+        return True
+    if cond == FALSE:
+        return False
+    if is_simple_conjunction(cond):
+        return True
+    if isinstance(cond, Or) and any(quick_satisfiable(c) for c in cond.items):
+        return True
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

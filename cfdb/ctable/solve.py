@@ -28,9 +28,10 @@ from cfdb.ctable.condition import (
     Or,
     VarCmp,
     compare,
-    is_simple_conjunction,
     normalize,
+    quick_satisfiable,
     substitute,
+    to_sql,
     variables,
 )
 from cfdb.errors import CfdbSolverError
@@ -53,7 +54,7 @@ class Solver:
         self.calls = 0
         self._vars: dict[str, Any] = {}
         self._index: dict[str, dict[str, int]] = {}
-        self._bounds_added: set[str] = set()
+        self._cache: dict[tuple[Any, ...], bool] = {}
 
     # -- encoding ---------------------------------------------------------------------------
     def var(self, name: str) -> Any:
@@ -130,14 +131,17 @@ class Solver:
 
     def satisfiable(self, cond: Cond, fixed: Mapping[str, Any] | None = None) -> bool:
         """Whether some CF in the domains satisfies ``cond`` with ``fixed`` variables held."""
+        mentioned = variables(cond)
+        fixed = {k: v for k, v in (fixed or {}).items() if k in mentioned}
+        key = (to_sql(cond), tuple(sorted((k, str(v)) for k, v in fixed.items())))
+        if key in self._cache:
+            return self._cache[key]
         cond = substitute(cond, fixed, self.domains) if fixed else normalize(cond, self.domains)
-        if cond == TRUE:
-            return True
-        if cond == FALSE:
-            return False
-        if is_simple_conjunction(cond):
-            return True  # normalization decided every per-variable interval and set
-        return self._check(self.encode(cond), variables(cond))
+        answer = quick_satisfiable(cond)
+        if answer is None:
+            answer = self._check(self.encode(cond), variables(cond))
+        self._cache[key] = answer
+        return answer
 
     def implies(self, a: Cond, b: Cond) -> bool:
         """Whether every CF satisfying ``a`` satisfies ``b`` (``a ∧ ¬b`` unsatisfiable)."""

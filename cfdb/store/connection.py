@@ -221,9 +221,21 @@ class Store:
         except duckdb.Error as exc:
             raise wrap_duckdb_error(exc, sql, offset, script, con=self.con) from exc
 
+    def run_script_arrow(self, sql: str, script: str, offset: int) -> Any:
+        """Run a user's query verbatim into a pyarrow Table; errors located in ``script``."""
+        rel = self.run_script_text(sql, script, offset)
+        try:
+            return rel.to_arrow_table()
+        except duckdb.Error as exc:
+            raise wrap_duckdb_error(exc, sql, offset, script) from exc
+
     def arrow(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         """Run ``sql`` and return a pyarrow Table."""
-        return self.query(sql, params).to_arrow_table()
+        rel = self.query(sql, params)
+        try:
+            return rel.to_arrow_table()
+        except duckdb.Error as exc:  # errors found while running, not while binding
+            raise wrap_duckdb_error(exc, sql) from exc
 
     def from_arrow(self, table: Any) -> Relation:
         return self.con.from_arrow(table)

@@ -46,7 +46,10 @@ OPS = ["=", "<>", "<", "<=", ">", ">="]
 # integers around the constants, reals on a quarter grid (midpoints between constants too).
 GRID = list(
     itertools.product(
-        ["a", "b", "c"], ["x", "y"], [False, True], range(-3, 6),
+        ["a", "b", "c"],
+        ["x", "y"],
+        [False, True],
+        range(-3, 6),
         [x / 4 for x in range(-12, 20)],
     )
 )
@@ -152,4 +155,10 @@ def test_solver_counts_calls_and_skips_easy_cases():
     assert not solver.satisfiable(And((Cmp("r", ">", 1), Cmp("r", "<", 0))))
     assert solver.calls == 0
     assert solver.satisfiable(Or((VarCmp("i", "<", "r"), Cmp("i", "=", 9))))
+    assert solver.calls == 0  # one disjunct is easy
+    assert not solver.satisfiable(And((VarCmp("i", "<", "r"), VarCmp("r", "<", "i"))))
     assert solver.calls == 1
+    assert not solver.satisfiable(And((VarCmp("r", "<", "i"), VarCmp("i", "<", "r"))))
+    assert solver.calls == 2
+    assert not solver.satisfiable(And((VarCmp("i", "<", "r"), VarCmp("r", "<", "i"))))
+    assert solver.calls == 2  # the same question again is answered from the cache

@@ -164,7 +164,7 @@ def create_model(session: Any, node: nodes.CreateModel, stmt: Statement) -> pa.T
         p = node.param("features")
         raise err.located(script, *(p.span if p else node.span("name"))) from None
     train = node.args["train"]
-    data = store.run_script_text(train.text, script, train.start).to_arrow_table()
+    data = store.run_script_arrow(train.text, script, train.start)
     train_span = node.span("train")
     label_name = str(options.get("label") or "GroundTruth")
     columns = _feature_columns(data, features, f"model {name!r}", script, train_span)
