@@ -7,6 +7,7 @@ leaves the database as it was. Every error is a CfdbError located in the script.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,9 @@ class Session:
         #: Callables ``hook(session, statement)`` run before each plain SQL statement, e.g. to
         #: fill what the statement is about to read (lazily materialized grid cells).
         self.before_plain_sql: list[Any] = []
+        #: ``factory(description, total)`` -> a context manager yielding ``advance(n)``; the
+        #: shell sets one that draws a progress bar. ``None``: no progress display.
+        self.progress_factory: Any = None
         from cfdb.engine.handlers.grid import fill_referenced_grids
 
         self.before_plain_sql.append(fill_referenced_grids)  # lazily filled grid cells
@@ -113,6 +117,12 @@ class Session:
         if out is None or isinstance(out, Relation):
             return out
         return self.store.from_arrow(out)
+
+    def progress(self, description: str, total: int) -> Any:
+        """A context manager yielding ``advance(n)`` for long work (a no-op by default)."""
+        if self.progress_factory is None or total < 2:
+            return contextlib.nullcontext(lambda n: None)
+        return self.progress_factory(description, total)
 
     def release(self) -> None:
         """Let other processes open the file until the next statement."""

@@ -310,13 +310,10 @@ def _generate(
             )
             items.append((r["PredictionId"], task))
         calls += len(items)
-        outcomes = run_tasks(
-            generator,
-            items,
-            time_limit=time_limit,
-            n_jobs=n_jobs,
-            progress=getattr(session, "progress", None),
-        )
+        with session.progress(f"{generator_cls.name} ({name})", len(items)) as advance:
+            outcomes = run_tasks(
+                generator, items, time_limit=time_limit, n_jobs=n_jobs, progress=advance
+            )
         by_pid = {r["PredictionId"]: r for r in todo}
         for outcome in outcomes:
             r = by_pid[outcome.key]
