@@ -148,8 +148,11 @@ class Solver:
         a, b = normalize(a, self.domains), normalize(b, self.domains)
         if a == FALSE or b == TRUE:
             return True
-        names = variables(a) | variables(b)
-        return not self._check(z3.And(self.encode(a), z3.Not(self.encode(b))), names)
+        return self.implies_terms(self.encode(a), self.encode(b), variables(a) | variables(b))
+
+    def implies_terms(self, a: Any, b: Any, names: Iterable[str]) -> bool:
+        """``a ⇒ b`` for already encoded conditions over the variables ``names``."""
+        return not self._check(z3.And(a, z3.Not(b)), names)
 
 
 def _num(value: float, ctx: Any) -> Any:
