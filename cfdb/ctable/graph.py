@@ -388,7 +388,7 @@ def condense(n: int, edges: set[tuple[int, int]]) -> Condensation:
     count, labels = connected_components(matrix, directed=True, connection="strong")
     # Renumber classes by their first node so ids are stable and readable.
     first: dict[int, int] = {}
-    for node, label in enumerate(labels.tolist()):
+    for label in labels.tolist():
         first.setdefault(label, len(first))
     classes = [first[label] for label in labels.tolist()]
     successors: dict[int, set[int]] = {c: set() for c in range(count)}
