@@ -6,10 +6,13 @@ The search space is the instance's mutable numeric and integer features, each sc
 MAD, so that a unit of radius is one MAD on every axis. Around the instance:
 
 1. *Shrink.* Sample ``n_samples`` points uniformly in the ball of radius ``first_radius``; while
-   it contains valid CFs, divide the radius by ``decrease_radius``.
-2. *Grow.* From the largest radius whose ball held none, sample spherical layers
-   ``[r, r + step]`` with ``step = (decrease_radius - 1) · r / 5`` (Laugel's schedule) until
-   ``n`` distinct valid CFs have been seen.
+   the ball brings valid CFs closer than those found so far, divide the radius by
+   ``decrease_radius`` (down to a floor of ``first_radius / 1000``).
+2. *Grow.* From the largest radius ``r`` whose ball held none, sample spherical layers
+   ``[low, low + step]`` with ``step = (decrease_radius - 1) · r / 5`` (Laugel's schedule)
+   until ``n`` distinct valid CFs have been seen. Unlike Laugel's linear growth, a layer that
+   brings no new valid CF doubles the next layer's width (a found one resets it), so that a
+   search that shrank to a tiny radius does not crawl outwards.
 3. *Feature selection.* Each of the closest valid samples puts its changed features back to the
    instance's values, smallest move first, whenever it stays valid
    (:func:`~cfdb.generators.sampling.sparsify`), so the CFs are sparse.
@@ -48,6 +51,7 @@ import numpy as np
 
 from cfdb.errors import CfdbDataError
 from cfdb.generators.base import GENERATORS, GenerationTask, Generator, take, valid_mask
+from cfdb.generators.distance import distance
 from cfdb.generators.sampling import (
     box,
     closest,
@@ -55,13 +59,13 @@ from cfdb.generators.sampling import (
     empty_columns,
     forced_values,
     instance_row,
+    n_rows,
     pin,
     positive,
     repeat_instance,
     resolve_params,
     scale,
     sparsify,
-    unique_index,
 )
 from cfdb.types import Columns
 
@@ -107,54 +111,68 @@ class GrowingSpheres(Generator):
         self.check_fitted()
         p = self._options(self.params, task.params)
         x = instance_row(self.features_, task)
+        if task.n <= 0:
+            return empty_columns(self.features_)
         rng = task.rng()
         forced = forced_values(task.condition, self.features_)
         sampler = _Sampler(self, x, p, rng, forced)
+        # The closest distinct valid CFs so far; a few more than n are sparsified, as two
+        # candidates may collapse onto the same CF.
+        keep = 4 * task.n
         found: list[dict[str, np.ndarray]] = []
-        seen = 0
+        distinct, total = 0, 0.0
 
-        def layer(low: float, high: float) -> int:
-            nonlocal seen
+        def layer(low: float, high: float) -> bool:
+            """Sample one layer; whether it improved the closest CFs kept so far."""
+            nonlocal found, distinct, total
             rows = pin(sampler.layer(low, high), forced)
             ok = valid_mask(self.model_, self.features_, task, rows)
-            if ok.any():
-                found.append(take(rows, np.flatnonzero(ok)))
-                seen += int(ok.sum())
-            return int(ok.sum())
+            if not ok.any():
+                return False
+            rows = concat([*found, take(rows, np.flatnonzero(ok))], self.features_)
+            # Only the closest few matter in the end: keep the work per layer bounded.
+            found = [closest(self.model_, self.features_, task, x, rows, keep)]
+            before = (distinct, total)
+            distinct = n_rows(found[0])
+            total = float(distance(task.distance, x, found[0], self.features_).sum())
+            return distinct > before[0] or total < before[1]
 
-        def distinct(parts: list[dict[str, np.ndarray]]) -> int:
-            return len(unique_index(concat(parts, self.features_), self.features_))
-
-        iterations = 0
+        iterations = 1
         radius = p["first_radius"]
         hits = layer(0.0, radius)
-        iterations += 1
-        # Shrink while the ball holds enemies; `radius` ends as the largest empty ball seen.
-        while hits and iterations < p["max_iter"] and not task.expired():
+        # Shrink while the ball brings closer enemies; `radius` ends as the largest ball that
+        # did not. (Laugel shrinks while the ball holds any enemy; with categorical changes
+        # that are rare but never impossible near the centre, that would reach the floor.)
+        floor = p["first_radius"] * _SHRINK_FLOOR
+        while hits and radius > floor and iterations < p["max_iter"] and not task.expired():
             radius /= p["decrease_radius"]
             hits = layer(0.0, radius)
             iterations += 1
-        step = (p["decrease_radius"] - 1) * radius / 5
+        base = step = (p["decrease_radius"] - 1) * radius / 5
         low = radius
         while (
-            iterations < p["max_iter"]
+            distinct < task.n
+            and iterations < p["max_iter"]
             and low <= sampler.limit
             and not task.expired()
-            and (seen < task.n or distinct(found) < task.n)
         ):
-            layer(low, low + step)
+            better = layer(low, low + step)
             low += step
+            # Widen the layers while they bring no new CF, so that the search never crawls.
+            step = base if better else 2 * step
             iterations += 1
-        if not found or task.n <= 0:
+        if not found:
             return empty_columns(self.features_)
-        rows = concat(found, self.features_)
-        # Sparsify a few more than n: two candidates may collapse onto the same CF.
-        rows = closest(self.model_, self.features_, task, x, rows, 4 * task.n)
+        rows = found[0]
         if p["sparse"]:
             rows = sparsify(self.model_, self.features_, task, x, rows)
             # A sparsification cut short by the deadline leaves only valid rows anyway.
             rows = take(rows, np.flatnonzero(valid_mask(self.model_, self.features_, task, rows)))
         return closest(self.model_, self.features_, task, x, rows, task.n)
+
+
+#: The shrink phase stops at this fraction of ``first_radius``.
+_SHRINK_FLOOR = 1e-3
 
 
 def _domain_size(f: Any) -> int:

@@ -7,6 +7,7 @@ row-at-a-time oracle of :mod:`tests.generators.helpers`.
 
 from __future__ import annotations
 
+import pickle
 import time
 from typing import Any
 
@@ -194,3 +195,14 @@ def test_zero_n_gives_no_rows(
     out = fitted(name, model, features, data).generate(task)
     check(out, model, features, task)
     assert len(out["income"]) == 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fitted_generator_pickles(
+    name: str, models: dict[str, Model], features: list[FeatureSpec], data: Any
+) -> None:
+    # The engine ships fitted generators to worker processes.
+    model = models["random_forest"]
+    gen = fitted(name, model, features, data)
+    task = make_task(model, features, instance(data, 0), CONDITIONS["member"], n=3, seed=2)
+    assert same(gen.generate(task), pickle.loads(pickle.dumps(gen)).generate(task))
