@@ -251,7 +251,7 @@ def sparsify(
     x: Mapping[str, Any],
     rows: Columns,
 ) -> dict[str, np.ndarray]:
-    """The feature-selection step of growing spheres (Laugel et al. 2018, section 3.3),
+    """The feature-selection step of growing spheres (Laugel et al. 2018),
     vectorized over candidates: each row puts its changed features back to the instance's
     values, smallest move first, keeping a change only when the row would stop being valid
     (condition, immutables, label) without it. Never increases any row's L0 distance.
