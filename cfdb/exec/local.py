@@ -30,6 +30,31 @@ class LocalExecutor(Executor):
     """
 
     name = "local"
+    _pool: ProcessPoolExecutor | None = None
+    _pool_key: tuple[int, int] | None = None
+
+    def _pool_for(self, fn: ChunkFn, shared: Any) -> ProcessPoolExecutor:
+        # The pool lives until close(), so successive calls with the same function and shared
+        # value (e.g. the waves of a truncated permutation grid) reuse warm workers.
+        key = (id(fn), id(shared))
+        if self._pool is None or self._pool_key != key:
+            self.close()
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload([fn.__module__])
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(fn, shared),
+            )
+            self._pool_key = key
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+            self._pool_key = None
 
     def map_chunks(
         self, fn: ChunkFn, shared: Any, chunks: Sequence[Sequence[Any]]
@@ -38,14 +63,7 @@ class LocalExecutor(Executor):
             for chunk in chunks:
                 yield fn(shared, chunk)
             return
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([fn.__module__])
-        pool = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(chunks)),
-            mp_context=ctx,
-            initializer=_init_worker,
-            initargs=(fn, shared),
-        )
+        pool = self._pool_for(fn, shared)
         pending: set[Future[list[Any]]] = set()
         queue = list(chunks)
         try:
@@ -57,7 +75,8 @@ class LocalExecutor(Executor):
                 for future in done:
                     yield future.result()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            for future in pending:
+                future.cancel()
 
 
 EXECUTORS.register("local", LocalExecutor)

@@ -42,7 +42,7 @@ from cfdb.errors import (
     CfdbPluginError,
     CfdbSyntaxError,
 )
-from cfdb.exec import Progress, chunked, make_executor
+from cfdb.exec import Executor, Progress, chunked, make_executor
 from cfdb.grid import designs as designs_mod
 from cfdb.grid import prepare, scaling
 from cfdb.grid.cell import CellResult, CellTask, GridData, run_cells
@@ -827,38 +827,38 @@ def _train(
     row: dict[str, Any],
     prepared: Prepared,
     ids: Sequence[int],
-    config: RunConfig,
+    executor: Executor,
     progress: Progress,
     started: float,
 ) -> int:
     """Train ``ids`` and write their cells chunk by chunk; returns the number written."""
     store, grid = session.store, row["Name"]
     written = 0
-    executor = make_executor(config.executor, config.n_jobs, config.address)
-    try:
-        for block_start in range(0, len(ids), _BLOCK):
-            block = ids[block_start : block_start + _BLOCK]
-            tasks = _tasks(session, row, prepared, block)
-            chunks = chunked(tasks, executor.workers if config.n_jobs != 1 else 1)
-            results_iter = executor.map_chunks(run_cells, prepared.data, chunks)
-            try:
-                for results in results_iter:
-                    with _hold_interrupts(), store.transaction():
-                        gstore.insert_rows(
-                            store,
-                            "GridCells",
-                            _cell_rows(grid, row["ModelKind"], results, prepared.data),
-                        )
-                    written += len(results)
-                    progress.advance(len(results), time.perf_counter() - started)
-                    for listener in COMMIT_LISTENERS:
-                        listener(grid, written)
-            finally:
-                close = getattr(results_iter, "close", None)
-                if close:
-                    close()
-    finally:
-        executor.close()
+    if not ids:
+        return 0
+    # one block of subsets at a time bounds the memory of large grids
+    for block_start in range(0, len(ids), _BLOCK):
+        block = ids[block_start : block_start + _BLOCK]
+        tasks = _tasks(session, row, prepared, block)
+        # In-process, every cell is its own chunk: each is committed as soon as it finishes.
+        chunks = chunked(tasks, executor.workers) if executor.workers > 1 else [[t] for t in tasks]
+        results_iter = executor.map_chunks(run_cells, prepared.data, chunks)
+        try:
+            for results in results_iter:
+                with _hold_interrupts(), store.transaction():
+                    gstore.insert_rows(
+                        store,
+                        "GridCells",
+                        _cell_rows(grid, row["ModelKind"], results, prepared.data),
+                    )
+                written += len(results)
+                progress.advance(len(results), time.perf_counter() - started)
+                for listener in COMMIT_LISTENERS:
+                    listener(grid, written)
+        finally:
+            close = getattr(results_iter, "close", None)
+            if close:
+                close()
     return written
 
 
@@ -881,12 +881,15 @@ def fill(
         config = _run_config(session, row, params)
         prepared = _prepare(session, row)
         budget = len(missing) if limit is None else min(limit, len(missing))
-        with Progress(f"grid {grid}", budget, enabled=config.progress) as progress:
+        executor = make_executor(config.executor, config.n_jobs, config.address)
+        with executor, Progress(f"grid {grid}", budget, enabled=config.progress) as progress:
             if row["Design"] == "permutations" and row["DesignArgs"].get("truncate") is not None:
-                written = _fill_truncated(session, row, prepared, config, progress, started, budget)
+                written = _fill_truncated(
+                    session, row, prepared, executor, progress, started, budget, set(missing)
+                )
             else:
                 written = _train(
-                    session, row, prepared, missing[:budget], config, progress, started
+                    session, row, prepared, missing[:budget], executor, progress, started
                 )
         with store.transaction():
             _refresh_scaling_fits(store, row)
@@ -913,10 +916,11 @@ def _fill_truncated(
     session: Any,
     row: dict[str, Any],
     prepared: Prepared,
-    config: RunConfig,
+    executor: Executor,
     progress: Progress,
     started: float,
     budget: int,
+    missing: set[int],
 ) -> int:
     """TMC-Shapley: train prefixes position by position, truncating converged permutations."""
     store, grid = session.store, row["Name"]
@@ -928,16 +932,15 @@ def _fill_truncated(
         ][0]
     )
     written = 0
-    first = [
-        i
-        for i in gstore.missing_subsets(store, grid)
-        if i == full_id
-        or store.execute(
-            "SELECT Role FROM TrainSubsets WHERE Grid = ? AND SubsetId = ?", [grid, i]
-        )[0][0]
-        == "empty"
-    ]
-    written += _train(session, row, prepared, first[:budget], config, progress, started)
+    ends = {
+        int(r[0])
+        for r in store.execute(
+            "SELECT SubsetId FROM TrainSubsets WHERE Grid = ? AND Role IN ('full', 'empty')", [grid]
+        )
+    }
+    first = sorted(ends & missing)
+    written += _train(session, row, prepared, first[:budget], executor, progress, started)
+    missing -= set(first[:budget])
     full_value = gstore.cell_values(store, grid, [full_id], 0, metric).get(full_id)
     positions = store.execute(
         "SELECT DISTINCT Position FROM SubsetPairs WHERE Grid = ? ORDER BY 1", [grid]
@@ -949,11 +952,9 @@ def _fill_truncated(
             "SELECT Draw, WithId FROM SubsetPairs WHERE Grid = ? AND Position = ? AND NOT Truncated",
             [grid, position],
         )
-        missing = set(gstore.missing_subsets(store, grid))
-        todo = sorted({int(w) for _, w in wave if int(w) in missing})
-        written += _train(
-            session, row, prepared, todo[: budget - written], config, progress, started
-        )
+        todo = sorted({int(w) for _, w in wave if int(w) in missing})[: budget - written]
+        written += _train(session, row, prepared, todo, executor, progress, started)
+        missing -= set(todo)
         if full_value is None:
             continue
         values = gstore.cell_values(store, grid, [w for _, w in wave], 0, metric)
@@ -1256,21 +1257,8 @@ def whatif(session: Any, node: WhatIf, stmt: Statement) -> pa.Table:
     sid, reused, changed = _whatif_subset(session, row, prepared, node, script)
     missing = [i for i in (full_id, sid) if i in set(gstore.missing_subsets(store, name))]
     if missing:
-        config = _run_config(session, row, {})
-        config.n_jobs = 1 if len(missing) == 1 else config.n_jobs
-        results = (
-            run_cells(prepared.data, _tasks(session, row, prepared, missing))
-            if config.executor == "local"
-            else [
-                r
-                for chunk in make_executor(
-                    config.executor, config.n_jobs, config.address
-                ).map_chunks(
-                    run_cells, prepared.data, [[t] for t in _tasks(session, row, prepared, missing)]
-                )
-                for r in chunk
-            ]
-        )
+        # At most two cells: trained here, no executor start-up.
+        results = run_cells(prepared.data, _tasks(session, row, prepared, missing))
         gstore.insert_rows(
             store, "GridCells", _cell_rows(name, row["ModelKind"], results, prepared.data)
         )
