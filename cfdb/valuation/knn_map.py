@@ -1,0 +1,316 @@
+"""Exact KNN-Shapley for map pipelines: one base tuple per training row (the hot path).
+
+For one validation row, order the N training rows by distance (ties by row order) and let
+``h_i`` be the gain of the label of the i-th nearest (``G[j, y_i]``).
+
+``soft`` utility — Jia et al. 2019, Theorem 1 (the exact recursion, O(N log N))::
+
+    s_N = h_N · min(K, N) / (K · N)          (h_N / N when N ≥ K)
+    s_i = s_{i+1} + (h_i − h_{i+1}) · min(K, i) / (K · i)
+
+Unrolled with ``c_i = min(K, i)/(K·i)`` (``c_N := 0``) and ``δ_m = c_m − c_{m−1}``:
+``s_i = s_N + h_i·c_i + Σ_{m>i} h_m·δ_m`` — one reverse cumulative sum per validation row,
+vectorized over a chunk of validation rows; the per-row values are scattered back to their
+training rows with one ``bincount``. With two classes ``h`` is affine in the label, so the
+cumulative sum runs over the 0/1 labels directly.
+
+``vote`` utility — majority of the K nearest present rows. A row ``i`` changes the top-K of
+a coalition ``S`` only if it is nearer than the K-th nearest row ``p`` of ``S`` (which it then
+evicts), or if ``|S| < K``. Summing the Shapley weights over the rows beyond ``p`` (free: any
+of them may be in ``S``) gives ``1/(p·C(p−1, K))`` — the probability, in a random
+permutation, that ``i`` comes after the K fixed rows and before the ``p−1−K`` excluded
+ones. Hence, with ``n_c(p)`` the class-c rows among the first ``p−1``::
+
+    φ_i = T(y_i) + Σ_{p>i} K/(p(p−1)) · Σ_{|γ|=K−1} H(γ; n(p) − e_{y_i}) · (u(γ+e_{y_i}) − u(γ+e_{y_p}))
+
+where ``H`` is the multivariate hypergeometric probability of drawing tally ``γ`` from
+``p − 2`` rows, and ``T(a) = (1/N)·Σ_{s<K} Σ_{|γ|=s} H(γ; N − e_a) (u(γ+e_a) − u(γ))``
+covers coalitions smaller than K. The inner sum depends on ``i`` only through its class, so
+each class needs one reverse cumulative sum: O(N·C·|Γ|) per validation row after sorting.
+The same formula holds for any tally utility, including ``soft`` (tests check both ways).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from math import factorial
+
+import numpy as np
+from scipy.special import gammaln
+
+from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
+from cfdb.valuation.utilities import Tallies, tally_utility
+
+
+def _soft_coefficients(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    ranks = np.arange(1, n + 1, dtype=np.float64)
+    c = np.minimum(k, ranks) / (k * ranks)
+    c[-1] = 0.0
+    delta = np.zeros(n)
+    delta[1:] = c[1:] - c[:-1]
+    return c, delta
+
+
+class _Workspace:
+    """Per-thread buffers, reused across chunks: fresh large arrays cost page faults."""
+
+    def __init__(self, rows: int, n: int) -> None:
+        self.keys = np.empty((rows, n))
+        self.values = np.empty((rows, n))
+        self.labels = np.empty(n, dtype=np.int8)
+        self.cum = np.empty(n)
+
+
+def _soft_chunk(
+    ranker: Ranker,
+    val: np.ndarray,
+    labels: np.ndarray,
+    gain: np.ndarray,
+    k: int,
+    coef: tuple[np.ndarray, np.ndarray],
+    ws: _Workspace,
+) -> tuple[np.ndarray, float]:
+    """Per-training-row values summed over the chunk's validation rows, plus a constant.
+
+    Rows are processed one at a time after the chunk's matrix product, so that every pass
+    after the sort runs on data still in cache; one ``bincount`` per run of equal gain
+    differences scatters the chunk's values back to training rows.
+    """
+    n = ranker.n
+    b = len(val)
+    c, delta = coef
+    keys = ranker.packed(val, out=ws.keys[:b])
+    values = ws.values[:b]
+    f = ws.cum
+    s_n = min(k, n) / (k * n)
+    binary = gain.shape[1] == 2
+    dg = gain[:, 1] - gain[:, 0] if binary else np.ones(b)
+    constant = 0.0
+    ys = ws.labels if labels.dtype == np.int8 else np.empty(n, dtype=labels.dtype)
+    for row in range(b):
+        key = keys[row]
+        key.sort()
+        order = ranker.indices(key, out=key)
+        np.take(labels, order, out=ys, mode="clip")
+        w = values[row]
+        if binary:
+            # h = g0 + dg*y: s_i = s_N + dg*(y_i c_i + F_N - F_i) with F = cumsum(y*delta)
+            np.multiply(ys, delta, out=f)
+            np.cumsum(f, out=f)
+            np.multiply(ys, c, out=w)
+            np.subtract(w, f, out=w)
+            constant += dg[row] * f[-1] + (gain[row, 0] + dg[row] * ys[-1]) * s_n
+        else:
+            h = np.take(gain[row], ys)
+            np.multiply(h, delta, out=f)
+            np.cumsum(f, out=f)
+            np.multiply(h, c, out=w)
+            np.subtract(w, f, out=w)
+            constant += f[-1] + h[-1] * s_n
+    order = keys.view(np.int64)
+    out = np.zeros(n)
+    start = 0
+    while start < b:  # validation rows come grouped by dg: one bincount per run
+        stop = start + 1
+        while stop < b and dg[stop] == dg[start]:
+            stop += 1
+        if dg[start] != 0.0:
+            out += dg[start] * np.bincount(
+                order[start:stop].ravel(), weights=values[start:stop].ravel(), minlength=n
+            )
+        start = stop
+    return out, float(constant)
+
+
+def soft_values(
+    train: np.ndarray,
+    labels: np.ndarray,
+    val: np.ndarray,
+    gain: np.ndarray,
+    k: int,
+    *,
+    n_jobs: int = 2,
+    chunk: int | None = None,
+) -> np.ndarray:
+    """Exact KNN-Shapley values (soft utility) of each training row of a map pipeline.
+
+    Args:
+        train: featurized training rows (N × d).
+        labels: class codes of the training rows.
+        val: featurized validation rows.
+        gain: the additive utility's gain matrix (validation rows × classes).
+        k: the K of the KNN proxy.
+        n_jobs: worker threads (sorting and BLAS release the GIL).
+        chunk: validation rows ranked at once (default: what fits ~96 MB per array).
+
+    Returns:
+        One value per training row; they sum to the utility of the full training set.
+    """
+    ranker = Ranker(train)
+    labels = np.asarray(labels).astype(np.int8 if gain.shape[1] <= 127 else np.int32)
+    coef = _soft_coefficients(ranker.n, k)
+    size = chunk or chunk_rows(ranker.n)
+    if gain.shape[1] == 2:  # group validation rows by gain difference (see _soft_chunk)
+        perm = np.argsort(gain[:, 1] - gain[:, 0], kind="stable")
+        gain, val = gain[perm], val[perm]
+    parts = list(chunks(len(gain), size))
+    local = threading.local()
+
+    def run(part: slice) -> tuple[np.ndarray, float]:
+        ws = getattr(local, "ws", None)
+        if ws is None:
+            ws = local.ws = _Workspace(size, ranker.n)
+        return _soft_chunk(ranker, val[part], labels, gain[part], k, coef, ws)
+
+    total = np.zeros(ranker.n)
+    constant = 0.0
+    workers = max(1, min(n_jobs, len(parts)))
+    with ThreadPoolExecutor(workers) as pool:
+        for out, const in pool.map(run, parts):
+            total += out
+            constant += const
+    total += constant
+    return total
+
+
+# -- vote -------------------------------------------------------------------------------------
+def _log_comb(n: np.ndarray | float, k: np.ndarray | float) -> np.ndarray:
+    n = np.asarray(n, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        out = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+    return np.where((k < 0) | (k > n), -np.inf, out)
+
+
+def _small_coalitions(
+    utility: np.ndarray, tallies: Tallies, class_counts: np.ndarray, k: int
+) -> np.ndarray:
+    """``T[j, a]``: the Shapley mass of coalitions smaller than K, for a row of class a."""
+    n = int(class_counts.sum())
+    n_classes = len(class_counts)
+    out = np.zeros((utility.shape[0], n_classes))
+    for a in range(n_classes):
+        others = class_counts - (np.arange(n_classes) == a)
+        for size in range(min(k, n)):
+            log_total = _log_comb(n - 1, size)
+            plus = tallies.shift(np.eye(n_classes, dtype=np.int64)[a])
+            for t in tallies.of_size(size):
+                gamma = tallies.vectors[t]
+                log_h = float(np.sum(_log_comb(others, gamma))) - float(log_total)
+                if not np.isfinite(log_h):
+                    continue
+                gained = utility[:, plus[t]] - (utility[:, t] if size else 0.0)
+                out[:, a] += np.exp(log_h) * gained / n
+    return out
+
+
+def _vote_chunk(
+    ranker: Ranker,
+    val: np.ndarray,
+    labels: np.ndarray,
+    utility: np.ndarray,
+    tallies: Tallies,
+    k: int,
+    small: np.ndarray,
+) -> np.ndarray:
+    n = ranker.n
+    n_classes = tallies.n_classes
+    order = ranker.order(val)
+    ys = labels[order].astype(np.intp)
+    b = len(order)
+    pos = np.arange(1, n + 1, dtype=np.float64)  # 1-based rank p
+    # counts of each class among the first p-1 rows
+    counts = np.zeros((n_classes, b, n))
+    for cls in range(n_classes):
+        hit = (ys == cls).astype(np.float64)
+        np.cumsum(hit, axis=1, out=counts[cls])
+        counts[cls] -= hit
+    valid = pos >= k + 1
+    scale = np.zeros(n)
+    scale[valid] = k / (pos[valid] * (pos[valid] - 1))
+    # denominators p-2-j for the hypergeometric ratio, as reciprocals
+    inv_den = []
+    for j in range(k - 1):
+        d = pos - 2 - j
+        inv = np.zeros(n)
+        ok = valid & (d > 0)
+        inv[ok] = 1.0 / d[ok]
+        inv_den.append(inv)
+    eye = np.eye(n_classes, dtype=np.int64)
+    gammas = tallies.of_size(k - 1)
+    values = np.zeros((b, n))
+    for a in range(n_classes):
+        q = np.zeros((b, n))
+        for t in gammas:
+            gamma = tallies.vectors[t]
+            coef = factorial(k - 1) / np.prod([factorial(int(x)) for x in gamma])
+            hyp = np.full((b, n), coef)
+            j = 0
+            for cls in range(n_classes):
+                base = counts[cls] - (1.0 if cls == a else 0.0)
+                for step in range(int(gamma[cls])):
+                    hyp *= (base - step) * inv_den[j]
+                    j += 1
+            with_a = utility[:, tallies.index(gamma + eye[a])]
+            with_other = utility[:, [tallies.index(gamma + eye[c]) for c in range(n_classes)]]
+            delta = with_a[:, None] - np.take_along_axis(with_other, ys, axis=1)
+            q += hyp * delta
+        q *= scale
+        # exclusive reverse cumulative sum: R[i] = sum_{p > i} q[p]
+        rev = np.cumsum(q[:, ::-1], axis=1)[:, ::-1]
+        rev[:, :-1] = rev[:, 1:].copy()
+        rev[:, -1] = 0.0
+        mine = ys == a
+        values[mine] += rev[mine] + np.broadcast_to(small[:, a : a + 1], (b, n))[mine]
+    return np.bincount(order.ravel(), weights=values.ravel(), minlength=n)
+
+
+def vote_values(
+    train: np.ndarray,
+    labels: np.ndarray,
+    val: np.ndarray,
+    gain: np.ndarray,
+    k: int,
+    *,
+    knn_utility: str = "vote",
+    n_jobs: int = 2,
+    chunk: int | None = None,
+) -> np.ndarray:
+    """Exact KNN-Shapley values of each training row of a map pipeline, any tally utility.
+
+    Args:
+        train: featurized training rows (N × d).
+        labels: class codes of the training rows.
+        val: featurized validation rows.
+        gain: the additive utility's gain matrix (validation rows × classes).
+        k: the K of the KNN proxy.
+        knn_utility: ``vote`` (majority) or ``soft`` (slower than :func:`soft_values`).
+        n_jobs: worker threads.
+        chunk: validation rows ranked at once.
+
+    Returns:
+        One value per training row.
+    """
+    ranker = Ranker(train)
+    labels = np.asarray(labels, dtype=np.intp)
+    n_classes = gain.shape[1]
+    tallies = Tallies(n_classes, k)
+    class_counts = np.bincount(labels, minlength=n_classes)
+    size = chunk or max(1, chunk_rows(ranker.n) // (2 * n_classes + 4))
+    parts = list(chunks(len(gain), size))
+
+    def run(part: slice) -> np.ndarray:
+        utility = tally_utility(gain[part], tallies, knn_utility, k)
+        small = _small_coalitions(utility, tallies, class_counts, k)
+        return _vote_chunk(ranker, val[part], labels, utility, tallies, k, small)
+
+    total = np.zeros(ranker.n)
+    if n_jobs > 1 and len(parts) > 1:
+        with ThreadPoolExecutor(n_jobs) as pool:
+            for out in pool.map(run, parts):
+                total += out
+    else:
+        for part in parts:
+            total += run(part)
+    return total
