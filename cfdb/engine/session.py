@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cfdb.engine.handlers import HANDLERS
-from cfdb.errors import CfdbError, CfdbUnsupportedError
+from cfdb.errors import CfdbError, CfdbSyntaxError, CfdbUnsupportedError
 from cfdb.lang import Statement, split
 from cfdb.store import migrations
 from cfdb.store.connection import Relation, Store
@@ -59,6 +59,9 @@ class Session:
         #: ``factory(description, total)`` -> a context manager yielding ``advance(n)``; the
         #: shell sets one that draws a progress bar. ``None``: no progress display.
         self.progress_factory: Any = None
+        #: A statement block in progress (e.g. an open ``BEGIN BATCH``): it decides which
+        #: statements may come before it is closed.
+        self.open_block: Any = None
         from cfdb.engine.handlers.grid import fill_referenced_grids
 
         self.before_plain_sql.append(fill_referenced_grids)  # lazily filled grid cells
@@ -95,10 +98,18 @@ class Session:
         return results[-1].relation if results else None
 
     def run_statement(self, statement: Statement) -> Relation | None:
+        if statement.node is None and self.open_block is not None:
+            raise CfdbSyntaxError(
+                "only FOREACH statements may stand between BEGIN BATCH and END BATCH"
+            ).located(statement.script, statement.start, statement.end)
         if statement.node is None:
             for hook in self.before_plain_sql:
                 hook(self, statement)
             return self.store.run_script_text(statement.text, statement.script, statement.start)
+        if self.open_block is not None and not self.open_block.accepts(statement):
+            raise CfdbSyntaxError(
+                "only FOREACH statements may stand between BEGIN BATCH and END BATCH"
+            ).located(statement.script, statement.start, statement.end)
         name = type(statement.node).__name__
         handler = HANDLERS.get(name)
         if handler is None:

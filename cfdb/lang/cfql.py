@@ -596,3 +596,37 @@ def _disjuncts(node: exp.Expression) -> list[exp.Expression]:
     if isinstance(node, exp.Or):
         return _disjuncts(node.left) + _disjuncts(node.right)
     return [node]
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches (paper, section 4): several FOREACH statements optimized together
+# ---------------------------------------------------------------------------------------------
+
+
+class BeginBatch(nodes.CfdbStatement):
+    """``[EXPLAIN] BEGIN BATCH [WITH (reuse_threshold = …, construction = …, …)]``."""
+
+    arg_types = {**nodes.CfdbStatement.arg_types, "params": False, "explain": False}
+
+
+class EndBatch(nodes.CfdbStatement):
+    """``END BATCH``: optimize and run (or explain) the FOREACH statements since BEGIN BATCH."""
+
+    arg_types = dict(nodes.CfdbStatement.arg_types)
+
+
+def _parse_begin_batch(self: CfdbParser, explain: bool = False) -> nodes.CfdbStatement:
+    return BeginBatch(params=self._params(), explain=explain)
+
+
+def _parse_explain_begin_batch(self: CfdbParser) -> nodes.CfdbStatement:
+    return _parse_begin_batch(self, explain=True)
+
+
+def _parse_end_batch(self: CfdbParser) -> nodes.CfdbStatement:
+    return EndBatch()
+
+
+register_statement(("BEGIN", "BATCH"), _parse_begin_batch)
+register_statement(("EXPLAIN", "BEGIN", "BATCH"), _parse_explain_begin_batch)
+register_statement(("END", "BATCH"), _parse_end_batch)

@@ -82,14 +82,75 @@ def insert_query(
     params: Mapping[str, Any],
     mode: str,
     batch_id: int | None = None,
+    position: int | None = None,
 ) -> int:
     query_id = next_id(store, "CFQueries", "QueryId")
     store.execute(
-        "INSERT INTO CFQueries (QueryId, BatchId, Text, Mode, Generator, Params) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [query_id, batch_id, text, mode, generator, json.dumps(params, default=str)],
+        "INSERT INTO CFQueries (QueryId, BatchId, Position, Text, Mode, Generator, Params) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [query_id, batch_id, position, text, mode, generator, json.dumps(params, default=str)],
     )
     return query_id
+
+
+def insert_batch(store: Store, summary: Mapping[str, Any]) -> None:
+    names = list(summary)
+    store.execute(
+        f"INSERT INTO CFBatches ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join('?' for _ in names)})",
+        [summary[n] for n in names],
+    )
+
+
+def insert_edges(store: Store, batch_id: int, edges: Sequence[tuple[int, int, int, int]]) -> None:
+    insert_arrow(
+        store,
+        "ImplicationEdges",
+        pa.table(
+            {
+                "BatchId": pa.array([batch_id] * len(edges), pa.int64()),
+                "FromQueryId": pa.array([e[0] for e in edges], pa.int64()),
+                "FromPredictionId": pa.array([e[1] for e in edges], pa.int64()),
+                "ToQueryId": pa.array([e[2] for e in edges], pa.int64()),
+                "ToPredictionId": pa.array([e[3] for e in edges], pa.int64()),
+            }
+        ),
+    )
+
+
+def earlier_links(store: Store, prediction_ids: Sequence[int], features: Sequence[str]) -> pa.Table:
+    """CFs linked to these predictions by earlier queries, with the condition hash they
+    served and the generator that made them."""
+    cols = ", ".join(f"CF.{quote(f)}" for f in features)
+    store.register("__cfdb_pids", pa.table({"id": pa.array(list(prediction_ids), pa.int64())}))
+    try:
+        return store.arrow(
+            f"SELECT PC.PredictionId, C.Hash, Q.Generator, PC.CfId, PC.Distance, "
+            f"CF.Label AS Label, {cols} FROM Prediction_CFs PC "
+            "JOIN Conditions C ON C.QueryId = PC.QueryId AND C.PredictionId = PC.PredictionId "
+            "JOIN CFQueries Q ON Q.QueryId = PC.QueryId JOIN CFs CF ON CF.CfId = PC.CfId "
+            "WHERE PC.PredictionId IN (SELECT id FROM __cfdb_pids)"
+        )
+    finally:
+        store.unregister("__cfdb_pids")
+
+
+def stored_cfs(
+    store: Store,
+    model_id: int,
+    original: Any,
+    target: str | None,
+    condition: str,
+    features: Sequence[str],
+) -> pa.Table:
+    """Stored CFs of ``model_id`` with the target label (or any label but ``original``) that
+    satisfy ``condition`` (a stored condition text)."""
+    cols = ", ".join(quote(f) for f in features)
+    label = "Label = ?" if target is not None else "Label <> ?"
+    return store.arrow(
+        f"SELECT CfId, Label, {cols} FROM CFs WHERE ModelId = ? AND {label} AND ({condition})",
+        [model_id, target if target is not None else str(original)],
+    )
 
 
 def finish_query(store: Store, query_id: int, stats: Mapping[str, Any]) -> None:
@@ -104,6 +165,8 @@ def insert_conditions(store: Store, table: pa.Table) -> None:
     insert_arrow(store, "Conditions", table)
 
 
-def insert_cfs(store: Store, cfs: pa.Table, links: pa.Table) -> None:
-    insert_arrow(store, "CFs", cfs)
-    insert_arrow(store, "Prediction_CFs", links)
+def insert_cfs(store: Store, cfs: pa.Table | None, links: pa.Table | None) -> None:
+    if cfs is not None:
+        insert_arrow(store, "CFs", cfs)
+    if links is not None:
+        insert_arrow(store, "Prediction_CFs", links)

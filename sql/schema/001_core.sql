@@ -58,6 +58,7 @@ CREATE TABLE Prediction_CFs (
 CREATE TABLE CFQueries (
     QueryId      BIGINT PRIMARY KEY,
     BatchId      BIGINT,
+    Position     INTEGER,            -- order of the FOREACH in its batch (1, 2, ...)
     Text         VARCHAR NOT NULL,
     Mode         VARCHAR,            -- run | explain
     Generator    VARCHAR,
@@ -69,8 +70,49 @@ CREATE TABLE CFQueries (
     Reused       BIGINT,
     Infeasible   BIGINT,
     Failed       BIGINT,
+    MeanDistance DOUBLE,             -- mean distance of the CFs linked to its predictions
+    SolverCalls  BIGINT,             -- of its batch (repeated on each query of the batch)
+    GraphSeconds DOUBLE,             -- of its batch
+    GenerationSeconds DOUBLE,        -- of its batch
     Seconds      DOUBLE,
     CreatedAt    TIMESTAMP DEFAULT current_timestamp
+);
+
+-- One row per batch of CFQL queries (a lone FOREACH is a batch of one): the optimizer's plan
+-- and what it saved (CFDB paper, section 4).
+CREATE TABLE CFBatches (
+    BatchId          BIGINT PRIMARY KEY,
+    Mode             VARCHAR,        -- run | explain
+    Queries          INTEGER,
+    Nodes            BIGINT,         -- feasible (query, prediction) conditions
+    UniqueConditions BIGINT,         -- after merging identical conditions
+    Classes          BIGINT,         -- equivalence classes (strongly connected components)
+    Edges            BIGINT,         -- implications between distinct conditions
+    Construction     VARCHAR,        -- naive | atoms
+    SolverCalls      BIGINT,
+    GraphSeconds     DOUBLE,
+    NaiveSolverCalls BIGINT,         -- when both constructions ran (EXPLAIN ... construction = 'both')
+    NaiveSeconds     DOUBLE,
+    ReuseThreshold   DOUBLE,
+    GeneratorCalls   BIGINT,
+    Reused           BIGINT,
+    CallsSaved       BIGINT,
+    GenerationSeconds DOUBLE,
+    MeanDistance     DOUBLE,
+    Seconds          DOUBLE,
+    CreatedAt        TIMESTAMP DEFAULT current_timestamp
+);
+
+-- Edges of a batch's implication graph between distinct conditions: the condition of
+-- (FromQueryId, FromPredictionId) implies that of (ToQueryId, ToPredictionId). Identical
+-- conditions are merged first; each edge joins their representatives (the first
+-- (query, prediction) holding that condition); Conditions.ClassId groups equivalent ones.
+CREATE TABLE ImplicationEdges (
+    BatchId          BIGINT NOT NULL,
+    FromQueryId      BIGINT NOT NULL,
+    FromPredictionId BIGINT NOT NULL,
+    ToQueryId        BIGINT NOT NULL,
+    ToPredictionId   BIGINT NOT NULL
 );
 
 CREATE TABLE Conditions (

@@ -1,0 +1,635 @@
+"""CFQL evaluation, one batch at a time (CFDB paper, sections 3.2 and 4).
+
+A lone ``FOREACH`` is a batch of one; ``BEGIN BATCH; FOREACH …; …; END BATCH;`` optimizes
+several together:
+
+1. each query is compiled (:func:`compile_query`): Q_pred runs once; one base query computes
+   every constant for every selected prediction; the template is instantiated per row and
+   the rows of a prediction OR-ed into one normalized condition; z3 checks it over the active
+   domains with the instance's immutable features held (``infeasible`` otherwise);
+2. feasible (query, prediction) nodes are grouped by model, original label and target (CFs
+   are only interchangeable within a group), identical conditions merged, the implication
+   graph built (``naive`` or ``atoms``) and condensed into equivalence classes
+   (:mod:`cfdb.ctable.graph`); ``Conditions`` gets batch and class ids, ``ImplicationEdges``
+   the edges, ``CFBatches`` the plan's statistics;
+3. unless explained, CFs are found class by class in topological order
+   (:mod:`cfdb.generators.reuse`, Algorithm 2): reused from the class's pool when one lies
+   within ``reuse_threshold`` of the instance, else generated. The pool holds the class's
+   own CFs, those of stronger classes, and — the persistent pool — CFs stored by earlier
+   queries for the same model and label that satisfy the condition (checked in SQL with its
+   stored text). A prediction whose identical condition was already served by the same
+   generator in an earlier query reuses that CF at no cost, whatever the threshold.
+   With ``reuse_threshold = 0`` (the default) nothing else is reused, and generation runs in
+   parallel over predictions (``n_jobs``).
+
+Batch options (``BEGIN BATCH WITH (...)``, or a lone FOREACH's WITH): ``reuse_threshold``,
+``max_pool_checks``, ``construction`` (``atoms`` default, ``naive``, or ``both`` to compare
+them in EXPLAIN), ``persistent_pool`` (default true). Per-query options are in
+:mod:`cfdb.engine.handlers.cfql`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from cfdb.ctable.condition import Domains, condition_hash, to_sql
+from cfdb.ctable.graph import build as build_graph
+from cfdb.ctable.graph import condense
+from cfdb.ctable.instantiate import conditions as instantiate_conditions
+from cfdb.ctable.solve import Solver
+from cfdb.engine.handlers.models import columns_of, load_model, model_features
+from cfdb.errors import CfdbDataError, CfdbError, CfdbSyntaxError, CfdbUnsupportedError
+from cfdb.generators import GENERATORS, GenerationTask
+from cfdb.generators.reuse import Member, PoolCF, evaluate_batch
+from cfdb.generators.run import run_tasks
+from cfdb.lang.cfql import Analyzer, Foreach
+from cfdb.lang.parse import Statement
+from cfdb.store import catalog
+from cfdb.store import cfql as store_cfql
+from cfdb.types import FeatureSpec
+
+DEFAULT_GENERATOR = "growing_spheres"
+_QUERY_OPTIONS = {"n", "distance", "time_limit", "seed", "n_jobs", "target", "pool"}
+BATCH_OPTIONS = {"reuse_threshold", "max_pool_checks", "construction", "persistent_pool"}
+#: Base-query rows allowed per prediction: more means Q_CF joins a relation not tied to pred.
+MAX_ROWS_PER_PREDICTION = 1000
+
+
+def _raw_value(spec: FeatureSpec, value: Any) -> Any:
+    if value is None:
+        return None
+    if spec.type == "categorical":
+        return str(value)
+    if spec.type == "boolean":
+        return bool(value)
+    if spec.type == "integer":
+        return int(value)
+    return float(value)
+
+
+def compile_query(session: Any, node: Foreach, stmt: Statement) -> dict[str, Any]:
+    """Steps 1–3: the selected predictions and their conditions, with statuses."""
+    store, script = session.store, stmt.script
+    features = model_features(store)
+    catalog.ensure_cfs_table(store, features)
+    names = [f.name for f in features]
+
+    def columns_of_table(name: str) -> list[str] | None:
+        return [c for c, _ in store.columns(name)] if store.table_exists(name) else None
+
+    plan = Analyzer(
+        node,
+        script,
+        cf_columns=[c for c, _ in store.columns(catalog.CFS)],
+        features=names,
+        columns_of=columns_of_table,
+        prediction_columns=[c for c, _ in store.columns(catalog.PREDICTIONS)],
+    ).plan()
+
+    pred = node.args["pred"]
+    columns = store_cfql.select_predictions(store, pred.text, script, pred.start)
+    if len(columns) != 1 or columns[0].lower() != "predictionid":
+        raise CfdbSyntaxError(
+            f"Q_pred must return exactly one column named PredictionId, not ({', '.join(columns)})",
+            sql=script,
+            start=pred.start,
+            end=pred.end,
+        )
+    unknown = store_cfql.unknown_prediction(store)
+    if unknown is not None:
+        raise CfdbDataError(
+            f"Q_pred returns PredictionId {unknown}, which is not in Predictions"
+        ).located(script, pred.start, pred.end)
+    selected = store_cfql.selected_predictions(store)
+    pids = selected.column("PredictionId").to_pylist()
+
+    sql = store_cfql.base_query(plan.from_items, plan.join_where, plan.slots, plan.pred_name)
+    try:
+        base = store.arrow(sql)
+    except CfdbError as err:
+        err.sql, err.start, err.end = None, None, None
+        raise err.located(script, *_name_span(err.message, script, node.span("generate"))) from None
+    row_pids = base.column("__pid").to_pylist()
+    if row_pids:
+        counts = np.unique(np.asarray(row_pids), return_counts=True)[1]
+        if counts.max() > MAX_ROWS_PER_PREDICTION:
+            raise CfdbUnsupportedError(
+                f"Q_CF yields {int(counts.max())} rows for one prediction (limit "
+                f"{MAX_ROWS_PER_PREDICTION}): tie its relations to pred (e.g. "
+                "I.InstanceId = pred.InstanceId)"
+            ).located(script, *node.span("generate"))
+    domains = Domains(features)
+    slot_cols = [base.column(f"__s{i}").to_pylist() for i in range(len(plan.slots))]
+    conds = instantiate_conditions(plan.template, row_pids, slot_cols, domains, pids)
+
+    instance_ids = selected.column("InstanceId").to_pylist()
+    inst = store_cfql.instances(store, sorted(set(instance_ids)), names)
+    by_id = {
+        row["InstanceId"]: {f.name: _raw_value(f, row[f.name]) for f in features}
+        for row in inst.to_pylist()
+    }
+    solver = Solver(features)
+    types = {f.name: f.type for f in features}
+    immutable = [f.name for f in features if not f.mutable]
+    records = []
+    for pid, mid, iid, label in zip(
+        pids,
+        selected.column("ModelId").to_pylist(),
+        instance_ids,
+        selected.column("Label").to_pylist(),
+        strict=True,
+    ):
+        cond = conds[int(pid)]
+        instance = by_id.get(iid)
+        if instance is None:
+            raise CfdbDataError(
+                f"prediction {pid} refers to InstanceId {iid}, which is not in Instances"
+            ).located(script, pred.start, pred.end)
+        fixed = {n: instance[n] for n in immutable if instance[n] is not None}
+        feasible = solver.satisfiable(cond, fixed)
+        records.append(
+            {
+                "PredictionId": int(pid),
+                "ModelId": int(mid),
+                "InstanceId": int(iid),
+                "Label": label,
+                "cond": cond,
+                "Condition": to_sql(cond, types),
+                "Hash": condition_hash(cond),
+                "Status": "pending" if feasible else "infeasible",
+                "instance": instance,
+            }
+        )
+    return {"plan": plan, "features": features, "records": records, "solver_calls": solver.calls}
+
+
+def _name_span(message: str, script: str, span: tuple[int, int]) -> tuple[int, int]:
+    """Where in Q_CF a name quoted in DuckDB's message occurs (the base query DuckDB saw is
+    generated, so its positions mean nothing to the user)."""
+    text = script[span[0] : span[1]]
+    for name in reversed(re.findall(r'"([^"]+)"', message.split("\n")[0])):
+        found = re.search(rf"(\w+\.)?\b{re.escape(name)}\b", text)
+        if found:
+            return span[0] + found.start(), span[0] + found.end()
+    return span
+
+
+def _conditions_table(records: list[dict[str, Any]], batch_id: int) -> pa.Table:
+    return pa.table(
+        {
+            "QueryId": pa.array([r["QueryId"] for r in records], pa.int64()),
+            "PredictionId": pa.array([r["PredictionId"] for r in records], pa.int64()),
+            "InstanceId": pa.array([r["InstanceId"] for r in records], pa.int64()),
+            "Condition": pa.array([r["Condition"] for r in records], pa.string()),
+            "Hash": pa.array([r["Hash"] for r in records], pa.string()),
+            "Status": pa.array([r["Status"] for r in records], pa.string()),
+            "Error": pa.array([r.get("Error") for r in records], pa.string()),
+            "BatchId": pa.array([batch_id] * len(records), pa.int64()),
+            "ClassId": pa.array([r.get("ClassId") for r in records], pa.int64()),
+        }
+    )
+
+
+def _target(labels: list[str] | None, label: str, wanted: Any) -> str | None:
+    """The label a CF must get: the other one for binary models, ``wanted`` if named."""
+    if wanted is not None:
+        if labels is not None and str(wanted) not in labels:
+            raise CfdbDataError(
+                f"target {wanted!r} is not a label of the model ({', '.join(labels)})"
+            )
+        return str(wanted)
+    if labels is not None and len(labels) == 2:
+        return labels[1] if label == labels[0] else labels[0]
+    return None  # multi-class (or unknown labels): any other label
+
+
+def _option(params: dict[str, Any], options: dict[str, Any], name: str, default: Any) -> Any:
+    return params.get(name, options.get(name, default))
+
+
+def run_batch(
+    session: Any, items: list[tuple[Foreach, Statement]], options: dict[str, Any], explain: bool
+) -> dict[str, Any]:
+    """Compile, plan and (unless ``explain``) evaluate a batch of FOREACH statements.
+
+    Returns a dict with ``batch_id``, ``queries`` (per-query dicts with ``QueryId``,
+    ``plan`` and statistics) and ``summary`` (the ``CFBatches`` row).
+    """
+    started = time.perf_counter()
+    store = session.store
+    construction = str(options.get("construction", "atoms")).lower()
+    if construction not in ("atoms", "naive", "both"):
+        raise CfdbSyntaxError(f"construction must be atoms, naive or both, not {construction!r}")
+    batch_id = catalog.next_id(store, "CFBatches", "BatchId")
+    queries: list[dict[str, Any]] = []
+    for position, (node, stmt) in enumerate(items, 1):
+        params = {k.lower(): v for k, v in node.params().items()}
+        for key in params:
+            if key in BATCH_OPTIONS and len(items) > 1:
+                raise CfdbSyntaxError(
+                    f"{key} applies to the whole batch: give it in BEGIN BATCH WITH (...)"
+                ).located(stmt.script, *node.param(key).span)
+        name = str(node.args.get("using") or DEFAULT_GENERATOR).lower()
+        try:
+            generator_cls = GENERATORS.get(name)
+        except CfdbError as err:
+            raise err.located(stmt.script, *node.span("using")) from None
+        compiled = compile_query(session, node, stmt)
+        query_id = store_cfql.insert_query(
+            store,
+            text=stmt.text,
+            generator=name,
+            params=params,
+            mode="explain" if explain else "run",
+            batch_id=batch_id,
+            position=position,
+        )
+        for r in compiled["records"]:
+            r["QueryId"] = query_id
+        queries.append(
+            {
+                "node": node,
+                "stmt": stmt,
+                "params": params,
+                "generator": generator_cls,
+                "compiled": compiled,
+                "QueryId": query_id,
+                "Position": position,
+            }
+        )
+    if not queries:
+        raise CfdbSyntaxError("the batch holds no FOREACH statement")
+    options = {**options, **{k: v for k, v in queries[0]["params"].items() if k in BATCH_OPTIONS}}
+    features = queries[0]["compiled"]["features"]
+    labels_of = {
+        int(mid): (list(labels) if labels is not None else None)
+        for mid, labels in store.execute("SELECT ModelId, Labels FROM Models")
+    }
+
+    # -- the plan: groups, de-duplication, implication graph, condensation --------------------
+    groups: dict[tuple[Any, ...], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for q in queries:
+        for r in q["compiled"]["records"]:
+            if r["Status"] != "pending":
+                continue
+            try:
+                r["target"] = _target(
+                    labels_of.get(r["ModelId"]), str(r["Label"]), q["params"].get("target")
+                )
+            except CfdbError as err:
+                raise err.located(q["stmt"].script, *q["node"].span("generate")) from None
+            groups.setdefault((r["ModelId"], r["Label"], r["target"]), []).append((q, r))
+    plan_stats = {
+        "Nodes": 0,
+        "UniqueConditions": 0,
+        "Classes": 0,
+        "Edges": 0,
+        "SolverCalls": 0,
+        "GraphSeconds": 0.0,
+        "NaiveSolverCalls": None,
+        "NaiveSeconds": None,
+    }
+    edges: list[tuple[int, int, int, int]] = []
+    plans: list[dict[str, Any]] = []
+    next_class = 1
+    for key, members in groups.items():
+        reps: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for q, r in members:
+            reps.setdefault(r["Hash"], (q, r))
+        unique = list(reps.values())
+        conds = [r["cond"] for _, r in unique]
+        graph = build_graph(
+            conds, features, "naive" if construction == "naive" else "atoms", seed=session.seed
+        )
+        if construction == "both":
+            naive = build_graph(conds, features, "naive")
+            if naive.edges != graph.edges:
+                raise CfdbUnsupportedError("internal error: the two graph constructions differ")
+            plan_stats["NaiveSolverCalls"] = (
+                plan_stats["NaiveSolverCalls"] or 0
+            ) + naive.solver_calls
+            plan_stats["NaiveSeconds"] = (plan_stats["NaiveSeconds"] or 0.0) + naive.seconds
+        cond = condense(len(unique), graph.edges)
+        class_of_hash = {}
+        for idx, (_, r) in enumerate(unique):
+            class_of_hash[r["Hash"]] = next_class + cond.classes[idx]
+        for _, r in members:
+            r["ClassId"] = class_of_hash[r["Hash"]]
+        for i, j in sorted(graph.edges):
+            (qi, ri), (qj, rj) = unique[i], unique[j]
+            edges.append((qi["QueryId"], ri["PredictionId"], qj["QueryId"], rj["PredictionId"]))
+        n_classes = len(set(cond.classes))
+        plans.append(
+            {
+                "key": key,
+                "members": members,
+                "order": [next_class + c for c in cond.order],
+                "successors": {
+                    next_class + c: {next_class + s for s in succ}
+                    for c, succ in cond.successors.items()
+                },
+                "representative": {
+                    next_class + cond.classes[i]: r for i, (_, r) in enumerate(unique)
+                },
+            }
+        )
+        next_class += n_classes
+        plan_stats["Nodes"] += len(members)
+        plan_stats["UniqueConditions"] += len(unique)
+        plan_stats["Classes"] += n_classes
+        plan_stats["Edges"] += len(graph.edges)
+        plan_stats["SolverCalls"] += graph.solver_calls
+        plan_stats["GraphSeconds"] += graph.seconds
+    if edges:
+        store_cfql.insert_edges(store, batch_id, edges)
+
+    threshold = float(options.get("reuse_threshold", 0) or 0)
+    gen = {"GeneratorCalls": 0, "Reused": 0, "GenerationSeconds": 0.0, "CallsSaved": 0}
+    if not explain:
+        gen_started = time.perf_counter()
+        _evaluate(session, queries, plans, features, options, threshold, gen)
+        gen["GenerationSeconds"] = time.perf_counter() - gen_started
+
+    records = [r for q in queries for r in q["compiled"]["records"]]
+    store_cfql.insert_conditions(store, _conditions_table(records, batch_id))
+    distances = [d for r in records for d in r.get("distances", [])]
+    summary = {
+        "BatchId": batch_id,
+        "Mode": "explain" if explain else "run",
+        "Queries": len(queries),
+        **plan_stats,
+        "Construction": "naive" if construction == "naive" else "atoms",
+        "ReuseThreshold": threshold,
+        **gen,
+        "MeanDistance": float(np.mean(distances)) if distances else None,
+        "Seconds": time.perf_counter() - started,
+    }
+    store_cfql.insert_batch(store, summary)
+    for q in queries:
+        recs = q["compiled"]["records"]
+        status = [r["Status"] for r in recs]
+        dists = [d for r in recs for d in r.get("distances", [])]
+        q["stats"] = {
+            "Predictions": len(recs),
+            "ModelIds": sorted({r["ModelId"] for r in recs}),
+            "GeneratorCalls": sum(1 for r in recs if r.get("called")),
+            "Generated": sum(r.get("generated", 0) for r in recs),
+            "Reused": status.count("reused"),
+            "Infeasible": status.count("infeasible"),
+            "Failed": status.count("failed"),
+            "MeanDistance": float(np.mean(dists)) if dists else None,
+            "SolverCalls": plan_stats["SolverCalls"],
+            "GraphSeconds": plan_stats["GraphSeconds"],
+            "GenerationSeconds": gen["GenerationSeconds"],
+            "Seconds": time.perf_counter() - started,
+        }
+        store_cfql.finish_query(store, q["QueryId"], q["stats"])
+    return {"batch_id": batch_id, "queries": queries, "summary": summary}
+
+
+def _evaluate(
+    session: Any,
+    queries: list[dict[str, Any]],
+    plans: list[dict[str, Any]],
+    features: list[FeatureSpec],
+    options: dict[str, Any],
+    threshold: float,
+    gen: dict[str, Any],
+) -> None:
+    """Find CFs for every planned member and write them (Algorithm 2 or plain generation)."""
+    store = session.store
+    max_checks = options.get("max_pool_checks")
+    max_checks = int(max_checks) if max_checks is not None else None
+    persistent = bool(options.get("persistent_pool", True))
+    models: dict[int, Any] = {}
+    generators: dict[tuple[int, int], Any] = {}
+    pools_cache: dict[str, Any] = {}
+
+    def model_of(mid: int) -> Any:
+        if mid not in models:
+            name = store.execute("SELECT Name FROM Models WHERE ModelId = ?", [mid])[0][0]
+            models[mid] = load_model(session, name)[1]
+        return models[mid]
+
+    def generator_of(q: dict[str, Any], mid: int) -> Any:
+        key = (q["QueryId"], mid)
+        if key not in generators:
+            cls = q["generator"]
+            gen_params = _generator_params(q["params"])
+            pool = None
+            if cls.__dict__.get("uses_pool", True):
+                pool_sql = str(q["params"].get("pool", "SELECT * FROM Instances"))
+                if pool_sql not in pools_cache:
+                    table = store.arrow(pool_sql)
+                    pools_cache[pool_sql] = {
+                        f.name: columns_of(table)[f.name]
+                        for f in features
+                        if f.name in table.column_names
+                    }
+                pool = pools_cache[pool_sql]
+            try:
+                generators[key] = cls(**gen_params).fit(model_of(mid), features, pool)
+            except TypeError as exc:
+                raise CfdbDataError(f"generator {cls.name!r}: {exc}") from None
+        return generators[key]
+
+    memo = _memo(store, queries, features) if persistent else {}
+    next_cf = catalog.next_id(store, catalog.CFS, "CfId")
+    new_ids: dict[Any, int] = {}
+    cf_rows: list[dict[str, Any]] = []
+    links: list[dict[str, Any]] = []
+
+    for plan in plans:
+        model_id = plan["key"][0]
+        members_by_class: dict[int, list[Member]] = {}
+        record_of: dict[Any, dict[str, Any]] = {}
+        for q, r in plan["members"]:
+            generator = generator_of(q, model_id)
+            task = GenerationTask(
+                instance=r["instance"],
+                original_label=str(r["Label"]),
+                target=r["target"],
+                condition=r["cond"],
+                n=int(_option(q["params"], {}, "n", 1)),
+                seed=int(_option(q["params"], {}, "seed", session.seed)) + r["PredictionId"],
+                distance=str(_option(q["params"], {}, "distance", "tabular")).lower(),
+                params=_generator_params(q["params"]),
+            )
+            member = Member(
+                key=(r["QueryId"], r["PredictionId"]),
+                task=task,
+                generator=generator,
+                threshold=threshold,
+                max_pool_checks=max_checks,
+                time_limit=float(_option(q["params"], {}, "time_limit", 10.0)),
+            )
+            record_of[member.key] = r
+            r["generator_name"] = q["generator"].name
+            hit = memo.get((r["PredictionId"], r["Hash"], q["generator"].name))
+            if hit is not None:
+                choice = _reuse_memo(member, hit)
+                if choice is not None:
+                    _record(r, choice, reused=True)
+                    r["memo_links"] = [
+                        {
+                            "PredictionId": r["PredictionId"],
+                            "CfId": cf.ref,
+                            "QueryId": r["QueryId"],
+                            "Distance": float(d),
+                            "Reused": True,
+                        }
+                        for cf, d in zip(choice.cfs, choice.distances, strict=True)
+                    ]
+                    continue
+            members_by_class.setdefault(r["ClassId"], []).append(member)
+        total = sum(len(m) for m in members_by_class.values())
+        with session.progress(f"counterfactuals (model {model_id})", total) as advance:
+            if threshold > 0:
+                pools = _persistent_pools(store, plan, features) if persistent else {}
+                choices = evaluate_batch(
+                    plan["order"],
+                    members_by_class,
+                    plan["successors"],
+                    pools,
+                    seed=session.seed,
+                    progress=advance,
+                )
+            else:
+                choices = _independent(members_by_class, queries, advance)
+        for key, choice in choices.items():
+            _record(record_of[key], choice, reused=choice.reused)
+        # Assign ids to the CFs generated now and link every choice.
+        for key, choice in choices.items():
+            r = record_of[key]
+            for cf, dist in zip(choice.cfs, choice.distances, strict=True):
+                ref = (id(plan), cf.ref) if not isinstance(cf.ref, int) else cf.ref
+                if not isinstance(cf.ref, int) and ref not in new_ids:
+                    new_ids[ref] = next_cf
+                    row = {f.name: _raw_value(f, cf.row[f.name]) for f in features}
+                    row.update(
+                        CfId=next_cf,
+                        ModelId=model_id,
+                        Label=cf.label,
+                        Generator=record_of[key]["generator_name"],
+                    )
+                    cf_rows.append(row)
+                    next_cf += 1
+                links.append(
+                    {
+                        "PredictionId": r["PredictionId"],
+                        "CfId": new_ids[ref] if not isinstance(cf.ref, int) else cf.ref,
+                        "QueryId": r["QueryId"],
+                        "Distance": float(dist),
+                        "Reused": bool(choice.reused),
+                    }
+                )
+    # Memo hits were recorded directly.
+    for q in queries:
+        for r in q["compiled"]["records"]:
+            if r.get("memo_links"):
+                links.extend(r["memo_links"])
+    if cf_rows or links:
+        store_cfql.insert_cfs(
+            store,
+            pa.Table.from_pylist(cf_rows) if cf_rows else None,
+            pa.Table.from_pylist(links) if links else None,
+        )
+    records = [r for q in queries for r in q["compiled"]["records"]]
+    gen["GeneratorCalls"] = sum(1 for r in records if r.get("called"))
+    gen["Reused"] = sum(1 for r in records if r["Status"] == "reused")
+    gen["CallsSaved"] = gen["Reused"]
+
+
+def _generator_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The WITH options meant for the generator itself."""
+    return {k: v for k, v in params.items() if k not in _QUERY_OPTIONS and k not in BATCH_OPTIONS}
+
+
+def _record(r: dict[str, Any], choice: Any, reused: bool) -> None:
+    r["called"] = bool(getattr(choice, "generator_called", False))
+    if choice.error is not None or not choice.cfs:
+        r["Status"], r["Error"] = "failed", choice.error or "no counterfactual found"
+        return
+    r["Status"] = "reused" if reused else "satisfied"
+    r["generated"] = 0 if reused else len(choice.cfs)
+    r["distances"] = [float(d) for d in choice.distances]
+
+
+def _independent(
+    members_by_class: dict[int, list[Member]], queries: list[dict[str, Any]], advance: Any
+) -> dict[Any, Any]:
+    """No reuse (threshold 0): every member's generator runs, in parallel per generator."""
+    from cfdb.generators.reuse import Choice
+
+    by_generator: dict[int, list[Member]] = {}
+    for members in members_by_class.values():
+        for m in members:
+            by_generator.setdefault(id(m.generator), []).append(m)
+    n_jobs = max(int(q["params"].get("n_jobs", 1)) for q in queries)
+    choices: dict[Any, Any] = {}
+    counter = 0
+    for members in by_generator.values():
+        outcomes = run_tasks(
+            members[0].generator,
+            [(m.key, m.task) for m in members],
+            time_limit=members[0].time_limit,
+            n_jobs=n_jobs,
+            progress=advance,
+        )
+        for m, outcome in zip(members, outcomes, strict=True):
+            if outcome.error is not None or not outcome.count:
+                choices[m.key] = Choice(
+                    error=outcome.error or "no counterfactual found", generator_called=True
+                )
+                continue
+            cfs = []
+            for i in range(outcome.count):
+                counter += 1
+                row = {k: v[i] for k, v in outcome.rows.items()}
+                cfs.append(PoolCF(("new", counter), row, str(outcome.labels[i])))
+            choices[m.key] = Choice(
+                cfs=cfs, distances=outcome.distances.tolist(), generator_called=True
+            )
+    return choices
+
+
+def _memo(store: Any, queries: list[dict[str, Any]], features: list[FeatureSpec]) -> dict[Any, Any]:
+    """Earlier answers for the same prediction, identical condition and generator."""
+    pids = sorted({r["PredictionId"] for q in queries for r in q["compiled"]["records"]})
+    if not pids:
+        return {}
+    table = store_cfql.earlier_links(store, pids, [f.name for f in features])
+    memo: dict[Any, Any] = {}
+    for row in table.to_pylist():
+        key = (row["PredictionId"], row["Hash"], row["Generator"])
+        memo.setdefault(key, []).append(row)
+    return memo
+
+
+def _reuse_memo(member: Member, rows: list[dict[str, Any]]) -> Any:
+    from cfdb.generators.reuse import Choice, _try_reuse
+
+    pool = [PoolCF(int(row["CfId"]), row, str(row["Label"])) for row in rows]
+    # Verify exactly as for any reuse; the threshold is the largest earlier distance.
+    limit = max(float(row["Distance"] or 0) for row in rows) + 1e-9
+    probe = Member(member.key, member.task, member.generator, threshold=limit)
+    choice = _try_reuse(probe, pool, np.random.default_rng(0))
+    return choice if isinstance(choice, Choice) else None
+
+
+def _persistent_pools(
+    store: Any, plan: dict[str, Any], features: list[FeatureSpec]
+) -> dict[int, list[PoolCF]]:
+    """Stored CFs of the same model and label satisfying each class's condition (in SQL)."""
+    model_id, original, target = plan["key"]
+    pools: dict[int, list[PoolCF]] = {}
+    names = [f.name for f in features]
+    for cls, r in plan["representative"].items():
+        table = store_cfql.stored_cfs(store, model_id, original, target, r["Condition"], names)
+        pools[cls] = [PoolCF(int(row["CfId"]), row, str(row["Label"])) for row in table.to_pylist()]
+    return pools
