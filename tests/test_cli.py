@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import cfdb
+from cfdb.cli import main
 
 DUCKDB_CLI = Path(sys.executable).with_name("duckdb")
 
@@ -91,16 +92,6 @@ def test_run_script_reports_the_failing_line(tmp_path: Path) -> None:
     assert re.search(r"│ +2 │", r.stdout)  # results before the error were printed
 
 
-def test_run_script_success_and_missing_file(tmp_path: Path) -> None:
-    (tmp_path / "ok.sql").write_text("-- a comment\nselect 1 as one;\nselect 2 as two\n")
-    r = cfdb_cmd(tmp_path, "run", "ok.sql")
-    assert r.returncode == 0, r.stderr
-    assert "one" in r.stdout and "two" in r.stdout
-    r = cfdb_cmd(tmp_path, "run", "missing.sql")
-    assert r.returncode == 1
-    assert "cannot read missing.sql" in r.stderr
-
-
 def test_piped_stdin_is_a_script(tmp_path: Path) -> None:
     script = "create table t as select 5 as v;\n.mode csv\nselect v * 2 as doubled from t;\n"
     r = cfdb_cmd(tmp_path, "shell", "x.duckdb", stdin=script)
@@ -134,33 +125,68 @@ def test_file_is_readable_by_the_duckdb_cli(tmp_path: Path) -> None:
     assert re.search(r"│\s+1\s+│", other.stdout)
 
 
-def test_read_only(tmp_path: Path) -> None:
-    assert cfdb_cmd(tmp_path, "x.duckdb", "-c", "create table t as select 1 as a").returncode == 0
-    r = cfdb_cmd(tmp_path, "shell", "x.duckdb", "--read-only", "-c", "select a from t")
-    assert r.returncode == 0, r.stderr
-    r = cfdb_cmd(tmp_path, "shell", "x.duckdb", "--read-only", "-c", "create table u (b int)")
-    assert r.returncode == 1
-    assert "read-only" in r.stderr.lower() or "read only" in r.stderr.lower()
-    assert "Traceback" not in r.stderr
+# -- in-process: the same main() without the cost of a new interpreter ------------------------
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as exit:  # argparse
+        code = int(exit.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_not_a_database_file(tmp_path: Path) -> None:
+def test_run_script_success_and_missing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ok.sql").write_text("-- a comment\nselect 1 as one;\nselect 2 as two\n")
+    code, out, err = run_main(capsys, "run", "ok.sql")
+    assert code == 0, err
+    assert "one" in out and "two" in out
+    code, _, err = run_main(capsys, "run", "missing.sql")
+    assert code == 1
+    assert "cannot read missing.sql" in err
+
+
+def test_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run_main(capsys, "x.duckdb", "-c", "create table t as select 1 as a")[0] == 0
+    code, out, err = run_main(capsys, "shell", "x.duckdb", "--read-only", "-c", "select a from t")
+    assert "│" in out
+    assert code == 0, err
+    code, _, err = run_main(capsys, "x.duckdb", "--read-only", "-c", "create table u (b int)")
+    assert code == 1
+    assert "read-only" in err.lower() or "read only" in err.lower()
+    assert "Traceback" not in err
+
+
+def test_not_a_database_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("hello, this is not a database\n" * 10)
-    r = cfdb_cmd(tmp_path, "shell", "notes.txt", "-c", "select 1")
-    assert r.returncode == 1
-    assert "not a DuckDB database" in r.stderr
-    assert "Traceback" not in r.stderr
+    code, _, err = run_main(capsys, "shell", "notes.txt", "-c", "select 1")
+    assert code == 1
+    assert "not a DuckDB database" in err
+    assert "Traceback" not in err
 
 
-def test_version_and_usage(tmp_path: Path) -> None:
+def test_version_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(capsys, "--version")
+    assert code == 0 and out.strip() == f"cfdb {cfdb.__version__}"
+    code, _, err = run_main(capsys, "run")
+    assert code == 2 and "SCRIPT" in err
+    code, out, _ = run_main(capsys, "--help")
+    assert code == 0
+    for word in ("shell", "run", "demo"):
+        assert word in out
+
+
+def test_version_via_python_m(tmp_path: Path) -> None:
     r = cfdb_cmd(tmp_path, "--version")
     assert r.returncode == 0 and r.stdout.strip() == f"cfdb {cfdb.__version__}"
-    r = cfdb_cmd(tmp_path, "run")
-    assert r.returncode == 2 and "SCRIPT" in r.stderr
-    r = cfdb_cmd(tmp_path, "--help")
-    assert r.returncode == 0
-    for word in ("shell", "run", "demo"):
-        assert word in r.stdout
 
 
 @pytest.mark.slow
