@@ -267,6 +267,39 @@ class Database:
             f"METRIC {', '.join(metric_list)}{with_clause(options)}"
         )
 
+    def valuate(
+        self,
+        train: str,
+        evaluate: str,
+        *,
+        method: str = "knn_shapley",
+        utility: str = "accuracy",
+        features: Sequence[str] | None = None,
+        transformer: Any = None,
+        **options: Any,
+    ) -> Relation | None:
+        """``VALUATE (train) EVALUATE ON (evaluate) USING method WITH (...) UTILITY utility``.
+
+        ``options`` are the statement's ``WITH`` options (``k``, ``knn_utility``, ``label``,
+        ``positive``, ``sensitive``, ...). ``transformer`` is ``'default'``, ``'none'``, or a
+        scikit-learn transformer object, registered for this one statement and fitted on the
+        whole training set.
+        """
+        from cfdb.engine.handlers.valuate import register_transformer, unregister_transformer
+
+        registered = None
+        if transformer is not None and not isinstance(transformer, str):
+            registered = transformer = register_transformer(transformer)
+        params = {**options, "features": _tuple(features), "transformer": transformer}
+        try:
+            return self.sql(
+                f"VALUATE ({train}) EVALUATE ON ({evaluate}) USING {method}"
+                f"{with_clause(params)} UTILITY {utility}"
+            )
+        finally:
+            if registered:
+                unregister_transformer(registered)
+
 
 def _tuple(values: Iterable[str] | None) -> tuple[str, ...] | None:
     if values is None:

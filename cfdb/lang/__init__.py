@@ -21,3 +21,4 @@ __all__ = [
 # (see cfdb.lang.dialect.register_statement); import each here.
 from cfdb.lang import grid_syntax  # noqa: E402,F401  (CREATE GRID, MATERIALIZE GRID, WHATIF, ...)
 from cfdb.lang import cfql  # noqa: E402,F401  (FOREACH, EXPLAIN FOREACH)
+from cfdb.lang import valuate_syntax  # noqa: E402,F401  (VALUATE)

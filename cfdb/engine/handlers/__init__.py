@@ -36,3 +36,4 @@ def handles(
 
 from cfdb.engine.handlers import cfql, instances, models  # noqa: E402,F401  (registers handlers)
 from cfdb.engine.handlers import grid  # noqa: E402,F401  (CREATE GRID, MATERIALIZE GRID, WHATIF)
+from cfdb.engine.handlers import valuate  # noqa: E402,F401  (VALUATE)
