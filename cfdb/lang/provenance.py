@@ -24,6 +24,7 @@ then by the provenance columns. That order is the *training row order* (``RowId`
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -168,6 +169,20 @@ class _Rewriter:
         start, end = _span(node, self._whole)
         raise CfdbUnsupportedError(message, sql=self.sql, start=start, end=end, hint=hint)
 
+    def refuse_at(
+        self, word: str, clause: exp.Expression, message: str, hint: str | None = None
+    ) -> None:
+        """Refuse, pointing at keyword ``word`` (e.g. ``GROUP BY``): its last occurrence
+        before the text of ``clause`` (the clause's first expression)."""
+        start, _ = _span(clause, self._whole)
+        pattern = r"\b" + r"\s+".join(word.split()) + r"\b"
+        found = list(re.finditer(pattern, self.sql[:start], flags=re.IGNORECASE))
+        if not found:
+            self.refuse(message, clause, hint)
+        raise CfdbUnsupportedError(
+            message, sql=self.sql, start=found[-1].start(), end=found[-1].end(), hint=hint
+        )
+
     def code(self, relation: str) -> int:
         if relation not in self.relations:
             self.relations.append(relation)
@@ -248,23 +263,28 @@ class _Rewriter:
 
     def check_select(self, sel: exp.Select) -> None:
         if sel.args.get("distinct"):
-            self.refuse(
+            first = sel.expressions[0] if sel.expressions else sel
+            self.refuse_at(
+                "DISTINCT",
+                first,
                 "DISTINCT merges duplicate rows, so a row would stand for any of several "
                 "tuple combinations; valuation needs one monomial per row",
-                sel.args["distinct"] if sel.args["distinct"].args else sel,
                 hint="drop DISTINCT (or use a top-level UNION, which cfdb records as a sum)",
             )
-        for key, what in (
-            ("group", "GROUP BY aggregates rows: an output row depends on a whole group"),
-            ("having", "HAVING filters aggregated groups"),
-            ("qualify", "QUALIFY filters on window functions, which depend on other rows"),
-            ("limit", "LIMIT picks rows by position: removing a tuple would let another in"),
-            ("offset", "OFFSET picks rows by position: removing a tuple would shift others"),
-            ("sample", "sampling makes the training set random"),
+        for key, word, what in (
+            ("group", "GROUP BY", "GROUP BY aggregates rows: an output row depends on a group"),
+            ("having", "HAVING", "HAVING filters aggregated groups"),
+            ("qualify", "QUALIFY", "QUALIFY filters on window functions over other rows"),
+            ("limit", "LIMIT", "LIMIT picks rows by position: removing a tuple lets another in"),
+            ("offset", "OFFSET", "OFFSET picks rows by position: removing a tuple shifts others"),
+            ("sample", "SAMPLE", "sampling makes the training set random"),
         ):
-            if sel.args.get(key):
-                self.refuse(
-                    f"{what}; the training query must be select-project-join-union", sel.args[key]
+            clause = sel.args.get(key)
+            if clause:
+                self.refuse_at(
+                    word,
+                    clause,
+                    f"{what}; the training query must be select-project-join-union",
                 )
         for part in [*sel.expressions, sel.args.get("where")]:
             if part is None:
@@ -300,16 +320,18 @@ class _Rewriter:
         kind = (join.args.get("kind") or "").upper()
         method = (join.args.get("method") or "").upper()
         if side in ("LEFT", "RIGHT", "FULL") or kind == "OUTER":
-            self.refuse(
+            self.refuse_at(
+                side or kind,
+                join.this,
                 f"{side or kind} OUTER JOIN keeps unmatched rows, which exist because a tuple "
                 "is absent; provenance polynomials (positive algebra) cannot express that",
-                join,
                 hint="use an inner JOIN",
             )
         if kind in ("SEMI", "ANTI"):
-            self.refuse(
+            self.refuse_at(
+                kind,
+                join.this,
                 f"{kind} JOIN makes a row depend on the existence or absence of other tuples",
-                join,
                 hint="use an inner JOIN",
             )
         if method in ("ASOF", "POSITIONAL") or kind in ("ASOF", "POSITIONAL"):
