@@ -183,6 +183,10 @@ class Database:
         return rel
 
     # -- lifecycle --------------------------------------------------------------------------
+    def interrupt(self) -> None:
+        """Stop the query that is running (from another thread, e.g. a Ctrl-C handler)."""
+        self.session.interrupt()
+
     def release(self) -> None:
         """Release the file lock until the next statement (other processes may open it)."""
         self.session.release()
@@ -228,7 +232,9 @@ class Database:
             f"METRIC {', '.join(metric_list)}{with_clause(options)}"
         )
 
-    def materialize_grid(self, name: str, *, limit: int | None = None, **options: Any) -> Relation | None:
+    def materialize_grid(
+        self, name: str, *, limit: int | None = None, **options: Any
+    ) -> Relation | None:
         """``MATERIALIZE GRID name [LIMIT n] [WITH (n_jobs, executor, address, progress)]``."""
         tail = f" LIMIT {int(limit)}" if limit is not None else ""
         return self.sql(f"MATERIALIZE GRID {quote(name)}{tail}{with_clause(options)}")
@@ -255,7 +261,12 @@ class Database:
 
         ``op`` is ``remove``, ``add``, ``flip_labels`` or ``reweight`` (with ``by``).
         """
-        words = {"remove": "REMOVE", "add": "ADD", "flip_labels": "FLIP LABELS", "reweight": "REWEIGHT"}
+        words = {
+            "remove": "REMOVE",
+            "add": "ADD",
+            "flip_labels": "FLIP LABELS",
+            "reweight": "REWEIGHT",
+        }
         if op.lower() not in words:
             raise CfdbDataError(f"unknown what-if {op!r}; use one of {', '.join(words)}")
         weight = f" BY {quote(by)}" if by else ""

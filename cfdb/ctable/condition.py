@@ -548,6 +548,13 @@ def _column(columns: Mapping[str, np.ndarray], var: str) -> np.ndarray:
 def _as_strings(values: np.ndarray) -> np.ndarray:
     if values.dtype == bool:
         return np.where(values, "true", "false").astype(object)
+    if values.dtype.kind == "U":
+        return values.astype(object)
+    if values.dtype == object and all(type(v) is str for v in values[:16].tolist()):
+        # Categorical columns hold strings already: skip the per-value conversion when a
+        # sample says so, and check the rest in one vectorized pass.
+        if all(isinstance(v, str) for v in values.tolist()):
+            return values
     return np.array([value_string(v) for v in values.tolist()], dtype=object)
 
 

@@ -422,7 +422,7 @@ def _evaluate(
             cls = q["generator"]
             gen_params = _generator_params(q["params"])
             pool = None
-            if cls.__dict__.get("uses_pool", True):
+            if getattr(cls, "uses_pool", True):
                 pool_sql = str(q["params"].get("pool", "SELECT * FROM Instances"))
                 if pool_sql not in pools_cache:
                     table = store.arrow(pool_sql)
@@ -432,10 +432,17 @@ def _evaluate(
                         if f.name in table.column_names
                     }
                 pool = pools_cache[pool_sql]
+            node = q["node"]
+            where = node.args.get("params") or []
+            span = (where[0].span[0], where[-1].span[1]) if where else node.span("using")
             try:
                 generators[key] = cls(**gen_params).fit(model_of(mid), features, pool)
             except TypeError as exc:
-                raise CfdbDataError(f"generator {cls.name!r}: {exc}") from None
+                raise CfdbDataError(f"generator {cls.name!r}: {exc}").located(
+                    q["stmt"].script, *span
+                ) from None
+            except CfdbError as err:
+                raise err.located(q["stmt"].script, *span) from None
         return generators[key]
 
     memo = _memo(store, queries, features) if persistent else {}

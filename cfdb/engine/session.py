@@ -79,8 +79,13 @@ class Session:
         self.last_sql = script
         statements = split(script)
         results = []
-        for statement in statements:
-            results.append(Result(statement, self.run_statement(statement)))
+        for k, statement in enumerate(statements):
+            relation = self.run_statement(statement)
+            if relation is not None and k < len(statements) - 1 and statement.node is None:
+                # DuckDB relations are lazy: read this result now, before later statements
+                # change what it would show.
+                relation = self.store.materialize(relation, statement)
+            results.append(Result(statement, relation))
         return results
 
     def sql(self, script: str, params: Any = None) -> Relation | None:
@@ -134,6 +139,10 @@ class Session:
         if self.progress_factory is None or total < 2:
             return contextlib.nullcontext(lambda n: None)
         return self.progress_factory(description, total)
+
+    def interrupt(self) -> None:
+        """Stop the running query (call from another thread, e.g. on Ctrl-C)."""
+        self.store.interrupt()
 
     def release(self) -> None:
         """Let other processes open the file until the next statement."""

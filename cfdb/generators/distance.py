@@ -22,7 +22,8 @@ DISTANCES = ("l0", "l1", "tabular")
 
 def _differs(values: np.ndarray, x: Any) -> np.ndarray:
     if values.dtype == object or isinstance(x, str):
-        return np.array([v != x for v in values.tolist()], dtype=bool)
+        # numpy compares object arrays element-wise with the values' own ==.
+        return np.asarray(values != x, dtype=bool)
     return values.astype(float) != float(x)
 
 

@@ -131,7 +131,8 @@ def open_duckdb(path: str | None, *, read_only: bool = False) -> duckdb.DuckDBPy
         if "lock" in message.lower():
             raise CfdbLockError(
                 f"cannot open {target!r}: it is locked by another process",
-                hint="close the other cfdb/duckdb session, or open with read_only=True",
+                hint="close the other session, or open the file read-only "
+                "(cfdb shell --read-only, or cfdb.connect(..., read_only=True))",
             ) from exc
         raise CfdbSchemaError(f"cannot open {target!r}: {message}") from exc
     except duckdb.Error as exc:
@@ -191,6 +192,11 @@ class Store:
             self._con.close()
             self._con = None
 
+    def interrupt(self) -> None:
+        """Ask DuckDB to stop the query running on this connection (from another thread)."""
+        if self._con is not None:
+            self._con.interrupt()
+
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
@@ -228,6 +234,13 @@ class Store:
             return rel.to_arrow_table()
         except duckdb.Error as exc:
             raise wrap_duckdb_error(exc, sql, offset, script) from exc
+
+    def materialize(self, relation: Relation, statement: Any) -> Relation:
+        """Run a lazy relation now and keep its rows (errors located at ``statement``)."""
+        try:
+            return self.con.from_arrow(relation.to_arrow_table())
+        except duckdb.Error as exc:
+            raise wrap_duckdb_error(exc, statement.text, statement.start, statement.script) from exc
 
     def arrow(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         """Run ``sql`` and return a pyarrow Table."""
