@@ -550,11 +550,9 @@ def _as_strings(values: np.ndarray) -> np.ndarray:
         return np.where(values, "true", "false").astype(object)
     if values.dtype.kind == "U":
         return values.astype(object)
-    if values.dtype == object and all(type(v) is str for v in values[:16].tolist()):
-        # Categorical columns hold strings already: skip the per-value conversion when a
-        # sample says so, and check the rest in one vectorized pass.
-        if all(isinstance(v, str) for v in values.tolist()):
-            return values
+    # Categorical columns usually hold strings already: then no conversion is needed.
+    if values.dtype == object and all(isinstance(v, str) for v in values.tolist()):
+        return values
     return np.array([value_string(v) for v in values.tolist()], dtype=object)
 
 
