@@ -8,14 +8,24 @@ leaves the database as it was. Every error is a CfdbError located in the script.
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from cfdb.engine.handlers import HANDLERS
 from cfdb.errors import CfdbError, CfdbSyntaxError, CfdbUnsupportedError
+from cfdb.exec.progress import Progress
 from cfdb.lang import Statement, split
 from cfdb.store import migrations
 from cfdb.store.connection import Relation, Store
+
+
+@contextlib.contextmanager
+def _progress_bar(description: str, total: int, unit: str) -> Iterator[Any]:
+    started = time.perf_counter()
+    with Progress(description, total, unit=unit) as bar:
+        yield lambda n: bar.advance(n, time.perf_counter() - started)
 
 
 @dataclass
@@ -134,11 +144,14 @@ class Session:
             return out
         return self.store.from_arrow(out)
 
-    def progress(self, description: str, total: int) -> Any:
-        """A context manager yielding ``advance(n)`` for long work (a no-op by default)."""
-        if self.progress_factory is None or total < 2:
+    def progress(self, description: str, total: int, unit: str = "predictions") -> Any:
+        """A context manager yielding ``advance(n)`` for long work: a progress bar with rate
+        and time left on a terminal (``progress_factory`` replaces it)."""
+        if total < 2:
             return contextlib.nullcontext(lambda n: None)
-        return self.progress_factory(description, total)
+        if self.progress_factory is not None:
+            return self.progress_factory(description, total)
+        return _progress_bar(description, total, unit)
 
     def interrupt(self) -> None:
         """Stop the running query (call from another thread, e.g. on Ctrl-C)."""
