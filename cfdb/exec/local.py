@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from cfdb.errors import CfdbExecutionError
 from cfdb.exec.base import EXECUTORS, ChunkFn, Executor
 
 _WORKER_STATE: dict[str, Any] = {}
 
 
-def _init_worker(fn: ChunkFn, shared: Any) -> None:
-    # Runs once per worker: the shared value crosses the process boundary once, not per task.
+def _init_worker(fn: ChunkFn, shared: bytes) -> None:
+    # Runs once per worker: the shared value crosses the process boundary once, not per task
+    # (pickled once by the parent, not once per worker).
     _WORKER_STATE["fn"] = fn
-    _WORKER_STATE["shared"] = shared
+    _WORKER_STATE["shared"] = pickle.loads(shared)
 
 
 def _run_chunk(chunk: Sequence[Any]) -> list[Any]:
@@ -26,7 +30,9 @@ class LocalExecutor(Executor):
     """``n_jobs = 1``: run chunks one by one in this process; else a process pool.
 
     Workers are started with ``forkserver`` (never ``fork``: the parent holds DuckDB's
-    threads), preloading the module of the function they run, so each starts warm.
+    threads), preloading cfdb, the calling script and the module of the function they run,
+    so each starts warm. As with any Python process pool, a script must guard its entry
+    point with ``if __name__ == "__main__":``. The pool lives until :meth:`close`.
     """
 
     name = "local"
@@ -40,12 +46,12 @@ class LocalExecutor(Executor):
         if self._pool is None or self._pool_key != key:
             self.close()
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload([fn.__module__])
+            ctx.set_forkserver_preload(["__main__", "cfdb", fn.__module__])
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=ctx,
                 initializer=_init_worker,
-                initargs=(fn, shared),
+                initargs=(fn, pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL)),
             )
             self._pool_key = key
         return self._pool
@@ -73,7 +79,16 @@ class LocalExecutor(Executor):
                     pending.add(pool.submit(_run_chunk, queue.pop(0)))
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool as exc:
+                        self.close()
+                        raise CfdbExecutionError(
+                            f"a worker process of the local executor died: {exc}",
+                            hint="a script that uses n_jobs > 1 must start from "
+                            "`if __name__ == '__main__':` (worker processes import it)",
+                        ) from exc
+                    yield result
         finally:
             for future in pending:
                 future.cancel()

@@ -25,8 +25,20 @@ def _ray() -> Any:
     return ray
 
 
-def _run_chunk(fn: ChunkFn, shared: Any, chunk: Sequence[Any]) -> list[Any]:
-    return fn(shared, chunk)
+_SHARED: dict[str, Any] = {}
+
+
+def _run_chunk(fn: ChunkFn, boxed: list[Any], chunk: Sequence[Any]) -> list[Any]:
+    # The shared value arrives as a reference inside a list, so Ray does not resolve (and
+    # deserialize) it for every task: each worker process fetches it once and keeps it.
+    ref = boxed[0]
+    key = ref.hex()
+    if key not in _SHARED:
+        import ray
+
+        _SHARED.clear()  # one grid at a time per worker
+        _SHARED[key] = ray.get(ref)
+    return fn(_SHARED[key], chunk)
 
 
 class RayExecutor(Executor):
@@ -66,7 +78,7 @@ class RayExecutor(Executor):
         try:
             while queue or pending:
                 while queue and len(pending) < 2 * self.workers:
-                    pending.append(remote.remote(fn_ref, shared_ref, queue.pop(0)))
+                    pending.append(remote.remote(fn_ref, [shared_ref], queue.pop(0)))
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
                     yield ray.get(ref)

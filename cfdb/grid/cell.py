@@ -29,7 +29,7 @@ import numpy as np
 from cfdb.errors import CfdbError
 from cfdb.grid.metrics import METRICS, Scored
 from cfdb.models import MODEL_KINDS, Featurizer, label_string
-from cfdb.models.regressors import train_regressor
+from cfdb.models.regressors import REGRESSION_KINDS
 from cfdb.types import FeatureSpec
 
 
@@ -148,13 +148,100 @@ def _score(
     return out
 
 
+@dataclass
+class _Encoded:
+    """The universe and evaluation rows featurized once (unscaled), shared by every cell."""
+
+    x_train: np.ndarray
+    x_eval: np.ndarray
+    numeric: np.ndarray  # indices of the columns a scaling kind standardizes
+    raw: Featurizer  # the unscaled featurizer, for rows added by a what-if
+    scale: bool
+
+
+def _encoded(data: GridData) -> _Encoded | None:
+    """Pre-encoded matrices (cached on ``data``), or None when the encoding depends on the
+    subset (target encoding of categorical features)."""
+    cache = data.__dict__.setdefault("_cache", {})
+    if "encoded" in cache:
+        return cache["encoded"]
+    registry = MODEL_KINDS if data.task == "classification" else REGRESSION_KINDS
+    kind = registry.get(data.kind)
+    kind.factory()  # import the estimator's library before threads are limited
+    encoded = None
+    needs_labels = data.encoding == "target" and any(f.type == "categorical" for f in data.features)
+    fixed = all(f.domain is not None for f in data.features if f.type == "categorical")
+    if not needs_labels and fixed and len(data.train_y):
+        # One-hot columns come from the declared domains and booleans are 0/1, so only the
+        # standardization of numeric columns depends on the subset: encode once, scale per cell
+        # (the same arithmetic as Featurizer with scale=True).
+        raw = Featurizer(data.features, encoding="onehot", scale=False).fit(data.train)
+        numeric = [b.start for b in raw.blocks() if b.encoding == "numeric"]
+        encoded = _Encoded(
+            raw.transform(data.train),
+            raw.transform(data.eval),
+            np.asarray(numeric, np.int64),
+            raw,
+            kind.scale,
+        )
+    cache["encoded"] = encoded
+    return encoded
+
+
+def _matrices(
+    data: GridData, rows: np.ndarray, extra: dict[str, np.ndarray] | None, codes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(training matrix, evaluation matrix) for a subset's rows (+ added rows)."""
+    enc = _encoded(data)
+    if enc is None:
+        registry = MODEL_KINDS if data.task == "classification" else REGRESSION_KINDS
+        columns = _take(data.train, rows)
+        if extra is not None:
+            columns = _concat(columns, extra)
+        featurizer = Featurizer(
+            data.features, encoding=data.encoding, scale=registry.get(data.kind).scale
+        )
+        return featurizer.fit_transform(columns, codes), featurizer.transform(data.eval), True
+    x = enc.x_train[rows]
+    if extra is not None:
+        x = np.vstack([x, enc.raw.transform(extra)])
+    x_eval = enc.x_eval
+    if enc.scale and len(enc.numeric):
+        cols = x[:, enc.numeric]
+        mean = cols.mean(axis=0)
+        std = cols.std(axis=0)
+        std[~(std > 0) | ~np.isfinite(std)] = 1.0
+        x = x.copy()
+        x[:, enc.numeric] = (cols - mean) / std
+        x_eval = x_eval.copy()
+        x_eval[:, enc.numeric] = (x_eval[:, enc.numeric] - mean) / std
+    return x, x_eval, False
+
+
+def _estimator(data: GridData, n_classes: int) -> Any:
+    registry = MODEL_KINDS if data.task == "classification" else REGRESSION_KINDS
+    kind = registry.get(data.kind)
+    estimator = kind.make(data.params, n_classes, data.seed)
+    # One thread per fit unless the user asked otherwise: parallelism is across cells. BLAS
+    # pools are limited by threadpoolctl; XGBoost's own thread count is set here.
+    if type(estimator).__module__.startswith("xgboost") and not any(
+        k.lower() in ("n_jobs", "nthread") for k in data.params
+    ):
+        estimator.set_params(n_jobs=1)
+    return estimator
+
+
 def _fit_classifier(
     data: GridData,
-    columns: dict[str, np.ndarray],
+    rows: np.ndarray,
+    extra: dict[str, np.ndarray] | None,
     codes: np.ndarray,
     weights: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Train on the rows and return (predicted codes, probabilities) on the eval rows."""
+    """Train on the rows and return (predicted codes, probabilities) on the eval rows.
+
+    The predicted class is the most probable one (the first on ties).
+    """
     k = len(data.classes)
     present = np.unique(codes)
     if len(present) == 1:
@@ -162,24 +249,36 @@ def _fit_classifier(
         row[present[0]] = 1.0
         c = _constant_scores(data, int(present[0]), row)
         return c["pred"], c["proba"]
-    kind = MODEL_KINDS.get(data.kind)
     # Codes relative to the classes this subset has (estimators want 0..k'-1).
     local = np.searchsorted(present, codes)
-    featurizer = Featurizer(data.features, encoding=data.encoding, scale=kind.scale)
-    x = featurizer.fit_transform(columns, local)
-    estimator = kind.make(data.params, len(present), data.seed)
+    x, x_eval, _ = _matrices(data, rows, extra, local)
+    estimator = _estimator(data, len(present))
     if weights is None:
         estimator.fit(x, local)
     else:
         estimator.fit(x, local, sample_weight=weights)
-    x_eval = featurizer.transform(data.eval)
     proba = np.zeros((len(data.eval_y), k))
     if len(data.eval_y):
         proba[:, present] = np.asarray(estimator.predict_proba(x_eval), np.float64)
-        pred = present[np.asarray(estimator.predict(x_eval)).astype(np.int64)]
+    return np.argmax(proba, axis=1).astype(np.int64), proba
+
+
+def _fit_regressor(
+    data: GridData,
+    rows: np.ndarray,
+    extra: dict[str, np.ndarray] | None,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+) -> np.ndarray:
+    x, x_eval, _ = _matrices(data, rows, extra, np.zeros(len(y), np.int64))
+    estimator = _estimator(data, 1)
+    if weights is None:
+        estimator.fit(x, y)
     else:
-        pred = np.zeros(0, dtype=np.int64)
-    return pred, proba
+        estimator.fit(x, y, sample_weight=weights)
+    if not len(data.eval_y):
+        return np.zeros(0)
+    return np.asarray(estimator.predict(x_eval), np.float64)
 
 
 _THREADS: Any = None
@@ -205,6 +304,7 @@ def run_cell(data: GridData, task: CellTask) -> CellResult:
 
     Never raises for a bad subset: a failure is returned as a ``failed`` result.
     """
+    _encoded(data)
     with _one_thread():
         return _run_cell(data, task)
 
@@ -214,9 +314,9 @@ def _run_cell(data: GridData, task: CellTask) -> CellResult:
     result = CellResult(task.subset_id)
     try:
         rows = training_rows(data, task.units)
-        columns = _take(data.train, rows)
         y = data.train_y[rows].copy()
         weights = None
+        extra = None
         if task.flip is not None and len(task.flip):
             if data.task != "classification" or len(data.classes) != 2:
                 raise CfdbError("FLIP LABELS needs a binary classification grid")
@@ -229,13 +329,12 @@ def _run_cell(data: GridData, task: CellTask) -> CellResult:
                 if int(r) in where:
                     weights[where[int(r)]] = float(w)
         if task.extra is not None:
-            extra_cols, extra_y = task.extra
-            columns = _concat(columns, extra_cols)
+            extra, extra_y = task.extra
             y = np.concatenate([y, np.asarray(extra_y, dtype=y.dtype)])
             if weights is not None:
                 weights = np.concatenate([weights, np.ones(len(extra_y))])
         result.rows = len(y)
-        values = _train_and_score(data, columns, y, weights)
+        values = _train_and_score(data, rows, extra, y, weights)
         result.values = [
             (sid, name, None if v is None or np.isnan(v) else float(v))
             for (sid, name), v in values.items()
@@ -253,7 +352,11 @@ def _run_cell(data: GridData, task: CellTask) -> CellResult:
 
 
 def _train_and_score(
-    data: GridData, columns: dict[str, np.ndarray], y: np.ndarray, weights: np.ndarray | None
+    data: GridData,
+    rows: np.ndarray,
+    extra: dict[str, np.ndarray] | None,
+    y: np.ndarray,
+    weights: np.ndarray | None,
 ) -> dict[tuple[int, str], float]:
     if not len(y):
         if data.empty_value is not None:
@@ -269,11 +372,8 @@ def _train_and_score(
                 totals.setdefault(key, []).append(v)
         return {key: float(np.mean(v)) for key, v in totals.items()}
     if data.task == "regression":
-        model = train_regressor(
-            data.kind, data.params, data.features, columns, y, seed=data.seed, sample_weight=weights
-        )
-        return _score(data, model.predict(data.eval), None)
-    pred, proba = _fit_classifier(data, columns, y.astype(np.int64), weights)
+        return _score(data, _fit_regressor(data, rows, extra, y, weights), None)
+    pred, proba = _fit_classifier(data, rows, extra, y.astype(np.int64), weights)
     return _score(data, pred, proba)
 
 
@@ -289,5 +389,6 @@ def encode_classes(values: Sequence[Any], classes: Sequence[str]) -> np.ndarray:
 
 def run_cells(data: GridData, tasks: Sequence[CellTask]) -> list[CellResult]:
     """Run several cells in order (the unit of work an executor ships)."""
+    _encoded(data)
     with _one_thread():
         return [_run_cell(data, t) for t in tasks]

@@ -7,8 +7,9 @@ forms, both written ``metric ≈ a − b·size^(−c)``:
   for log loss...), so ``ln |a − metric| = ln |b| − c·ln size`` is an ordinary least-squares
   line; R² is measured in log space. Sizes whose error is not positive are left out. This is
   the form the ``scaling_law`` SQL macro computes in plain DuckDB.
-* ``power``: ``a``, ``b`` and ``c`` all free, fitted by non-linear least squares (scipy,
-  started from the log-log fit); R² on the metric's own scale. cfdb stores it in
+* ``power``: ``a``, ``b`` and ``c`` fitted together by non-linear least squares (scipy,
+  started from the log-log fit), with ``a`` no better than the perfect value and
+  ``0 < c ≤ 10``; R² on the metric's own scale. cfdb stores it in
   ``GridScalingFits`` after each materialization.
 """
 
@@ -76,10 +77,19 @@ def power_fit(xs: np.ndarray, ys: np.ndarray, best: float) -> ScalingFit | None:
     def form(x: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
         return a - b * np.power(x, -c)
 
+    # The asymptote cannot beat a perfect model (a <= best for accuracy, a >= best for a
+    # loss), and the exponent is positive: without these bounds a few points are often fitted
+    # by a huge a and b with c near 0.
+    higher = float(np.mean(best - ys)) >= 0
+    lower_a, upper_a = (-np.inf, best) if higher else (best, np.inf)
+    p0 = (min(max(p0[0], lower_a + 1e-9), upper_a - 1e-9), p0[1], min(max(p0[2], 1e-3), 5.0))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. no covariance with exactly three points
-            (a, b, c), _ = curve_fit(form, xs, ys, p0=p0, maxfev=20000)
+            (a, b, c), _ = curve_fit(
+                form, xs, ys, p0=p0, bounds=([lower_a, -np.inf, 1e-4], [upper_a, np.inf, 10.0]),
+                maxfev=20000,
+            )
     except (RuntimeError, ValueError, TypeError):
         return None
     if not np.all(np.isfinite([a, b, c])):
