@@ -115,3 +115,67 @@ def test_regression_cells_and_empty_set():
     assert got[(0, "mse")] == pytest.approx(np.mean((pred - data.eval_y) ** 2))
     empty = _values(run_cell(data, CellTask(1, np.zeros(0, np.int64))))
     assert empty[(0, "mse")] == pytest.approx(np.mean((data.target_mean - data.eval_y) ** 2))
+
+
+@pytest.mark.parametrize("encoding", ["onehot", "target"])
+@pytest.mark.parametrize("kind", ["logistic_regression", "random_forest", "xgboost"])
+def test_cells_equal_cfdb_models_train_on_mixed_features(kind, encoding):
+    """The cell's pre-encoded fast path (and its target-encoding path) agree with
+    cfdb.models.train + predict_proba on the same subset."""
+    from cfdb.grid.metrics import log_loss
+    from cfdb.models import train
+
+    rng = np.random.default_rng(5)
+    n = 150
+    cols = {
+        "x": rng.normal(size=n),
+        "k": rng.integers(0, 9, n),
+        "color": rng.choice(np.array(["red", "green", "blue"], dtype=object), n),
+        "flag": rng.random(n) < 0.4,
+    }
+    y = (
+        (cols["x"] + (cols["color"] == "red") + cols["flag"] + rng.normal(0, 0.7, n)) > 0.8
+    ).astype(np.int64)
+    features = [
+        FeatureSpec("x", "numeric"),
+        FeatureSpec("k", "integer"),
+        FeatureSpec("color", "categorical", ("blue", "green", "red")),
+        FeatureSpec("flag", "boolean", ("false", "true")),
+    ]
+    train_rows, eval_rows = np.arange(100), np.arange(100, n)
+    params = {"n_estimators": 5, "max_depth": 3} if kind != "logistic_regression" else {"C": 0.3}
+    data = GridData(
+        kind=kind,
+        params=params,
+        features=features,
+        task="classification",
+        classes=["0", "1"],
+        positive=1,
+        train={k: v[train_rows] for k, v in cols.items()},
+        train_y=y[train_rows],
+        unit_rows=[np.array([i]) for i in range(100)],
+        eval={k: v[eval_rows] for k, v in cols.items()},
+        eval_y=y[eval_rows],
+        slices=[(0, np.arange(50))],
+        groups=None,
+        metrics=["accuracy", "log_loss"],
+        encoding=encoding,
+    )
+    units = np.arange(5, 85, 1)
+    got = _values(run_cell(data, CellTask(0, units)))
+    model = train(
+        kind,
+        params,
+        features,
+        {k: v[units] for k, v in data.train.items()},
+        np.array([str(v) for v in data.train_y[units]], dtype=object),
+        name="m",
+        encoding=encoding,
+        seed=0,
+    )
+    proba = model.predict_proba(data.eval)
+    from cfdb.grid.metrics import Scored
+
+    expected = log_loss(Scored(data.eval_y, np.argmax(proba, axis=1), proba, 1))
+    assert got[(0, "log_loss")] == pytest.approx(expected, rel=1e-6)
+    assert got[(0, "accuracy")] == pytest.approx(np.mean(np.argmax(proba, axis=1) == data.eval_y))

@@ -665,7 +665,7 @@ def create_grid(session: Any, node: CreateGrid, stmt: Statement) -> pa.Table:
 def drop_grid(session: Any, node: DropGrid, stmt: Statement) -> pa.Table | None:
     name = str(node.args["this"])
     row = gstore.grid_row(session.store, name)
-    if row is None or row["Kind"] != "grid":
+    if row is None:
         if node.args.get("exists"):
             return None
         raise CfdbCatalogError(f"grid {name!r} does not exist").located(
