@@ -13,7 +13,7 @@ of 100, 1,000 and 10,000 rows (2,000 test rows, metric accuracy), measure:
 Every cfdb run includes featurizing the subset, scoring, and committing each cell to DuckDB.
 Numbers are quoted as ratios against the baseline measured in the same run.
 
-    python benchmarks/grid_throughput.py [--quick] [--no-ray]
+    python benchmarks/grid_throughput.py [--quick] [--no-ray] [--long]
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--long", action="store_true", help="add a 240-cell run")
     args = parser.parse_args()
     cells = {100: 40, 1000: 20, 10000: 6} if not args.quick else {100: 8, 1000: 4, 10000: 2}
     runs = [("local", 1), ("local", 2)] + ([] if args.no_ray else [("ray", 2)])
@@ -124,6 +125,18 @@ def main() -> None:
                 print(
                     f"{'':<20}{'':>7}{'':>7}  {label:<16}{1 / per:>9.1f}{per:>9.4f}{per / base:>9.2f}{overhead:>15}"
                 )
+    if args.long:
+        # Fixed costs (a pool's start, shipping the data to the workers) amortized over a long
+        # run: where parallel executors pay off.
+        m = 240
+        print(f"\nlong run: {m} cells, xgboost on 1,000 rows")
+        base = baseline(db, "xgboost", 1000, m, 1)
+        print(f"{'':<34}{'sklearn loop':<16}{1 / base:>9.1f}{base:>9.4f}{1.0:>9.2f}")
+        for executor, n_jobs in runs:
+            per = cfdb_run(db, "xgboost", 1000, m, executor, n_jobs, 1)
+            print(
+                f"{'':<34}{f'cfdb {executor} {n_jobs}':<16}{1 / per:>9.1f}{per:>9.4f}{per / base:>9.2f}"
+            )
     db.close()
 
 

@@ -145,6 +145,8 @@ def exhaustive(ctx: DesignContext, args: dict[str, Any]) -> Plan:
         raise CfdbUnsupportedError(
             f"EXHAUSTIVE over {n} units needs 2^{n} = {2**n:,} subsets; the limit is "
             f"{limit} units (2^{limit} = {2**limit:,} subsets)",
+            hint="use PERMUTATIONS m or RANDOM m, group rows with UNITS BY, or raise the "
+            "limit with WITH (max_units = n)",
         )
     plan = Plan(n)
     index_of_mask = {}

@@ -653,3 +653,25 @@ def test_tmc_estimates_land_in_data_values_next_to_other_methods():
     ids = db.sql("SELECT min(TupleId), max(TupleId), count(*) FROM DataValues").fetchall()[0]
     assert ids == (1, 60, 60)  # the training rows' ids
     db.close()
+
+
+def test_rows_are_matched_by_the_training_tables_primary_key():
+    db = make_db(4, 23)
+    db.sql(
+        "CREATE TABLE loans (loan_id INTEGER PRIMARY KEY, x1 DOUBLE, x2 DOUBLE, y VARCHAR, part VARCHAR);"
+        "INSERT INTO loans SELECT id * 10, x1, x2, y, part FROM pts"
+    )
+    tail = (
+        "MODEL logistic_regression TRAIN ON (SELECT loan_id, x1, x2, y FROM loans WHERE part = 'train') "
+        "EVALUATE ON (SELECT * FROM loans WHERE part = 'eval') METRIC accuracy WITH (label = 'y')"
+    )
+    out = db.sql(
+        f"WHATIF REMOVE (SELECT loan_id, part FROM loans WHERE x1 > 0.5) {tail}"
+    ).fetchall()
+    n = db.sql("SELECT count(*) FROM loans WHERE part = 'train' AND x1 > 0.5").fetchall()[0][0]
+    assert out[0][-1] == n > 0
+    key, relation = db.sql("SELECT KeyColumn, Relation FROM Grids").fetchall()[0]
+    assert (key, relation) == ("loan_id", "loans")
+    ids = db.sql("SELECT min(TupleId), max(TupleId) FROM GridUnits").fetchall()[0]
+    assert ids == (10, 600)
+    db.close()
