@@ -71,6 +71,25 @@ def _suffix_within(values: np.ndarray, groups_order: np.ndarray, groups: np.ndar
     return out
 
 
+def _node_tables(t: np.ndarray, max_m: int) -> dict[str, np.ndarray]:
+    """Per node (rows) and group size m = 0..max_m+1 (columns): the 1-NN join factors.
+
+    ``F(m) = (1−t) + t(1−t)^m`` is the probability that a dimension tuple with ``m`` facts
+    before the boundary contributes no present row.
+    """
+    u = 1.0 - t[:, None]
+    m = np.arange(max_m + 2, dtype=np.float64)[None, :]
+    um = u**m
+    f = u + t[:, None] * um
+    f_next = u + t[:, None] * um * u
+    return {
+        "ratio": f_next / f,  # F(m+1)/F(m): the boundary row's group gains a fact
+        "lead": t[:, None] ** 2 * um / f,  # t²(1−t)^m / F(m): boundary present, siblings absent
+        "rho": (um * u - 1.0) / f_next,  # ∂F/∂p_group / F after the row
+        "sigma": -t[:, None] * um / f_next,  # ∂F/∂p_fact / F after the row
+    }
+
+
 def join_values_1nn(
     ranker: Ranker,
     row_fact: np.ndarray,
@@ -81,9 +100,17 @@ def join_values_1nn(
     n_vars: int,
     nodes: Nodes,
 ) -> np.ndarray:
-    """Exact 1-NN Shapley values of fact and dimension tuples (every row joined)."""
+    """Exact 1-NN Shapley values of fact and dimension tuples (every row joined).
+
+    Per validation row: each fact's nearest row, in distance order, is a candidate
+    nearest neighbour ``s`` with ``m_s`` earlier facts of its dimension tuple. At node ``t``
+    the probability that no earlier row is present is a running product of the factor ratios
+    ``F(m+1)/F(m)`` (positions major, nodes minor), so every tuple's derivative is a table
+    lookup times prefix sums; positions past the point where that product underflows to 0
+    are skipped.
+    """
     values = np.zeros(n_vars)
-    t_all, w_all = nodes.t, nodes.w
+    max_m = int(np.bincount(np.unique(np.c_[row_fact, row_group], axis=0)[:, 1]).max())
     for part in chunks(len(gain), chunk_rows(ranker.n)):
         order = ranker.order(val[part])
         for j, row_order in enumerate(order):
@@ -93,40 +120,53 @@ def join_values_1nn(
             f, g = row_fact[rows], row_group[rows]
             h = gain[part][j][labels[rows]]
             rank, nxt, gorder = _within_group(g)
-            n = len(rows)
-            has_next = nxt < n
-            nxt_idx = np.minimum(nxt, n - 1)
-            group_acc = np.zeros(n)
-            own_acc = np.zeros(n)
-            tail_acc = np.zeros(n)
-            m = rank.astype(np.float64)[None, :]
-            for s in range(0, len(t_all), _NODE_CHUNK):
-                t = t_all[s : s + _NODE_CHUNK, None]
-                w = w_all[s : s + _NODE_CHUNK]
-                u = 1.0 - t
-                log_u = np.log(u)
-                um = np.exp(m * log_u)  # (1−t)^m
-                uk = um * u  # (1−t)^(m+1)
-                f_before = u + t * um  # factor of the row's group before the row
-                f_after = u + t * uk  # ... and after it
-                log_before = np.log(f_before)
-                step = np.log(f_after) - log_before
-                prefix = np.cumsum(step, axis=1) - step
-                e = h[None, :] * t * t * um * np.exp(prefix - log_before)
-                ps = np.cumsum(e, axis=1)
-                seg = ps[:, np.maximum(nxt_idx - 1, 0)] - ps
-                seg[:, ~has_next] = ps[:, -1:] - ps[:, ~has_next]
-                rho = (uk - 1.0) / f_after
-                sigma = -t * um / f_after
-                own = e / t
-                group_acc += w @ (own + rho * seg)
-                own_acc += w @ own
-                nxt_e = np.where(has_next[None, :], e[:, nxt_idx], 0.0)
-                tail_acc += w @ (sigma * seg - nxt_e / u)
+            group_acc, own_acc, tail_acc = _join_1nn_sums(h, rank, nxt, nodes, max_m)
             values += np.bincount(g, weights=group_acc, minlength=n_vars)
             fact_vals = own_acc + _suffix_within(tail_acc, gorder, g)
             values += np.bincount(f, weights=fact_vals, minlength=n_vars)
     return values
+
+
+def _join_1nn_sums(
+    h: np.ndarray, rank: np.ndarray, nxt: np.ndarray, nodes: Nodes, max_m: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Node-weighted derivative sums per candidate position: group, own-fact and tail terms.
+
+    Arrays are nodes × positions, so the running products and sums run along contiguous
+    memory; positions past the point where every node's product underflowed are skipped.
+    """
+    n = len(h)
+    has_next = nxt < n
+    last = np.where(has_next, nxt - 1, n - 1)  # the segment after s ends here
+    group_acc, own_acc, tail_acc = np.zeros(n), np.zeros(n), np.zeros(n)
+    for s in range(0, len(nodes.t), _NODE_CHUNK):
+        t, w = nodes.t[s : s + _NODE_CHUNK], nodes.w[s : s + _NODE_CHUNK]
+        tab = _node_tables(t, max_m)
+        p = np.empty((len(t), n))
+        p[:, 0] = 1.0
+        np.cumprod(
+            np.take(tab["ratio"], rank[:-1], axis=1), axis=1, out=p[:, 1:]
+        )  # no present row before s
+        alive = np.nonzero(p[:, -1] > 0.0)[0]
+        stop = n if len(alive) else int(np.argmax(np.all(p == 0.0, axis=0))) or n
+        r = rank[:stop]
+        e = p[:, :stop]
+        e *= np.take(tab["lead"], r, axis=1)
+        e *= h[None, :stop]
+        ps = np.cumsum(e, axis=1)
+        seg = np.take(ps, np.minimum(last[:stop], stop - 1), axis=1)
+        seg -= ps  # E over the positions strictly between s and the next same-group row
+        own = (w / t) @ e
+        own_acc[:stop] += own
+        group_acc[:stop] += own + np.einsum(
+            "ql,ql->l", np.take(tab["rho"], r, axis=1) * w[:, None], seg
+        )
+        nxt_ok = has_next[:stop] & (nxt[:stop] < stop)
+        nxt_e = (w / (1 - t)) @ np.take(e, np.minimum(nxt[:stop], stop - 1), axis=1)
+        tail_acc[:stop] += np.einsum(
+            "ql,ql->l", np.take(tab["sigma"], r, axis=1) * w[:, None], seg
+        ) - np.where(nxt_ok, nxt_e, 0.0)
+    return group_acc, own_acc, tail_acc
 
 
 # -- general ----------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def gauss_legendre(m: int, lo: float = 0.0, hi: float = 1.0) -> tuple[np.ndarray
     return lo + half * (x + 1), half * w
 
 
-def shapley_nodes(n_players: int, max_nodes: int = 2048, points: int = 20) -> Nodes:
+def shapley_nodes(n_players: int, max_nodes: int = 2048, points: int = 10) -> Nodes:
     """Nodes for the Shapley integral of a game with ``n_players`` players.
 
     Args:
