@@ -534,7 +534,7 @@ def test_python_helpers_are_one_statement_each():
 _CHILD = """
 import sys
 import cfdb
-from cfdb.engine.handlers import grid as grid_handlers
+from cfdb.engine.handlers import grid_fill as grid_handlers
 
 grid_handlers.COMMIT_LISTENERS.append(lambda g, n: print(n, flush=True))
 db = cfdb.connect(sys.argv[1])
