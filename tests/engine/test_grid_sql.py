@@ -640,18 +640,21 @@ def test_tmc_estimates_land_in_data_values_next_to_other_methods():
     db = make_db(4, 22)
     db.sql(grid_sql("p", "PERMUTATIONS 4 TRUNCATE 0.01", units="", metrics="accuracy", slice_by=""))
     db.sql(
-        "INSERT INTO ValuationRuns (RunId, Method, Params, Statement) "
-        "SELECT coalesce(max(RunId), 0) + 1, 'tmc_shapley', '{\"grid\": \"p\"}', 'grid p' FROM ValuationRuns"
+        "INSERT INTO ValuationRuns (RunId, Method, Utility, HigherIsBetter, Params, Statement) "
+        "SELECT coalesce(max(RunId), 0) + 1, 'tmc_shapley', 'accuracy', TRUE, '{\"grid\": \"p\"}', "
+        "'grid p' FROM ValuationRuns"
     )
     db.sql(
-        "INSERT INTO DataValues (RunId, Relation, TupleId, Method, Value) "
-        "SELECT (SELECT max(RunId) FROM ValuationRuns), Relation, TupleId, Method, Value "
+        "INSERT INTO DataValues (RunId, Relation, TupleId, TupleKey, Method, Value) "
+        "SELECT (SELECT max(RunId) FROM ValuationRuns), Relation, TupleId, UnitId, Method, Value "
         "FROM grid_data_values('p') WHERE Slice = 'all' AND Metric = 'accuracy'"
     )
     rows = db.sql("SELECT DISTINCT Relation, Method FROM DataValues").fetchall()
     assert rows == [("pts", "tmc_shapley")]
     ids = db.sql("SELECT min(TupleId), max(TupleId), count(*) FROM DataValues").fetchall()[0]
     assert ids == (1, 60, 60)  # the training rows' ids
+    ranked = db.sql("SELECT count(*) FROM data_values(1)").fetchall()[0][0]
+    assert ranked == 60
     db.close()
 
 
