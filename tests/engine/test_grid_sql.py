@@ -678,3 +678,22 @@ def test_rows_are_matched_by_the_training_tables_primary_key():
     ids = db.sql("SELECT min(TupleId), max(TupleId) FROM GridUnits").fetchall()[0]
     assert ids == (10, 600)
     db.close()
+
+
+def test_a_whatif_family_starts_afresh_when_the_training_data_changed():
+    db = instances_db(24)
+    first = db.sql(f"WHATIF REMOVE (SELECT * FROM Instances WHERE x1 > 1) {WHATIF_TAIL}").fetchall()
+    db.sql("DELETE FROM Instances WHERE InstanceId = (SELECT min(InstanceId) FROM Instances)")
+    again = db.sql(f"WHATIF REMOVE (SELECT * FROM Instances WHERE x1 > 1) {WHATIF_TAIL}").fetchall()
+    assert {r[-2] for r in again} == {False}  # not reused: measured on the new data
+    assert _accuracy(again)[0] == pytest.approx(_direct(db, WTRAIN))
+    assert len(first) == len(again)
+    # a grid refuses, with a hint, rather than mixing cells of two datasets
+    db.sql(
+        f"CREATE GRID g TRAIN ON ({WTRAIN}) SUBSETS LEAVE ONE OUT EVALUATE ON ({WEVAL}) "
+        "MODEL logistic_regression METRIC accuracy WITH (features = ('x1', 'x2'))"
+    )
+    db.sql(f"DELETE FROM Instances WHERE InstanceId = (SELECT max(InstanceId) FROM ({WTRAIN}))")
+    with pytest.raises(CfdbDataError, match="changed since it was created"):
+        db.sql("MATERIALIZE GRID g")
+    db.close()

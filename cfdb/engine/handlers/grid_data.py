@@ -175,6 +175,10 @@ def _feature_specs(
     return specs
 
 
+class GridDataChanged(CfdbDataError):
+    """The training query no longer returns the units the grid was created with."""
+
+
 @dataclass
 class Prepared:
     """A grid's data, loaded: what the cell trainer needs plus the unit bookkeeping."""
@@ -215,7 +219,7 @@ def _prepare(
         key_values, train.num_rows, grouped=bool(row["UnitsBy"]), what=str(unit_col)
     )
     if units.ids != gstore.units(store, row["Name"])[0]:
-        raise CfdbDataError(
+        raise GridDataChanged(
             f"the training data of grid {row['Name']!r} changed since it was created (its units "
             "differ)",
             hint="drop and create the grid again",

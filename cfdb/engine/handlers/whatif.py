@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from cfdb.engine.handlers import handles
 from cfdb.engine.handlers.grid_data import (
+    GridDataChanged,
     Prepared,
     _columns,
     _define_grid,
@@ -187,6 +188,13 @@ def whatif(session: Any, node: WhatIf, stmt: Statement) -> pa.Table:
     params, options = _options(node, script)
     name = _family_name(node, params, options)
     row = gstore.grid_row(store, name)
+    if row is not None:
+        try:
+            prepared: Prepared | None = _prepare(session, row, script, node.span("train"))
+        except GridDataChanged:
+            # The data moved on since these what-ifs were measured: start the family afresh.
+            gstore.delete_grid(store, name)
+            row = None
     if row is None:
         row, units, _ = _define_grid(
             session,
@@ -202,6 +210,7 @@ def whatif(session: Any, node: WhatIf, stmt: Statement) -> pa.Table:
         plan = designs_mod.Plan(len(units.ids))
         designs_mod._full(plan)
         _write_plan(store, name, "whatif", int(row["Seed"]), plan)
+        prepared = None
     if (
         node.args["op"] == "flip_labels"
         and row["Task"] == "classification"
@@ -214,7 +223,8 @@ def whatif(session: Any, node: WhatIf, stmt: Statement) -> pa.Table:
         raise CfdbDataError("FLIP LABELS needs classification metrics").located(
             script, *node.span("op")
         )
-    prepared = _prepare(session, row, script, node.span("train"))
+    if prepared is None:
+        prepared = _prepare(session, row, script, node.span("train"))
     full_id = int(
         store.execute("SELECT SubsetId FROM TrainSubsets WHERE Grid = ? AND Role = 'full'", [name])[
             0
