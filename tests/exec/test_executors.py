@@ -94,3 +94,27 @@ def test_ray_executor_on_a_real_local_ray_instance(ray_instance, tmp_path):
         db2.sql("CREATE TABLE pts AS SELECT * FROM frame")
         db2.sql(grid_sql("g", "LEAVE ONE OUT", extra=", lazy = false"))
         assert db2.sql("MATERIALIZE GRID g").fetchall()[0][1] == 5
+
+
+def nap(shared: float, chunk: list[int]) -> list[int]:
+    import time
+
+    time.sleep(shared * len(chunk))
+    return list(chunk)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["local", "ray"])
+def test_two_workers_run_chunks_side_by_side(name, request):
+    import time
+
+    if name == "ray":
+        request.getfixturevalue("ray_instance")
+    chunks = [[i] for i in range(8)]
+    with make_executor(name, n_jobs=2) as executor:
+        list(executor.map_chunks(nap, 0.0, chunks[:2]))  # start the workers
+        started = time.perf_counter()
+        done = sorted(x for c in executor.map_chunks(nap, 0.4, chunks) for x in c)
+        elapsed = time.perf_counter() - started
+    assert done == list(range(8))
+    assert elapsed < 0.8 * 8 * 0.4, f"{elapsed:.2f} s: chunks did not overlap"
