@@ -290,3 +290,36 @@ def test_plain_duckdb_reads_runs_and_compares_methods(tmp_path):
     assert result.returncode == 0, result.stderr
     assert '"Relation":"reviews"' in result.stdout.replace(" ", "")
     assert len(expected) == 2 and expected[0][1] == 8 and ranks[0][0] >= 2
+
+
+@pytest.mark.slow
+def test_label_repair_example_runs_every_method():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    import label_repair
+
+    args = label_repair.parser().parse_args(
+        [
+            "--train",
+            "80",
+            "--valid",
+            "60",
+            "--test",
+            "300",
+            "--step",
+            "0.25",
+            "--tmc-permutations",
+            "2",
+            "--k",
+            "5",
+        ]
+    )
+    curves = label_repair.run(args)
+    assert [c.method for c in curves] == ["random", "knn", "knn_interactive", "tmc"]
+    finals = {round(c.accuracy[-1], 12) for c in curves}
+    assert len(finals) == 1  # every label repaired: the same model in the end
+    for c in curves:
+        assert c.examined == [0.0, 0.25, 0.5, 0.75, 1.0] and c.found[-1] == 1.0
+        assert all(a <= b for a, b in zip(c.found, c.found[1:]))
