@@ -338,6 +338,15 @@ def _simplify_or(items: list[Cond], domains: Domains) -> Cond:
                 upper[item.var] = item
         else:
             rest.append(item)
+    # y = c OR y <> c, and y <> c OR y <> d (c ≠ d), cover every value.
+    equal: dict[str, set[float]] = {}
+    unequal: dict[str, set[float]] = {}
+    for item in rest:
+        if isinstance(item, Cmp):
+            (equal if item.op == "=" else unequal).setdefault(item.var, set()).add(item.value)
+    for var, values in unequal.items():
+        if len(values) > 1 or values & equal.get(var, set()):
+            return TRUE
     out: list[Cond] = []
     for var, values in members.items():
         if values == domains.domain(var):
@@ -365,11 +374,50 @@ def _finish(items: list[Cond], kind: type, empty: Cond) -> Cond:
     return ordered[0] if len(ordered) == 1 else kind(tuple(ordered))
 
 
+def _absorb(cond: Cond, domains: Domains) -> Cond:
+    """Drop literals made redundant by a sibling atom, until nothing changes:
+    ``x ∨ (y ∧ R) ≡ x ∨ R`` when ``x ∨ y`` is valid, and ``x ∧ (y ∨ R) ≡ x ∧ R`` when
+    ``x ∧ y`` is unsatisfiable (x, y single-variable atoms on the same variable). E.g. the
+    CFDB paper's "keep f1, or modify f1 and f2" becomes "keep f1, or modify f2"."""
+    for _ in range(8):
+        if not isinstance(cond, And | Or):
+            return cond
+        outer_or = isinstance(cond, Or)
+        inner = And if outer_or else Or
+        atoms = [c for c in cond.items if isinstance(c, Member | Cmp)]
+        changed = False
+        items: list[Cond] = []
+        for child in cond.items:
+            if isinstance(child, inner) and atoms:
+                kept = []
+                for y in child.items:
+                    drop = isinstance(y, Member | Cmp) and any(
+                        x.var == y.var
+                        and (
+                            _simplify_or([x, y], domains) == TRUE
+                            if outer_or
+                            else _simplify_and([x, y], domains) == FALSE
+                        )
+                        for x in atoms
+                    )
+                    changed |= drop
+                    if not drop:
+                        kept.append(y)
+                child = inner(tuple(kept)) if len(kept) != 1 else kept[0]
+                if not kept:
+                    child = TRUE if outer_or else FALSE
+            items.append(child)
+        if not changed:
+            return cond
+        cond = (_simplify_or if outer_or else _simplify_and)(items, domains)
+    return cond
+
+
 def _simplify(cond: Cond, domains: Domains) -> Cond:
     if isinstance(cond, And):
-        return _simplify_and([_simplify(c, domains) for c in cond.items], domains)
+        return _absorb(_simplify_and([_simplify(c, domains) for c in cond.items], domains), domains)
     if isinstance(cond, Or):
-        return _simplify_or([_simplify(c, domains) for c in cond.items], domains)
+        return _absorb(_simplify_or([_simplify(c, domains) for c in cond.items], domains), domains)
     if isinstance(cond, Member):
         values = cond.values
         if not values:

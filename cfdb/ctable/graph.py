@@ -20,6 +20,7 @@ condensation, which is ordered topologically, strongest conditions first.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from cfdb.ctable.condition import (
     VarCmp,
     evaluate,
     is_simple_conjunction,
+    normalize,
     variables,
 )
 from cfdb.ctable.solve import Solver
@@ -60,7 +62,8 @@ class Graph:
         solver_calls: z3 checks made.
         pairs_considered: ordered pairs examined at all.
         witness_refuted: pairs refuted by a sample point.
-        exact_prechecks: pairs decided by set/interval containment.
+        exact_prechecks: pairs decided by set/interval containment or structure.
+        transitive: edges inferred by transitivity.
         seconds: construction time.
     """
 
@@ -70,6 +73,7 @@ class Graph:
     pairs_considered: int = 0
     witness_refuted: int = 0
     exact_prechecks: int = 0
+    transitive: int = 0
     seconds: float = 0.0
 
 
@@ -112,6 +116,7 @@ def build(
         _atoms(conditions, features, graph, implies, seed, solver)
     graph.solver_calls = solver.calls
     graph.seconds = time.perf_counter() - started
+    _RANGES.clear()
     return graph
 
 
@@ -136,13 +141,23 @@ def _atoms(
             buckets.setdefault(v.lower(), []).append(i)
     sat = witnesses(conditions, features, seed)
     packed = np.packbits(sat, axis=1) if sat.size else np.zeros((n, 0), np.uint8)
-    for i in range(n):
+    pools = value_pools(conditions, features)
+    rng = np.random.default_rng(seed + 1)
+    negations: dict[int, Cond] = {}
+    # Transitivity (i ⇒ j and j ⇒ k give i ⇒ k) decides many edges of dense graphs for free:
+    # rows are computed weakest condition first (most satisfying points), and within a row
+    # candidates are tried strongest first, so a proven i ⇒ j brings j's finished row along.
+    weakness = sat.sum(axis=1) if sat.size else np.zeros(n)
+    successors: dict[int, set[int]] = {}
+    for i in sorted(range(n), key=lambda k: (-weakness[k], k)):
         # Candidates: nodes sharing a variable with i, plus valid conditions (TRUE).
         candidates: set[int] = set()
         for v in var_sets[i]:
             candidates.update(buckets[v.lower()])
         candidates.update(j for j in range(n) if valid[j])
         candidates.discard(i)
+        row: set[int] = set()
+        successors[i] = row
         if not candidates:
             continue
         cand = np.fromiter(sorted(candidates), dtype=np.int64)
@@ -154,17 +169,34 @@ def _atoms(
             else (np.zeros(len(cand), dtype=bool))
         )
         graph.witness_refuted += int(refuted.sum())
-        for j in cand[~refuted].tolist():
-            if valid[j]:
-                graph.edges.add((i, j))
+        open_ = set(cand[~refuted].tolist())
+        for j in sorted(open_, key=lambda k: (weakness[k], k)):
+            if j in row:
                 continue
-            decided = simple_implies(conditions[i], conditions[j], domains)
-            if decided is not None:
-                graph.exact_prechecks += 1
-                if decided:
-                    graph.edges.add((i, j))
-            elif implies(i, j):
-                graph.edges.add((i, j))
+            if valid[j]:
+                edge = True
+            else:
+                decided = prove(conditions[i], conditions[j], domains)
+                if decided is not None:
+                    graph.exact_prechecks += 1
+                    edge = decided
+                else:
+                    if j not in negations:
+                        negations[j] = normalize(Not(conditions[j]), domains)
+                    if refute(
+                        conditions[i], negations[j], conditions[j], features, domains, pools, rng
+                    ):
+                        graph.witness_refuted += 1
+                        edge = False
+                    else:
+                        edge = implies(i, j)
+            if edge:
+                row.add(j)
+                if j in successors:
+                    inferred = (successors[j] & open_) - row - {i}
+                    graph.transitive += len(inferred)
+                    row |= inferred
+        graph.edges.update((i, j) for j in row)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +223,7 @@ def witnesses(
     conditions: Sequence[Cond],
     features: Sequence[FeatureSpec],
     seed: int = 0,
-    per_node: int = 6,
+    per_node: int = 8,
     shared: int = 256,
 ) -> np.ndarray:
     """A boolean matrix: does sample point ``p`` satisfy condition ``i``?
@@ -203,6 +235,35 @@ def witnesses(
     """
     domains = Domains(features)
     rng = np.random.default_rng(seed)
+    pools = value_pools(conditions, features)
+    rows: list[dict[str, Any]] = []
+    for _ in range(shared):
+        rows.append({k: v[rng.integers(len(v))] for k, v in pools.items()})
+    for cond in conditions:
+        # Points meant to satisfy the condition, and points meant to violate it: a point that
+        # violates b but satisfies a refutes a ⇒ b.
+        negated = normalize(Not(cond), domains)
+        for target in (cond, negated):
+            for _ in range(per_node):
+                row = {k: v[rng.integers(len(v))] for k, v in pools.items()}
+                _satisfy(target, row, domains, rng, pools)
+                rows.append(row)
+    if not rows or not features:
+        return np.zeros((len(conditions), 0), dtype=bool)
+    columns = _columns(rows, features)
+    return (
+        np.stack([evaluate(c, columns, len(rows)) for c in conditions])
+        if conditions
+        else (np.zeros((0, len(rows)), dtype=bool))
+    )
+
+
+def value_pools(
+    conditions: Sequence[Cond], features: Sequence[FeatureSpec]
+) -> dict[str, list[Any]]:
+    """Per variable, the values worth trying: every domain value of a categorical; for numbers
+    each constant of every condition with its neighbours (±1, ±0.5), 0 and two extremes."""
+    domains = Domains(features)
     consts = _constants(conditions)
     pools: dict[str, list[Any]] = {}
     for f in features:
@@ -217,16 +278,10 @@ def witnesses(
                     float(math.ceil(v)) for v in values
                 }
             pools[f.name] = sorted(values)
-    rows: list[dict[str, Any]] = []
-    for _ in range(shared):
-        rows.append({k: v[rng.integers(len(v))] for k, v in pools.items()})
-    for cond in conditions:
-        for _ in range(per_node):
-            row = {k: v[rng.integers(len(v))] for k, v in pools.items()}
-            _satisfy(cond, row, domains, rng)
-            rows.append(row)
-    if not rows or not features:
-        return np.zeros((len(conditions), 0), dtype=bool)
+    return pools
+
+
+def _columns(rows: list[dict[str, Any]], features: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
     columns = {}
     for f in features:
         values = [r[f.name] for r in rows]
@@ -236,34 +291,82 @@ def witnesses(
             columns[f.name] = np.array(values, dtype=object)
         else:
             columns[f.name] = np.array(values, dtype=float)
-    return (
-        np.stack([evaluate(c, columns, len(rows)) for c in conditions])
-        if conditions
-        else (np.zeros((0, len(rows)), dtype=bool))
-    )
+    return columns
 
 
-def _satisfy(cond: Cond, row: dict[str, Any], domains: Domains, rng: np.random.Generator) -> None:
-    """Move ``row`` towards satisfying ``cond`` (best effort: the caller evaluates)."""
+def refute(
+    a: Cond,
+    not_b: Cond,
+    b: Cond,
+    features: Sequence[FeatureSpec],
+    domains: Domains,
+    pools: dict[str, list[Any]],
+    rng: np.random.Generator,
+    attempts: int = 4,
+) -> bool:
+    """Look for one point satisfying ``a`` and violating ``b`` (built for this pair): found
+    means ``a ⇏ b``; not found decides nothing."""
+    target = And((a, not_b))
+    # Only the variables of a and b matter for this pair.
+    names = {domains.spec(v).name for v in variables(a) | variables(b)}
+    used = [f for f in features if f.name in names]
+    rows = []
+    for _ in range(attempts):
+        row = {f.name: pools[f.name][rng.integers(len(pools[f.name]))] for f in used}
+        _satisfy(target, row, domains, rng, pools)
+        rows.append(row)
+    columns = _columns(rows, used)
+    return bool((evaluate(a, columns, attempts) & ~evaluate(b, columns, attempts)).any())
+
+
+def _satisfy(
+    cond: Cond,
+    row: dict[str, Any],
+    domains: Domains,
+    rng: np.random.Generator,
+    pools: dict[str, list[Any]],
+) -> None:
+    """Move ``row`` towards satisfying ``cond`` (best effort: the caller evaluates).
+
+    Values are drawn from the variable's pool of interesting values (not just next to the
+    atom's constant), so that one point can dodge the constants of many other conditions.
+    """
     if isinstance(cond, Member):
         if cond.values:
             row[domains.spec(cond.var).name] = sorted(cond.values)[rng.integers(len(cond.values))]
     elif isinstance(cond, Cmp):
         name = domains.spec(cond.var).name
-        step = 1.0 if domains.is_integer(cond.var) else 0.5
-        row[name] = {
-            "=": cond.value,
-            "<>": cond.value + step,
-            "<": cond.value - step,
-            "<=": cond.value,
-            ">": cond.value + step,
-            ">=": cond.value,
-        }[cond.op]
+        pool = pools[name]
+        if cond.op == "=":
+            row[name] = cond.value
+        elif cond.op == "<>":
+            choice = pool[rng.integers(len(pool))]
+            row[name] = choice if choice != cond.value else cond.value + 1.0
+        else:
+            if cond.op in ("<", "<="):
+                end = (
+                    bisect.bisect_left(pool, cond.value)
+                    if cond.op == "<"
+                    else (bisect.bisect_right(pool, cond.value))
+                )
+                options = pool[:end]
+            else:
+                start = (
+                    bisect.bisect_right(pool, cond.value)
+                    if cond.op == ">"
+                    else (bisect.bisect_left(pool, cond.value))
+                )
+                options = pool[start:]
+            step = 1.0 if domains.is_integer(cond.var) else 0.5
+            default = cond.value + (step if cond.op in (">", ">=") else -step)
+            row[name] = options[rng.integers(len(options))] if options else default
     elif isinstance(cond, And):
-        for item in cond.items:
-            _satisfy(item, row, domains, rng)
+        # A random order: a later item overrides an earlier one on a shared variable, so
+        # varying the order varies which combinations get built.
+        for k in rng.permutation(len(cond.items)).tolist():
+            _satisfy(cond.items[k], row, domains, rng, pools)
     elif isinstance(cond, Or) and cond.items:
-        _satisfy(cond.items[rng.integers(len(cond.items))], row, domains, rng)
+        _satisfy(cond.items[rng.integers(len(cond.items))], row, domains, rng, pools)
     elif isinstance(cond, VarCmp):
         pass  # left to chance: the row is evaluated anyway
 
@@ -282,7 +385,22 @@ class _Range:
     excluded: set[float] = field(default_factory=set)
 
 
+_RANGES: dict[int, Any] = {}
+
+
 def _ranges(cond: Cond) -> tuple[dict[str, frozenset[str]], dict[str, _Range]] | None:
+    # Conditions are immutable and compared many times while a graph is built: cache by
+    # identity (the cache is cleared when a build ends).
+    key = id(cond)
+    hit = _RANGES.get(key)
+    if hit is not None and hit[0] is cond:
+        return hit[1]
+    out = _compute_ranges(cond)
+    _RANGES[key] = (cond, out)
+    return out
+
+
+def _compute_ranges(cond: Cond) -> tuple[dict[str, frozenset[str]], dict[str, _Range]] | None:
     items = cond.items if isinstance(cond, And) else (cond,)
     sets: dict[str, frozenset[str]] = {}
     ranges: dict[str, _Range] = {}
@@ -356,6 +474,38 @@ def simple_implies(a: Cond, b: Cond, domains: Domains) -> bool | None:
         if not _inside(ra, _tighten(rb, integer)):
             return False
     return True
+
+
+def prove(a: Cond, b: Cond, domains: Domains) -> bool | None:
+    """Decide ``a ⇒ b`` structurally when that is exact; ``None`` when z3 must decide.
+
+    Exact rules: ``(a1 ∨ a2) ⇒ b`` iff each ``ai ⇒ b``; ``a ⇒ (b1 ∧ b2)`` iff ``a ⇒`` each
+    ``bi``; conjunctions of single-variable atoms by containment. Sufficient rules (they can
+    only prove): ``a ⇒ (b1 ∨ b2)`` if ``a ⇒`` some ``bi``; ``(a1 ∧ a2) ⇒ b`` if the part of
+    ``a`` made of single-variable atoms implies ``b``.
+    """
+    decided = simple_implies(a, b, domains)
+    if decided is not None:
+        return decided
+    if isinstance(a, Or):
+        answers = [prove(x, b, domains) for x in a.items]
+        if any(ans is False for ans in answers):
+            return False
+        return True if all(answers) else None
+    if isinstance(b, And):
+        answers = [prove(a, y, domains) for y in b.items]
+        if any(ans is False for ans in answers):
+            return False
+        return True if all(answers) else None
+    if isinstance(b, Or) and any(prove(a, y, domains) for y in b.items):
+        return True
+    if isinstance(a, And):
+        simple = [x for x in a.items if isinstance(x, Member | Cmp)]
+        if simple and len(simple) < len(a.items):
+            part = simple[0] if len(simple) == 1 else And(tuple(simple))
+            if prove(part, b, domains):
+                return True
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

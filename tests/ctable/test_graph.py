@@ -61,3 +61,15 @@ def test_condensation_and_topological_order():
     assert position[c.classes[3]] < position[c.classes[0]] < position[c.classes[2]]
     assert sorted(c.order) == sorted(set(c.classes))
     assert c.successors[c.classes[0]] == {c.classes[2]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(conditions, conditions)
+def test_structural_proofs_match_possible_worlds(a, b):
+    from cfdb.ctable.graph import prove
+
+    a, b = normalize(a, DOMAINS), normalize(b, DOMAINS)
+    decided = prove(a, b, DOMAINS)
+    if decided is not None and a != FALSE:
+        worlds = ~evaluate(a, COLUMNS) | evaluate(b, COLUMNS)
+        assert decided == bool(worlds.all()), (to_sql(a), to_sql(b))
