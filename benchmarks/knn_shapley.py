@@ -196,6 +196,16 @@ def peers_python(venv: Path) -> Path | None:
     return python
 
 
+#: Address-space cap of one measurement: a peer that needs more fails with MemoryError
+#: instead of bringing the kernel's OOM killer onto a shared machine.
+MEMORY_CAP_GB = float(os.environ.get("CFDB_BENCH_MEMORY_GB", "14"))
+
+
+def _cap_memory() -> None:
+    limit = int(MEMORY_CAP_GB * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def run(python: Path | str, method: str, data: Path, k: int, timeout: float, **extra) -> dict:
     env = dict(os.environ, PYTHONPATH=str(HERE.parents[1]))
     cmd = [
@@ -211,11 +221,14 @@ def run(python: Path | str, method: str, data: Path, k: int, timeout: float, **e
         json.dumps(extra),
     ]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=env, preexec_fn=_cap_memory
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timeout after {timeout:.0f} s"}
     if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+        last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"
+        return {"error": f"{last[:120]} (memory cap {MEMORY_CAP_GB:g} GB)"}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -246,6 +259,7 @@ def main() -> None:
     p.add_argument("--fork-rows", type=int, default=100_000)
     p.add_argument("--join-facts", type=int, default=100_000)
     p.add_argument("--join-val", type=int, default=20)
+    p.add_argument("--only", default="", help="comma list of floor,cfdb,sql,peers,fork,join")
     p.add_argument("--measure")
     p.add_argument("--data")
     p.add_argument("--extra", default="{}")
@@ -253,9 +267,10 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure, args.data, args.k, json.loads(args.extra))))
         return
+    only = set((args.only or "floor,cfdb,sql,peers,fork,join").split(","))
     folder = Path(tempfile.gettempdir()) / "cfdb-knn-bench"
     folder.mkdir(exist_ok=True)
-    peers = None if args.no_peers else peers_python(Path(args.peers_venv))
+    peers = None if args.no_peers or "peers" not in only else peers_python(Path(args.peers_venv))
     print(
         f"map pipeline, K = {args.k}, {args.features} features, {args.val} validation rows; "
         "seconds, peak RSS MB (over the loaded data), ratio to the floor",
@@ -269,9 +284,10 @@ def main() -> None:
         )
         floor = run(sys.executable, "floor", data, args.k, args.timeout)
         print(row("floor: distances + sort", floor, floor), flush=True)
-        ours = run(sys.executable, "cfdb", data, args.k, args.timeout)
-        print(row(f"cfdb map soft K={args.k}", ours, floor), flush=True)
-        if not args.no_sql:
+        ours = run(sys.executable, "cfdb", data, args.k, args.timeout) if "cfdb" in only else {}
+        if ours:
+            print(row(f"cfdb map soft K={args.k}", ours, floor), flush=True)
+        if not args.no_sql and "sql" in only:
             print(
                 row(
                     "cfdb VALUATE statement",
@@ -296,6 +312,8 @@ def main() -> None:
                     f"|   datascope / cfdb (K=1) | {r['seconds'] / ours1['seconds']:.1f}× | | | |",
                     flush=True,
                 )
+    if not only & {"fork", "join"}:
+        return
     fork_data = make_data(folder, args.fork_rows, args.val, args.features)
     print(
         f"\n### fork: {args.fork_rows:,} rows from 100 providers, {args.val} validation rows\n\n"

@@ -67,9 +67,13 @@ class Ranker:
             sq = np.asarray(x.multiply(x).sum(axis=1)).ravel()
             self._xa = sp.hstack([x, sq[:, None], np.ones((n, 1))], format="csr").T.tocsr()
         else:
-            x = np.ascontiguousarray(train, dtype=np.float64)
-            sq = np.einsum("ij,ij->i", x, x)
-            self._xa = np.ascontiguousarray(np.hstack([x, sq[:, None], np.ones((n, 1))]).T)
+            x = np.asarray(train, dtype=np.float64)
+            d = x.shape[1]
+            xa = np.empty((d + 2, n))
+            xa[:d] = x.T
+            np.einsum("ji,ji->i", xa[:d], xa[:d], out=xa[d])
+            xa[d + 1] = 1.0
+            self._xa = xa
 
     def _augment(self, val: np.ndarray | sp.spmatrix) -> np.ndarray | sp.spmatrix:
         if sp.issparse(val):

@@ -55,20 +55,28 @@ def encode_labels(
     Raises:
         CfdbDataError: a label is NULL.
     """
-    both = np.concatenate([np.asarray(train, dtype=object), np.asarray(val, dtype=object)])
-    nulls = [i for i, v in enumerate(both) if v is None or (isinstance(v, float) and v != v)]
-    if nulls:
-        where = "training" if nulls[0] < len(train) else "validation"
-        raise CfdbDataError(f"label column {column!r} is NULL in {len(nulls)} {where} rows")
-    values = both.tolist()
-    if all(_is_number(v) for v in values):
-        uniq, inv = np.unique(np.asarray(values, dtype=np.float64), return_inverse=True)
-        firsts = {}
-        for v, code in zip(values, inv.tolist()):
-            firsts.setdefault(code, v)
-        classes = tuple(_plain(firsts[c]) for c in range(len(uniq)))
+    train, val = np.asarray(train), np.asarray(val)
+    numeric = train.dtype.kind in "biuf" and val.dtype.kind in "biuf"
+    if numeric:
+        both = np.concatenate([train.astype(np.float64), val.astype(np.float64)])
+        null = np.isnan(both)
     else:
-        text = np.asarray([str(v) for v in values], dtype=object)
+        both = np.concatenate([train.astype(object), val.astype(object)])
+        null = np.fromiter(
+            (v is None or (isinstance(v, float) and v != v) for v in both), bool, len(both)
+        )
+    if null.any():
+        first = int(np.argmax(null))
+        where = "training" if first < len(train) else "validation"
+        raise CfdbDataError(f"label column {column!r} is NULL in {int(null.sum())} {where} rows")
+    if not numeric and all(_is_number(v) for v in both[:1000]) and all(_is_number(v) for v in both):
+        both, numeric = both.astype(np.float64), True
+    if numeric:
+        uniq, first, inv = np.unique(both, return_index=True, return_inverse=True)
+        source = np.concatenate([train, val])
+        classes = tuple(_plain(source[i]) for i in first)
+    else:
+        text = both.astype(str)
         uniq, inv = np.unique(text, return_inverse=True)
         classes = tuple(str(u) for u in uniq)
     inv = inv.astype(np.int32)

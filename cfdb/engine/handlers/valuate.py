@@ -134,13 +134,18 @@ def _featurize(
         mats = []
         for table in (train, val):
             cols = _columns(table, features)
+            mat = np.empty((table.num_rows, len(features)))
             try:
-                mats.append(np.column_stack([cols[f].astype(np.float64) for f in features]))
+                for j, f in enumerate(features):
+                    mat[:, j] = cols[f]
             except (TypeError, ValueError):
                 raise CfdbDataError(
                     "transformer = 'none' needs numeric features; use the default featurizer "
                     "or a transformer"
                 ) from None
+            if np.isnan(mat).any():
+                raise CfdbDataError("the features hold NULLs; models need complete rows")
+            mats.append(mat)
         return mats[0], mats[1], "none"
     if transformer not in TRANSFORMERS:
         known = ", ".join(["default", "none"])
