@@ -74,12 +74,15 @@ class PairSpec:
 
 @dataclass
 class DesignContext:
-    """What a design knows: unit count, seed, grid options, groups of units (for strikes)."""
+    """What a design knows: unit count, seed, grid options, groups of units (for strikes),
+    and ``extra`` facts a design-specific preparer found in the data (target units, unit
+    labels; see ``DESIGN_PREPARERS`` in the engine's grid handler)."""
 
     n_units: int
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     groups: dict[str, list[int]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -29,6 +29,7 @@ GRID_TABLES = (
     "GridMetrics",
     "GridUnits",
     "GridScalingFits",
+    "UnitScalingLaws",  # individualized scaling laws (sql/schema/004_scaling_laws.sql)
 )
 
 

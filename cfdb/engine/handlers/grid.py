@@ -22,6 +22,7 @@ edit, so repeating a what-if trains nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -50,6 +51,9 @@ GRID_MACROS = {
     "scaling_law",
     "grid_data_values",
 }
+#: Design name -> ``prepare(session, node, script, row, units, columns, args) -> dict``: facts a
+#: design needs from the data, handed to it as ``DesignContext.extra``.
+DESIGN_PREPARERS: dict[str, Callable[..., dict[str, Any]]] = {}
 
 
 @handles(CreateGrid)
@@ -85,7 +89,10 @@ def create_grid(session: Any, node: CreateGrid, stmt: Statement) -> pa.Table:
     groups = None
     if design == "strikes":
         groups = _strike_groups(cols, units, str(args["by"]), script, node.span("design"))
-    ctx = designs_mod.DesignContext(len(units.ids), int(row["Seed"]), row["Options"], groups)
+    extra: dict[str, Any] = {}
+    if design in DESIGN_PREPARERS:
+        extra = DESIGN_PREPARERS[design](session, node, script, row, units, cols, args)
+    ctx = designs_mod.DesignContext(len(units.ids), int(row["Seed"]), row["Options"], groups, extra)
     try:
         plan = design_fn(ctx, args)
     except CfdbError as err:
