@@ -22,3 +22,4 @@ __all__ = [
 from cfdb.lang import grid_syntax  # noqa: E402,F401  (CREATE GRID, MATERIALIZE GRID, WHATIF, ...)
 from cfdb.lang import cfql  # noqa: E402,F401  (FOREACH, EXPLAIN FOREACH)
 from cfdb.lang import valuate_syntax  # noqa: E402,F401  (VALUATE)
+from cfdb.lang import scaling_syntax  # noqa: E402,F401  (MARGINAL design, FIT/PLOT SCALING LAWS)

@@ -1,0 +1,356 @@
+"""Individualized data scaling laws on the grid: the ``MARGINAL`` design's data, ``FIT SCALING
+LAWS`` and ``PLOT SCALING LAWS`` (Covert, Ji, Hashimoto & Zou, ICML 2024).
+
+* ``CREATE GRID ... SUBSETS MARGINAL ...``: the grid handler writes the design's pairs; this
+  module's preparer (``DESIGN_PREPARERS['marginal']``) runs its ``FOR`` query to find the
+  target units and reads each unit's class for ``BALANCED``.
+* ``FIT SCALING LAWS FOR GRID g [METHOD ...]``: trains the grid's missing cells first when the
+  grid fills lazily (committing as it goes, as ``MATERIALIZE GRID`` does), then fits every
+  unit with measured contributions, per slice and metric, and replaces its rows of
+  ``UnitScalingLaws`` in one transaction.
+* ``PLOT SCALING LAWS FOR GRID g [CURVES | ALPHA | R2] TO 'file.png'``: draws from the
+  schema's macros.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from cfdb.engine.handlers import handles
+from cfdb.engine.handlers.grid import DESIGN_PREPARERS
+from cfdb.engine.handlers.grid_data import _lookup
+from cfdb.engine.handlers.grid_fill import fill
+from cfdb.errors import CfdbDataError, CfdbError, CfdbSyntaxError
+from cfdb.lang.parse import Statement
+from cfdb.lang.scaling_syntax import FitScalingLaws, PlotScalingLaws
+from cfdb.models import label_string
+from cfdb.scaling import design as _design  # noqa: F401  (registers the MARGINAL design)
+from cfdb.scaling import estimators, plots
+from cfdb.store import grid as gstore
+from cfdb.store import scaling as sstore
+
+#: Options of FIT SCALING LAWS.
+FIT_OPTIONS = {"slice", "metric"}
+#: Options of PLOT SCALING LAWS.
+PLOT_OPTIONS = {"method", "slice", "metric", "units", "min_r2"}
+
+
+# -- the MARGINAL design's data ---------------------------------------------------------------
+def _targets(
+    store: Any, text: str, script: str, start: int, row: dict[str, Any], ids: list[str]
+) -> list[int]:
+    """Unit indices of the ids the FOR query returns (its unit column, or its only column)."""
+    span = (start, start + len(text))
+    rel = store.run_script_text(text, script, start)
+    if rel is None:
+        raise CfdbDataError("FOR expects a query that returns unit ids").located(script, *span)
+    columns = list(rel.columns)
+    wanted = [c for c in (row["UnitsBy"], row["KeyColumn"]) if c]
+    column = next((_lookup(columns, w) for w in wanted if _lookup(columns, w)), None)
+    if column is None:
+        if len(columns) != 1:
+            raise CfdbDataError(
+                f"the FOR query must return the unit column ({' or '.join(wanted) or 'the row id'}) "
+                f"or a single column; it returns {', '.join(columns)}"
+            ).located(script, *span)
+        column = columns[0]
+    index = {uid: i for i, uid in enumerate(ids)}
+    found: list[int] = []
+    unknown: list[str] = []
+    for value in rel.to_arrow_table().column(column).to_pylist():
+        if value is None:
+            continue
+        text_value = label_string(value)
+        if text_value not in index and isinstance(value, float) and value.is_integer():
+            text_value = str(int(value))
+        if text_value in index:
+            found.append(index[text_value])
+        else:
+            unknown.append(text_value)
+    if unknown:
+        raise CfdbDataError(
+            f"the FOR query returns {len(unknown)} value(s) that are not units of the grid "
+            f"(first: {unknown[0]!r})"
+        ).located(script, *span)
+    if not found:
+        raise CfdbDataError("the FOR query returns no units").located(script, *span)
+    return sorted(set(found))
+
+
+def _unit_labels(
+    row: dict[str, Any], units: Any, cols: dict[str, np.ndarray], script: str, span: Any
+) -> np.ndarray:
+    """The class of each unit (every row of a unit must have the same label)."""
+    if row["Task"] != "classification":
+        raise CfdbDataError("BALANCED needs a classification grid").located(script, *span)
+    label = _lookup(list(cols), row["LabelColumn"])
+    assert label is not None
+    index = {c: i for i, c in enumerate(row["Classes"])}
+    values = cols[label]
+    out = np.empty(len(units.rows), dtype=np.int64)
+    for i, rows in enumerate(units.rows):
+        seen = {label_string(v) for v in values[rows]}
+        if len(seen) != 1:
+            raise CfdbDataError(
+                f"BALANCED needs one label per unit; unit {units.ids[i]!r} has rows labelled "
+                f"{' and '.join(sorted(seen))}"
+            ).located(script, *span)
+        out[i] = index[seen.pop()]
+    return out
+
+
+def prepare_marginal(
+    session: Any,
+    node: Any,
+    script: str,
+    row: dict[str, Any],
+    units: Any,
+    cols: dict[str, np.ndarray],
+    args: dict[str, Any],
+) -> dict[str, Any]:
+    """``DesignContext.extra`` of the MARGINAL design: ``targets`` and ``labels``."""
+    extra: dict[str, Any] = {}
+    span = node.span("design")
+    text = args.get("for")
+    if text:
+        start = script.find(text, span[0])
+        extra["targets"] = _targets(
+            session.store, text, script, start if start >= 0 else span[0], row, units.ids
+        )
+    if args.get("balanced"):
+        extra["labels"] = _unit_labels(row, units, cols, script, span)
+    return extra
+
+
+DESIGN_PREPARERS["marginal"] = prepare_marginal
+
+
+# -- FIT SCALING LAWS -------------------------------------------------------------------------
+def _check_options(node: Any, script: str, known: set[str], what: str) -> dict[str, Any]:
+    params = {k.lower(): v for k, v in node.params().items()}
+    for key in params:
+        if key not in known:
+            raise CfdbSyntaxError(
+                f"unknown {what} option {key!r}; known: {', '.join(sorted(known))}"
+            ).located(script, *node.param(key).span)
+    return params
+
+
+def _grid(session: Any, node: Any, script: str) -> dict[str, Any]:
+    try:
+        return gstore.require_grid(session.store, str(node.args["this"]))
+    except CfdbError as err:
+        raise err.located(script, *node.span("name")) from None
+
+
+def _check_choice(node: Any, script: str, option: str, value: Any, known: list[str]) -> str | None:
+    if value is None:
+        return None
+    if str(value) not in known:
+        raise CfdbDataError(
+            f"the grid has no {option} {value!r}; it has: {', '.join(known)}"
+        ).located(script, *node.param(option).span)
+    return str(value)
+
+
+_LAW_COLUMNS = {
+    "C": "c",
+    "Alpha": "alpha",
+    "Sigma": "sigma",
+    "Beta": "beta",
+    "R2": "r2",
+    "Samples": "samples",
+    "Sizes": "sizes",
+    "MinSize": "min_size",
+    "MaxSize": "max_size",
+    "LogLik": "log_lik",
+    "Converged": "converged",
+    "AtBound": "at_bound",
+    "SignChanges": "sign_changes",
+    "Status": "status",
+    "Message": "message",
+}
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
+@handles(FitScalingLaws, transactional=False)
+def fit_scaling_laws(session: Any, node: FitScalingLaws, stmt: Statement) -> pa.Table:
+    store, script = session.store, stmt.script
+    params = _check_options(node, script, FIT_OPTIONS, "FIT SCALING LAWS")
+    row = _grid(session, node, script)
+    grid = row["Name"]
+    slice_names = [s["Name"] for s in gstore.slices(store, grid)]
+    slice_name = _check_choice(node, script, "slice", params.get("slice"), slice_names)
+    metric = _check_choice(node, script, "metric", params.get("metric"), list(row["Metrics"]))
+    methods = list(node.args.get("methods") or ["mle", "ols"])
+    lazy = not store.read_only and row["Options"].get("lazy", True)
+    if lazy and gstore.missing_subsets(store, grid):
+        fill(session, grid)  # commits cell by cell, as MATERIALIZE GRID does
+    started = time.perf_counter()
+    with store.transaction():
+        data = sstore.contributions(store, grid, slice_name, metric)
+        if data.num_rows == 0:
+            raise CfdbDataError(
+                f"grid {grid!r} has no measured marginal contributions of units",
+                hint="create it with SUBSETS MARGINAL ... (or another design with pairs) and "
+                "MATERIALIZE GRID",
+            ).located(script, *node.span("name"))
+        cols = {n: data.column(n).to_numpy(zero_copy_only=False) for n in data.column_names}
+        unit_ids = dict(zip(cols["UnitIndex"].tolist(), cols["UnitId"].tolist(), strict=True))
+        slice_of = dict(zip(cols["SliceId"].tolist(), cols["Slice"].tolist(), strict=True))
+        out: dict[str, list[Any]] = {
+            k: [] for k in ("Grid", "Method", "SliceId", "Metric", "UnitIndex", "UnitId")
+        }
+        out.update({k: [] for k in _LAW_COLUMNS})
+        summary: dict[str, list[Any]] = {
+            k: [] for k in ("Grid", "Method", "Slice", "Metric", "Units", "Fitted", "MedianAlpha")
+        }
+        summary["MedianR2"] = []
+        groups = sorted({(int(s), str(m)) for s, m in zip(cols["SliceId"], cols["Metric"])})
+        for method in methods:
+            for slice_id, metric_name in groups:
+                mask = (cols["SliceId"] == slice_id) & (cols["Metric"] == metric_name)
+                fits = estimators.fit_units(
+                    method, cols["UnitIndex"][mask], cols["Size"][mask], cols["Delta"][mask]
+                )
+                for unit, law in fits:
+                    out["Grid"].append(grid)
+                    out["Method"].append(method)
+                    out["SliceId"].append(slice_id)
+                    out["Metric"].append(metric_name)
+                    out["UnitIndex"].append(unit)
+                    out["UnitId"].append(unit_ids[unit])
+                    for column, attr in _LAW_COLUMNS.items():
+                        out[column].append(_finite(getattr(law, attr)))
+                ok = [law for _, law in fits if law.status == "ok"]
+                r2s = [law.r2 for law in ok if law.r2 is not None]
+                summary["Grid"].append(grid)
+                summary["Method"].append(method)
+                summary["Slice"].append(slice_of[slice_id])
+                summary["Metric"].append(metric_name)
+                summary["Units"].append(len(fits))
+                summary["Fitted"].append(len(ok))
+                summary["MedianAlpha"].append(
+                    float(np.median([law.alpha for law in ok])) if ok else None
+                )
+                summary["MedianR2"].append(float(np.median(r2s)) if r2s else None)
+        slice_ids = sorted({s for s, _ in groups})
+        metrics = sorted({m for _, m in groups})
+        sstore.replace_laws(store, grid, methods, slice_ids, metrics, _typed(out))
+    summary["Seconds"] = [round(time.perf_counter() - started, 3)] * len(summary["Grid"])
+    return pa.table(summary)
+
+
+def _typed(out: dict[str, list[Any]]) -> pa.Table:
+    types = {
+        "SliceId": pa.int64(),
+        "UnitIndex": pa.int32(),
+        "Samples": pa.int64(),
+        "Sizes": pa.int64(),
+        "MinSize": pa.int64(),
+        "MaxSize": pa.int64(),
+        "SignChanges": pa.int32(),
+        "Converged": pa.bool_(),
+        "AtBound": pa.bool_(),
+        "Message": pa.string(),
+        "Status": pa.string(),
+        "Method": pa.string(),
+        "Metric": pa.string(),
+        "UnitId": pa.string(),
+        "Grid": pa.string(),
+    }
+    return pa.table({k: pa.array(v, types.get(k, pa.float64())) for k, v in out.items()})
+
+
+# -- PLOT SCALING LAWS ------------------------------------------------------------------------
+def _columns(table: pa.Table) -> dict[str, list[Any]]:
+    return {n: table.column(n).to_pylist() for n in table.column_names}
+
+
+@handles(PlotScalingLaws)
+def plot_scaling_laws(session: Any, node: PlotScalingLaws, stmt: Statement) -> pa.Table:
+    store, script = session.store, stmt.script
+    params = _check_options(node, script, PLOT_OPTIONS, "PLOT SCALING LAWS")
+    row = _grid(session, node, script)
+    grid = row["Name"]
+    slice_names = [s["Name"] for s in gstore.slices(store, grid)]
+    slice_name = _check_choice(node, script, "slice", params.get("slice"), slice_names) or "all"
+    metric = _check_choice(node, script, "metric", params.get("metric"), list(row["Metrics"]))
+    metric = metric or row["Metrics"][0]
+    method = params.get("method")
+    if method is not None and str(method).lower() not in estimators.METHODS:
+        raise CfdbDataError(
+            f"unknown method {method!r}; known: {', '.join(estimators.METHODS)}"
+        ).located(script, *node.param("method").span)
+    method = None if method is None else str(method).lower()
+    laws = _columns(sstore.laws(store, grid, method, slice_name, metric))
+    if not laws["UnitId"]:
+        raise CfdbDataError(
+            f"grid {grid!r} has no fitted scaling laws for slice {slice_name!r} and metric "
+            f"{metric!r}",
+            hint=f"run FIT SCALING LAWS FOR GRID {grid} first",
+        ).located(script, *node.span("name"))
+    used = laws["Method"][0]
+    path, kind = str(node.args["path"]), str(node.args["kind"])
+    title = f"{grid}: {metric} on slice {slice_name} ({used})"
+    ok = [i for i, s in enumerate(laws["Status"]) if s == "ok"]
+    count = 0
+    if kind == "alpha":
+        min_r2 = params.get("min_r2")
+        alphas = [
+            laws["Alpha"][i]
+            for i in ok
+            if min_r2 is None or (laws["R2"][i] is not None and laws["R2"][i] >= float(min_r2))
+        ]
+        plots.alpha_histogram(alphas, path, title)
+        count = len(alphas)
+    elif kind == "r2":
+        rows = _columns(sstore.r2(store, grid, method, slice_name, metric))
+        per = [(s, r) for s, r in zip(rows["Size"], rows["R2"], strict=True) if s is not None]
+        overall = next(
+            (r for s, r in zip(rows["Size"], rows["R2"], strict=True) if s is None), None
+        )
+        plots.r2_by_size([s for s, _ in per], [r for _, r in per], overall, path, title)
+        count = len(per)
+    else:
+        chosen = _chosen_units(node, script, params.get("units"), laws, ok)
+        check = _columns(sstore.check(store, grid, method, slice_name, metric))
+        items = []
+        for uid in chosen:
+            i = laws["UnitId"].index(uid)
+            rows = [j for j, u in enumerate(check["UnitId"]) if u == uid]
+            items.append(
+                plots.Curve(
+                    uid,
+                    np.array([check["Size"][j] for j in rows], dtype=float),
+                    np.array([check["Measured"][j] for j in rows], dtype=float),
+                    float(laws["C"][i]) if laws["C"][i] is not None else float("nan"),
+                    float(laws["Alpha"][i]) if laws["Alpha"][i] is not None else float("nan"),
+                )
+            )
+        plots.curves(items, path, title)
+        count = len(items)
+    return pa.table({"File": [path], "Figure": [kind], "Method": [used], "Items": [count]})
+
+
+def _chosen_units(
+    node: Any, script: str, option: Any, laws: dict[str, list[Any]], ok: list[int]
+) -> list[str]:
+    """The units of a CURVES figure: a number (spread over α, default 6) or a list of ids."""
+    if option is None or isinstance(option, int):
+        n = 6 if option is None else int(option)
+        return plots.pick_units([laws["UnitId"][i] for i in ok], [laws["Alpha"][i] for i in ok], n)
+    wanted = [label_string(v) for v in (option if isinstance(option, tuple) else (option,))]
+    missing = [w for w in wanted if w not in laws["UnitId"]]
+    if missing:
+        raise CfdbDataError(f"unit {missing[0]!r} has no fitted scaling law").located(
+            script, *node.param("units").span
+        )
+    return wanted

@@ -1,0 +1,13 @@
+"""Individualized data scaling laws over the data-counterfactual grid (Covert, Ji, Hashimoto &
+Zou, "Scaling Laws for the Value of Individual Data Points in Machine Learning", ICML 2024).
+
+* :mod:`cfdb.scaling.design`: the ``MARGINAL`` subset design: pairs of grid rows with and
+  without each target unit, over datasets of sizes in a range.
+* :mod:`cfdb.scaling.estimators`: the log-linear (OLS) and maximum-likelihood estimators of
+  ``ψ_k(z) ≈ c(z)·k^(−α(z))``.
+* :mod:`cfdb.scaling.plots`: PNG figures (matplotlib, the ``plots`` extra).
+
+Pure: arrays in, arrays out; the engine reads the grid and writes ``UnitScalingLaws``.
+"""
+
+from __future__ import annotations
