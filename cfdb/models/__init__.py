@@ -4,9 +4,10 @@ This layer is pure: in-memory columns in, arrays out; it never touches a databas
 
 * :mod:`cfdb.models.featurizer`: raw feature columns -> float matrix (one-hot / target
   encoding, scaling) with inspectable per-feature blocks.
-* :mod:`cfdb.models.kinds`: the registry of trainable model kinds.
-* :mod:`cfdb.models.model`: the fitted :class:`Model`, :func:`train` and
-  :func:`from_estimator`.
+* :mod:`cfdb.models.kinds`: the registry of trainable classifier kinds.
+* :mod:`cfdb.models.regressors`: the registry of trainable regressor kinds.
+* :mod:`cfdb.models.model`: the fitted :class:`Model` (a classifier or a regressor, its
+  ``task``), :func:`train` and :func:`from_estimator`.
 * :mod:`cfdb.models.serialize`: :func:`dump`/:func:`load` to bytes that load without
   executing code.
 """
@@ -15,7 +16,16 @@ from __future__ import annotations
 
 from cfdb.models.featurizer import ENCODINGS, FeatureBlock, Featurizer
 from cfdb.models.kinds import MODEL_KINDS, ModelKind, decision_estimator
-from cfdb.models.model import Model, encode_labels, from_estimator, label_string, train
+from cfdb.models.model import (
+    TASKS,
+    Model,
+    encode_labels,
+    from_estimator,
+    label_string,
+    resolve_kind,
+    train,
+)
+from cfdb.models.regressors import REGRESSION_KINDS, regression_targets
 from cfdb.models.serialize import (
     StoredModel,
     dump,
@@ -29,6 +39,8 @@ from cfdb.models.serialize import (
 __all__ = [
     "ENCODINGS",
     "MODEL_KINDS",
+    "REGRESSION_KINDS",
+    "TASKS",
     "FeatureBlock",
     "Featurizer",
     "Model",
@@ -43,6 +55,8 @@ __all__ = [
     "load",
     "read_estimator",
     "refused_types",
+    "regression_targets",
+    "resolve_kind",
     "train",
     "write_estimator",
 ]

@@ -28,6 +28,7 @@ produced and read by the kind's own ``dump_estimator``/``load_estimator`` hooks.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -228,25 +229,69 @@ def _xgboost_configure(params: dict[str, Any], n_classes: int) -> None:
 
 
 def xgboost_to_ubj(estimator: Any) -> bytes:
-    """The UBJSON bytes of a fitted ``XGBClassifier``'s booster."""
+    """The UBJSON bytes of a fitted ``XGBClassifier``'s or ``XGBRegressor``'s booster."""
     return bytes(estimator.get_booster().save_raw("ubj"))
 
 
-def xgboost_from_bytes(blob: bytes, n_classes: int | None = None) -> Any:
-    """An ``XGBClassifier`` from booster bytes (UBJSON or JSON); parsing runs no code.
+#: XGBoost objective prefixes cfdb reads as classifiers and as regressors.
+_XGB_CLASSIFICATION = ("binary:", "multi:")
+_XGB_REGRESSION = ("reg:", "count:")
+
+
+def xgboost_objective(blob: bytes) -> str:
+    """The objective name stored in booster bytes (UBJSON or JSON); parsing runs no code."""
+    import xgboost
+
+    booster = xgboost.Booster()
+    try:
+        booster.load_model(bytearray(blob))
+        return str(json.loads(booster.save_config())["learner"]["objective"]["name"])
+    except (xgboost.core.XGBoostError, KeyError, ValueError) as exc:
+        raise CfdbSchemaError(f"stored xgboost model cannot be read: {exc}") from None
+
+
+def xgboost_from_bytes(
+    blob: bytes, n_classes: int | None = None, *, task: str | None = None
+) -> Any:
+    """An ``XGBClassifier`` or ``XGBRegressor`` from booster bytes (UBJSON or JSON), chosen by
+    the stored objective (``binary:``/``multi:`` classify, ``reg:``/``count:`` regress);
+    parsing runs no code.
 
     Args:
         blob: what :func:`xgboost_to_ubj` (or ``save_raw``) produced.
-        n_classes: the expected number of classes, checked when given.
+        n_classes: the expected number of classes of a classifier, checked when given.
+        task: the expected task (``classification`` or ``regression``), checked when given.
+
+    Raises:
+        CfdbSchemaError: unreadable bytes, another objective, or a mismatch with the
+            expectations.
     """
     import xgboost
 
-    estimator = xgboost.XGBClassifier()
+    objective = xgboost_objective(blob)
+    if objective.startswith(_XGB_CLASSIFICATION):
+        found = "classification"
+    elif objective.startswith(_XGB_REGRESSION):
+        found = "regression"
+    else:
+        raise CfdbSchemaError(
+            f"stored xgboost model has objective {objective!r}, which is neither a "
+            "classification nor a regression objective"
+        )
+    if task is not None and task != found:
+        raise CfdbSchemaError(
+            f"stored xgboost model is a {found} model (objective {objective!r}), expected {task}"
+        )
+    estimator = xgboost.XGBClassifier() if found == "classification" else xgboost.XGBRegressor()
     try:
         estimator.load_model(bytearray(blob))
     except xgboost.core.XGBoostError as exc:
         raise CfdbSchemaError(f"stored xgboost model cannot be read: {exc}") from None
-    if n_classes is not None and int(getattr(estimator, "n_classes_", 0)) != n_classes:
+    if (
+        found == "classification"
+        and n_classes is not None
+        and int(getattr(estimator, "n_classes_", 0)) != n_classes
+    ):
         raise CfdbSchemaError(
             f"stored xgboost model has {getattr(estimator, 'n_classes_', None)} classes, "
             f"expected {n_classes}"

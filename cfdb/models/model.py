@@ -11,6 +11,15 @@ A :class:`Model` is used in one of two modes:
 
 Either way callers hand in raw feature columns; NULLs and missing features raise
 :class:`~cfdb.errors.CfdbDataError` naming the feature.
+
+A model's *task* is ``classification`` or ``regression`` (the CFDB paper, section 4.4: CFs of
+models whose output is a number). A classifier answers :meth:`Model.predict` (labels) and
+:meth:`Model.predict_proba`; a regressor has no labels (``labels == []``) and answers
+:meth:`Model.predict_value` (float64 outputs) only: the class methods raise
+:class:`~cfdb.errors.CfdbUnsupportedError` for it, and :meth:`Model.predict_value` does for a
+classifier. :func:`train` picks the task from the kind's registry (:data:`MODEL_KINDS` or
+:data:`~cfdb.models.regressors.REGRESSION_KINDS`); :func:`from_estimator` from the estimator
+(``classes_`` or scikit-learn's ``is_regressor``).
 """
 
 from __future__ import annotations
@@ -22,17 +31,34 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cfdb.errors import CfdbDataError, CfdbNotFittedError, CfdbUnsupportedError
+from cfdb.errors import CfdbDataError, CfdbNotFittedError, CfdbPluginError, CfdbUnsupportedError
 from cfdb.models.featurizer import (
     Featurizer,
     check_no_nulls,
     get_column,
     to_numeric,
 )
-from cfdb.models.kinds import MODEL_KINDS, decision_estimator
+from cfdb.models.kinds import MODEL_KINDS, ModelKind, decision_estimator
+from cfdb.models.regressors import REGRESSION_KINDS, fit_regressor, regression_targets
 from cfdb.types import Columns, FeatureSpec
 
 MODES = ("featurized", "raw")
+#: What a model's output is: a class label, or a number.
+TASKS = ("classification", "regression")
+
+
+def resolve_kind(kind: str) -> tuple[str, ModelKind]:
+    """The task and the :class:`ModelKind` of a kind name, classifiers first.
+
+    Raises:
+        CfdbPluginError: the name is in neither registry (listing both).
+    """
+    if kind in MODEL_KINDS:
+        return "classification", MODEL_KINDS.get(kind)
+    if kind in REGRESSION_KINDS:
+        return "regression", REGRESSION_KINDS.get(kind)
+    known = ", ".join([*MODEL_KINDS.names(), *REGRESSION_KINDS.names()])
+    raise CfdbPluginError(f"unknown model kind {kind!r}; known: {known}")
 
 
 def label_string(value: Any) -> str:
@@ -78,11 +104,12 @@ class Model:
         kind: the model kind (``random_forest``...) or, in raw mode, the estimator's class.
         params: the user's parameters (plain JSON values).
         features: the features the model reads, in featurizer order.
-        labels: class labels as strings; code ``i`` is ``labels[i]``.
+        labels: class labels as strings; code ``i`` is ``labels[i]`` (empty for a regressor).
         featurizer: the fitted featurizer (None in raw mode).
         estimator: the fitted estimator.
         mode: ``"featurized"`` or ``"raw"``.
         seed: the default random seed used to train (None if none).
+        task: ``"classification"`` or ``"regression"``.
     """
 
     name: str
@@ -94,26 +121,47 @@ class Model:
     estimator: Any
     mode: str = "featurized"
     seed: int | None = None
+    task: str = "classification"
     _code_of: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise CfdbDataError(f"model {self.name!r} has unknown mode {self.mode!r}")
+        if self.task not in TASKS:
+            raise CfdbDataError(
+                f"model {self.name!r} has unknown task {self.task!r}; known: {', '.join(TASKS)}"
+            )
+        if self.task == "regression" and len(self.labels):
+            raise CfdbDataError(f"regression model {self.name!r} cannot have class labels")
         if self.mode == "featurized" and self.featurizer is None:
             raise CfdbDataError(f"featurized model {self.name!r} needs a featurizer")
         self.features = list(self.features)
         self.labels = [str(v) for v in self.labels]
         self._code_of = {}
         classes = getattr(self.estimator, "classes_", None) if self.mode == "raw" else None
-        if classes is not None:
+        if self.task == "regression":
+            pass
+        elif classes is not None:
             self._code_of = {label_string(c): i for i, c in enumerate(classes)}
         else:
             self._code_of = {label: i for i, label in enumerate(self.labels)}
 
     @property
     def n_classes(self) -> int:
-        """Number of classes."""
+        """Number of classes (0 for a regressor)."""
         return len(self.labels)
+
+    @property
+    def is_regression(self) -> bool:
+        """Whether the model outputs a number rather than a class label."""
+        return self.task == "regression"
+
+    def _classifier_only(self, what: str) -> None:
+        if self.task == "regression":
+            raise CfdbUnsupportedError(
+                f"model {self.name!r} is a regression model: it has no {what}; "
+                "its output is predict_value (PREDICT stores it as Score)"
+            )
 
     @property
     def feature_names(self) -> list[str]:
@@ -170,7 +218,11 @@ class Model:
 
         These are the estimator's own ``predict`` decisions (for a ``linear_svm``, the argmax
         of its calibrated probabilities).
+
+        Raises:
+            CfdbUnsupportedError: the model is a regressor.
         """
+        self._classifier_only("class labels")
         if self._n_rows(columns) == 0:
             return np.zeros(0, dtype=np.int64)
         pred = np.asarray(self.estimator.predict(self._inputs(columns)))
@@ -185,11 +237,18 @@ class Model:
             ) from None
 
     def predict(self, columns: Columns) -> np.ndarray:
-        """Predicted class labels (object array of str)."""
+        """Predicted class labels (object array of str); regressors raise
+        :class:`CfdbUnsupportedError` (use :meth:`predict_value`)."""
         return np.array(self.labels, dtype=object)[self.predict_codes(columns)]
 
     def predict_proba(self, columns: Columns) -> np.ndarray:
-        """Class probabilities (n x k float64), column ``i`` for ``labels[i]``."""
+        """Class probabilities (n x k float64), column ``i`` for ``labels[i]``.
+
+        Raises:
+            CfdbUnsupportedError: the model is a regressor, or its estimator gives no
+                probabilities.
+        """
+        self._classifier_only("class probabilities")
         if self._n_rows(columns) == 0:
             return np.zeros((0, self.n_classes))
         if not hasattr(self.estimator, "predict_proba"):
@@ -204,10 +263,36 @@ class Model:
 
     def decision_function(self, columns: Columns) -> np.ndarray:
         """The estimator's decision scores (linear models and ``linear_svm``'s LinearSVC)."""
+        self._classifier_only("decision function")
         inner = decision_estimator(self.estimator)
         if inner is None:
             raise CfdbUnsupportedError(f"model {self.name!r} has no decision function")
         return np.asarray(inner.decision_function(self._inputs(columns)), np.float64)
+
+    def predict_value(self, columns: Columns) -> np.ndarray:
+        """A regressor's predicted values (float64, one per row).
+
+        Raises:
+            CfdbUnsupportedError: the model is a classifier (use :meth:`predict`).
+            CfdbDataError: the estimator returned the wrong shape or a non-finite value.
+        """
+        if self.task != "regression":
+            raise CfdbUnsupportedError(
+                f"model {self.name!r} is a classifier: its output is a label (predict), not a value"
+            )
+        n = self._n_rows(columns)
+        if n == 0:
+            return np.zeros(0)
+        values = np.asarray(self.estimator.predict(self._inputs(columns)), np.float64)
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.shape != (n,):
+            raise CfdbDataError(
+                f"model {self.name!r} returned predictions of shape {values.shape} for {n} rows"
+            )
+        if not np.all(np.isfinite(values)):
+            raise CfdbDataError(f"model {self.name!r} predicted a non-finite value")
+        return values
 
 
 def train(
@@ -221,29 +306,61 @@ def train(
     encoding: str = "onehot",
     seed: int | None = 0,
     smoothing: float = 10.0,
+    label_name: str = "label",
 ) -> Model:
     """Train a model of a registered kind on raw feature columns.
 
     Args:
-        kind: a name in :data:`~cfdb.models.kinds.MODEL_KINDS`.
+        kind: a name in :data:`~cfdb.models.kinds.MODEL_KINDS` (a classifier) or in
+            :data:`~cfdb.models.regressors.REGRESSION_KINDS` (a regressor).
         params: estimator parameters by plain name.
         features: the features to read, in order.
         columns: raw feature columns.
-        labels: one label per row, of any type (compared as strings).
+        labels: one label per row: of any type for a classifier (compared as strings);
+            numbers (or text holding numbers) for a regressor.
         name: the model's name, for messages and the catalog.
-        encoding: ``"onehot"`` or ``"target"`` for categorical features.
+        encoding: ``"onehot"`` or ``"target"`` for categorical features (classifiers only).
         seed: default ``random_state`` of the estimator (None leaves it unset).
         smoothing: target-encoding smoothing.
+        label_name: the label column's name, for messages.
 
     Returns:
         The fitted :class:`Model` (mode ``featurized``).
 
     Raises:
         CfdbPluginError: unknown kind.
-        CfdbDataError: NULL or single-class labels, bad feature data, unknown or invalid
-            parameters.
+        CfdbDataError: NULL or single-class labels, non-numeric regression targets, bad
+            feature data, unknown or invalid parameters.
     """
-    model_kind = MODEL_KINDS.get(kind)
+    task, model_kind = resolve_kind(kind)
+    if task == "regression":
+        if encoding != "onehot":
+            raise CfdbDataError(
+                f"encoding {encoding!r} needs class labels; regression model {name!r} of "
+                f"kind {kind!r} uses onehot"
+            )
+        y = regression_targets(labels, f"label column {label_name!r}")
+        featurizer, estimator = fit_regressor(
+            model_kind,
+            params,
+            features,
+            columns,
+            y,
+            seed=seed,
+            what=f"model {name!r} of kind {kind!r}",
+        )
+        return Model(
+            name=name,
+            kind=model_kind.name,
+            params=dict(params),
+            features=list(features),
+            labels=[],
+            featurizer=featurizer,
+            estimator=estimator,
+            mode="featurized",
+            seed=seed,
+            task="regression",
+        )
     label_values, codes = encode_labels(labels)
     featurizer = Featurizer(
         features, encoding=encoding, scale=model_kind.scale, smoothing=smoothing
@@ -273,15 +390,19 @@ def from_estimator(
     *,
     name: str,
     labels: Sequence[Any] | None = None,
+    task: str | None = None,
 ) -> Model:
     """Adopt a user's fitted estimator that takes a DataFrame of raw features (mode ``raw``).
 
     Args:
-        estimator: a fitted classifier with ``predict`` (and ideally ``predict_proba``),
-            e.g. an scikit-learn Pipeline with its own ColumnTransformer.
+        estimator: a fitted classifier with ``predict`` (and ideally ``predict_proba``), or a
+            fitted regressor, e.g. an scikit-learn Pipeline with its own ColumnTransformer.
         features: the features it reads; they must cover its ``feature_names_in_``.
         name: the model's name.
         labels: class labels in code order; defaults to ``estimator.classes_`` as strings.
+        task: ``"classification"`` or ``"regression"``; by default a regressor when the
+            estimator has no ``classes_``, no labels are given and scikit-learn's
+            ``is_regressor`` says so.
 
     Returns:
         The :class:`Model`.
@@ -298,10 +419,27 @@ def from_estimator(
     except TypeError:
         pass  # not a scikit-learn estimator: trust the caller
     classes = getattr(estimator, "classes_", None)
+    if task is None:
+        task = (
+            "regression"
+            if classes is None and labels is None and _is_regressor(estimator)
+            else "classification"
+        )
+    if task not in TASKS:
+        raise CfdbDataError(f"unknown task {task!r} for model {name!r}; known: {', '.join(TASKS)}")
+    _check_fitted_on(estimator, features, name)
+    if task == "regression":
+        if labels or classes is not None:
+            raise CfdbDataError(
+                f"regression model {name!r} cannot have class labels (the estimator "
+                f"{'has classes_' if classes is not None else 'got labels'})"
+            )
+        return _raw_model(estimator, features, name, [], "regression")
     if labels is None:
         if classes is None:
             raise CfdbDataError(
-                f"estimator for model {name!r} has no classes_; give the labels explicitly"
+                f"estimator for model {name!r} has no classes_; give the labels explicitly, "
+                "or task = 'regression' for a regressor"
             )
         labels = [label_string(c) for c in classes]
     labels = [label_string(v) for v in labels]
@@ -311,6 +449,19 @@ def from_estimator(
         )
     if len(set(labels)) != len(labels) or len(labels) < 2:
         raise CfdbDataError(f"model {name!r} needs at least two distinct labels, got {labels}")
+    return _raw_model(estimator, features, name, labels, "classification")
+
+
+def _is_regressor(estimator: Any) -> bool:
+    try:
+        from sklearn.base import is_regressor
+
+        return bool(is_regressor(estimator))
+    except Exception:  # an object scikit-learn cannot inspect is no known regressor
+        return False
+
+
+def _check_fitted_on(estimator: Any, features: Sequence[FeatureSpec], name: str) -> None:
     fitted_on = getattr(estimator, "feature_names_in_", None)
     if fitted_on is not None:
         have = {f.name for f in features}
@@ -320,6 +471,11 @@ def from_estimator(
                 f"estimator for model {name!r} was fitted on feature {missing[0]!r}, "
                 "which the model's features lack"
             )
+
+
+def _raw_model(
+    estimator: Any, features: Sequence[FeatureSpec], name: str, labels: list[str], task: str
+) -> Model:
     cls = type(estimator)
     return Model(
         name=name,
@@ -331,4 +487,5 @@ def from_estimator(
         estimator=estimator,
         mode="raw",
         seed=None,
+        task=task,
     )

@@ -13,8 +13,9 @@ come in these formats:
   references under ``numpy.``/``scipy.`` are refused (they include file and shared-library
   loaders). Anything else raises :class:`~cfdb.errors.CfdbSecurityError` unless the caller
   opts in with ``allow_pickle=True``.
-* ``xgboost-ubj``: an ``XGBClassifier``'s booster as UBJSON bytes (trained ``xgboost`` models
-  and adopted raw-mode XGBoost classifiers); files may also be ``xgboost-json``. Other
+* ``xgboost-ubj``: an ``XGBClassifier``'s or ``XGBRegressor``'s booster as UBJSON bytes
+  (trained ``xgboost``/``xgboost_regressor`` models and adopted raw-mode XGBoost models; the
+  stored objective says which wrapper to rebuild); files may also be ``xgboost-json``. Other
   formats a plugin kind names are read by its ``load_estimator`` hook.
 * ``pickle``: only for estimators skops cannot store with allowlisted types, and
   only with ``allow_pickle=True`` on both :func:`dump` and :func:`load`.
@@ -38,7 +39,8 @@ from typing import Any
 from cfdb.errors import CfdbDataError, CfdbSchemaError, CfdbSecurityError
 from cfdb.models.featurizer import Featurizer
 from cfdb.models.kinds import MODEL_KINDS, xgboost_from_bytes, xgboost_to_ubj
-from cfdb.models.model import Model
+from cfdb.models.model import TASKS, Model
+from cfdb.models.regressors import REGRESSION_KINDS
 from cfdb.types import FeatureSpec
 
 FORMATS = ("skops", "xgboost-ubj", "xgboost-json", "pickle")
@@ -69,7 +71,8 @@ class StoredModel:
         format: how ``blob`` is encoded (``skops``, ``xgboost-ubj`` or ``pickle``).
         featurizer_json: the featurizer's state as JSON (``"null"`` in raw mode).
         blob: the fitted estimator.
-        meta_json: name, kind, params, labels, mode, seed, features and library versions.
+        meta_json: name, kind, task, params, labels, mode, seed, features and library
+            versions (a missing task reads as ``classification``).
     """
 
     format: str
@@ -193,9 +196,11 @@ _SUFFIX_FORMATS = {
 }
 
 
-def _is_xgboost_classifier(estimator: Any) -> bool:
+def _is_xgboost_model(estimator: Any) -> bool:
     xgboost = sys.modules.get("xgboost")
-    return xgboost is not None and isinstance(estimator, xgboost.XGBClassifier)
+    return xgboost is not None and isinstance(
+        estimator, xgboost.XGBClassifier | xgboost.XGBRegressor
+    )
 
 
 def format_for_path(path: str) -> str:
@@ -220,10 +225,10 @@ def write_estimator(
 ) -> tuple[str, bytes]:
     """``(format, blob)`` of one fitted estimator, in the safest format that holds it.
 
-    An ``XGBClassifier`` becomes ``xgboost-ubj``; anything else ``skops`` when its types are
+    An ``XGBClassifier`` or ``XGBRegressor`` becomes ``xgboost-ubj``; anything else ``skops`` when its types are
     allowlisted, else ``pickle`` if ``allow_pickle`` (otherwise :class:`CfdbSecurityError`).
     """
-    if _is_xgboost_classifier(estimator):
+    if _is_xgboost_model(estimator):
         return "xgboost-ubj", xgboost_to_ubj(estimator)
     return skops_dumps(estimator, what=what, allow_pickle=allow_pickle)
 
@@ -234,9 +239,12 @@ def read_estimator(
     *,
     allow_pickle: bool = False,
     n_classes: int | None = None,
+    task: str | None = None,
     what: str = "estimator",
 ) -> Any:
     """Inverse of :func:`write_estimator` (also reads ``xgboost-json``).
+
+    ``n_classes`` and ``task`` are checked for XGBoost boosters when given.
 
     Raises:
         CfdbSecurityError: pickle, or skops types outside the allowlist, without
@@ -246,7 +254,7 @@ def read_estimator(
     if fmt == "skops":
         return skops_loads(blob, what=what, allow_pickle=allow_pickle)
     if fmt in ("xgboost-ubj", "xgboost-json"):
-        return xgboost_from_bytes(bytes(blob), n_classes)
+        return xgboost_from_bytes(bytes(blob), n_classes, task=task)
     if fmt == "pickle":
         if not allow_pickle:
             raise CfdbSecurityError(
@@ -284,7 +292,7 @@ def dump(model: Model, *, allow_pickle: bool = False) -> StoredModel:
     what = f"model {model.name!r}"
     fmt: str
     if model.mode == "featurized":
-        kind = MODEL_KINDS.get(model.kind)
+        kind = (REGRESSION_KINDS if model.is_regression else MODEL_KINDS).get(model.kind)
         if kind.storage != "skops" and kind.dump_estimator is not None:
             fmt, blob = kind.storage, kind.dump_estimator(model.estimator)
         else:
@@ -297,6 +305,7 @@ def dump(model: Model, *, allow_pickle: bool = False) -> StoredModel:
         "version": _META_VERSION,
         "name": model.name,
         "kind": model.kind,
+        "task": model.task,
         "mode": model.mode,
         "params": model.params,
         "labels": list(model.labels),
@@ -334,14 +343,24 @@ def load(stored: StoredModel, *, allow_pickle: bool = False) -> Model:
     name = str(meta["name"])
     what = f"stored model {name!r}"
     labels = [str(v) for v in meta["labels"]]
+    task = str(meta.get("task") or "classification")
+    if task not in TASKS:
+        raise CfdbSchemaError(f"{what} has unknown task {task!r}")
+    n_classes = len(labels) if task == "classification" else None
     kind = None
     if meta["mode"] == "featurized" and stored.format not in FORMATS:
-        kind = MODEL_KINDS.get(str(meta["kind"]))
+        registry = REGRESSION_KINDS if task == "regression" else MODEL_KINDS
+        kind = registry.get(str(meta["kind"]))
     if kind is not None and kind.storage == stored.format and kind.load_estimator is not None:
-        estimator = kind.load_estimator(bytes(stored.blob), len(labels))
+        estimator = kind.load_estimator(bytes(stored.blob), n_classes or 0)
     else:
         estimator = read_estimator(
-            stored.blob, stored.format, allow_pickle=allow_pickle, n_classes=len(labels), what=what
+            stored.blob,
+            stored.format,
+            allow_pickle=allow_pickle,
+            n_classes=n_classes,
+            task=task,
+            what=what,
         )
     featurizer = Featurizer.from_dict(featurizer_state) if featurizer_state is not None else None
     return Model(
@@ -354,4 +373,5 @@ def load(stored: StoredModel, *, allow_pickle: bool = False) -> Model:
         estimator=estimator,
         mode=str(meta["mode"]),
         seed=meta.get("seed"),
+        task=task,
     )

@@ -19,15 +19,18 @@ CREATE TABLE Features (
     Mutable  BOOLEAN NOT NULL DEFAULT TRUE
 );
 
--- Models: the paper's Classifiers, generalized. Artifact is NULL for a model entered by hand
--- (its predictions exist, but cfdb cannot call it).
+-- Models: the paper's Classifiers, generalized (section 4.4): Task says whether the output is
+-- a class label or a number. A regressor has no Labels (NULL). Artifact is NULL for a model
+-- entered by hand (its predictions exist, but cfdb cannot call it).
 CREATE TABLE Models (
     ModelId      INTEGER PRIMARY KEY,
     Name         VARCHAR NOT NULL UNIQUE,
     Kind         VARCHAR NOT NULL,
+    Task         VARCHAR NOT NULL DEFAULT 'classification'
+                 CHECK (Task IN ('classification', 'regression')),
     Params       JSON,
     FeatureNames VARCHAR[],
-    Labels       VARCHAR[],
+    Labels       VARCHAR[],          -- class labels, sorted; NULL for a regressor
     Encoding     VARCHAR,
     Featurizer   JSON,
     Format       VARCHAR,            -- skops | xgboost-ubj | pickle | NULL
@@ -43,8 +46,8 @@ CREATE TABLE Predictions (
     PredictionId BIGINT PRIMARY KEY,
     ModelId      INTEGER NOT NULL,
     InstanceId   BIGINT NOT NULL,
-    Label        VARCHAR,
-    Score        DOUBLE              -- the model's probability of Label
+    Label        VARCHAR,            -- the predicted class; NULL for a regressor
+    Score        DOUBLE              -- the model's probability of Label; a regressor's output
 );
 
 CREATE TABLE Prediction_CFs (
@@ -127,6 +130,7 @@ CREATE TABLE Conditions (
     ClassId      BIGINT
 );
 
+-- The paper's Classifiers relation: the models whose output is a class label.
 CREATE VIEW Classifiers AS
 SELECT ModelId AS ClassifierId, ModelId, Name, Kind AS ClassifierType, Labels, CreatedAt
-FROM Models;
+FROM Models WHERE Task = 'classification';

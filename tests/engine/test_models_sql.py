@@ -1,4 +1,5 @@
-"""CREATE MODEL / PREDICT / IMPORT MODEL / DROP MODEL through SQL, and bad input."""
+"""CREATE MODEL / PREDICT / IMPORT MODEL / DROP MODEL through SQL, and bad input, for
+classifiers and regressors."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 import cfdb
 from cfdb.errors import CfdbCatalogError, CfdbDataError, CfdbPluginError, CfdbSyntaxError
-from cfdb.models import MODEL_KINDS
+from cfdb.models import MODEL_KINDS, REGRESSION_KINDS
 from tests.conftest import toy_frame
 
 TRAIN = "SELECT * FROM Instances WHERE split = 'train'"
@@ -221,3 +222,184 @@ def test_pandas_frame_with_nulls_in_features_is_loaded_but_not_trainable(db):
     db.load_instances(frame, label="y")
     with pytest.raises(CfdbDataError, match=r"'x'.*NULL|NULL.*'x'"):
         db.sql("CREATE MODEL m AS knn WITH (n_neighbors = 1) TRAIN ON (SELECT * FROM Instances)")
+
+
+# ---- regression models (CFDB paper, section 4.4) ----------------------------------------------
+
+FAST_REGRESSION = {
+    "random_forest_regressor": "WITH (n_estimators = 5, max_depth = 4) ",
+    "gradient_boosting_regressor": "WITH (n_estimators = 5, max_depth = 2) ",
+    "xgboost_regressor": "WITH (n_estimators = 5, max_depth = 3) ",
+}
+
+
+def price_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """The toy loans with a numeric label: a price that depends on every feature."""
+    frame = toy_frame(n, seed).drop(columns=["decision"])
+    rng = np.random.default_rng(seed + 1)
+    frame["price"] = (
+        2 * frame.income
+        - frame.amount
+        + np.where(frame.home == "own", 25, 0)
+        - 10 * frame.student
+        + rng.normal(0, 3, n)
+    ).round(2)
+    return frame
+
+
+@pytest.fixture
+def prices(db):
+    db.load_instances(price_frame(), id="applicant", label="price", split="part")
+    return db
+
+
+def _values_in_db(db, name):
+    from cfdb.engine.handlers.models import columns_of, load_model
+
+    _, model = load_model(db.session, name)
+    data = db.sql("SELECT * FROM Instances ORDER BY InstanceId").to_arrow_table()
+    return model.predict_value(columns_of(data))
+
+
+@pytest.mark.parametrize("kind", REGRESSION_KINDS.names())
+def test_every_regression_kind_trains_predicts_and_round_trips_through_the_file(kind, tmp_path):
+    path = str(tmp_path / "r.duckdb")
+    frame = price_frame()
+    with cfdb.connect(path) as db:
+        db.load_instances(frame, id="applicant", label="price", split="part")
+        summary = db.sql(
+            f"CREATE MODEL r AS {kind} {FAST_REGRESSION.get(kind, '')}TRAIN ON ({TRAIN})"
+        ).to_arrow_table()
+        assert summary.column_names == [
+            "ModelId", "Name", "Kind", "TrainRows", "TrainMSE", "TrainMAE", "Seconds"
+        ]  # fmt: skip
+        row = summary.to_pylist()[0]
+        assert (row["Name"], row["Kind"], row["TrainRows"]) == ("r", kind, 150)
+        assert db.sql("SELECT Task, Labels FROM Models").fetchall() == [("regression", None)]
+        report = db.sql("PREDICT r ON (SELECT * FROM Instances)").to_arrow_table().to_pylist()[0]
+        before = _values_in_db(db, "r")
+        stored = db.sql(
+            "SELECT Label, Score, GroundTruth FROM Predictions JOIN Instances USING (InstanceId) "
+            "ORDER BY InstanceId"
+        ).fetchall()
+    assert all(label is None for label, _, _ in stored)
+    scores = np.array([score for _, score, _ in stored])
+    assert np.array_equal(scores, before)  # Score is the output, to the last bit
+    truth = np.array([float(t) for _, _, t in stored])
+    assert report["Predicted"] == 200 and report["AlreadyPredicted"] == 0
+    assert report["MSE"] == pytest.approx(np.mean((scores - truth) ** 2), rel=1e-12)
+    assert report["MAE"] == pytest.approx(np.mean(np.abs(scores - truth)), rel=1e-12)
+    assert "Accuracy" not in report
+    with cfdb.connect(path) as db:
+        assert np.array_equal(_values_in_db(db, "r"), before)
+
+
+def test_regression_training_metrics_are_stored(prices):
+    prices.sql(f"CREATE MODEL r AS linear_regression TRAIN ON ({TRAIN})")
+    metrics = prices.sql("SELECT Metrics->>'train_mse', Metrics->>'train_mae' FROM Models")
+    mse, mae = (float(v) for v in metrics.fetchall()[0])
+    from cfdb.engine.handlers.models import columns_of, load_model
+
+    _, model = load_model(prices.session, "r")
+    data = prices.sql(TRAIN).to_arrow_table()
+    cols = columns_of(data)
+    errors = model.predict_value(cols) - cols["GroundTruth"].astype(float)
+    assert mse == pytest.approx(np.mean(errors**2)) and mae == pytest.approx(np.mean(abs(errors)))
+    # The paper's Classifiers relation lists classifiers only.
+    assert prices.sql("SELECT count(*) FROM Classifiers").fetchall() == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("statement", "message", "pointed_at"),
+    [
+        (
+            f"CREATE MODEL r AS ridge WITH (label = 'home') TRAIN ON ({TRAIN})",
+            "label column 'home' holds a non-numeric value",
+            "SELECT * FROM Instances",
+        ),
+        (
+            f"CREATE MODEL r AS ridge WITH (encoding = 'target') TRAIN ON ({TRAIN})",
+            "encoding 'target' needs class labels",
+            "SELECT * FROM Instances",
+        ),
+        (
+            "CREATE MODEL r AS ridge TRAIN ON (SELECT * REPLACE (CASE WHEN InstanceId < 110 "
+            "THEN NULL ELSE GroundTruth END AS GroundTruth) FROM Instances)",
+            "label column 'GroundTruth' has 10 NULL rows",
+            "SELECT * REPLACE",
+        ),
+        (
+            f"CREATE MODEL r AS ridge WITH (n_estimators = 3) TRAIN ON ({TRAIN})",
+            "unknown parameter 'n_estimators' for model kind 'ridge'",
+            "n_estimators = 3",
+        ),
+    ],
+)
+def test_bad_regression_input_is_a_clear_error_and_changes_nothing(
+    prices, statement, message, pointed_at
+):
+    with pytest.raises(CfdbDataError, match=message) as info:
+        prices.sql("SELECT 1;\n" + statement)
+    script = info.value.sql
+    assert script[info.value.start :].startswith(pointed_at), info.value.render()
+    assert _models(prices) == 0
+
+
+def test_predict_with_non_numeric_ground_truth_is_refused_whole(prices):
+    prices.sql(f"CREATE MODEL r AS ridge TRAIN ON ({TRAIN})")
+    query = "SELECT * REPLACE ('n/a' AS GroundTruth) FROM Instances"
+    with pytest.raises(CfdbDataError, match="GroundTruth holds a non-numeric value 'n/a'") as info:
+        prices.sql(f"PREDICT r ON ({query})")
+    assert info.value.sql[info.value.start :].startswith(query)
+    assert prices.sql("SELECT count(*) FROM Predictions").fetchall() == [(0,)]
+    # Without ground truth (or with NULLs) there are no metrics, and nothing is refused.
+    report = prices.sql(
+        "PREDICT r ON (SELECT * REPLACE (NULL AS GroundTruth) FROM Instances)"
+    ).fetchall()
+    assert report == [("r", 200, 0, None, None)]
+    assert prices.sql("PREDICT r ON (SELECT * FROM Instances)").fetchall() == [
+        ("r", 0, 200, None, None)
+    ]
+
+
+def test_import_fitted_regressors_in_raw_mode(prices, tmp_path):
+    import xgboost
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = price_frame().sort_values("applicant")
+    features = ["income", "amount", "home"]
+    pipe = make_pipeline(
+        ColumnTransformer([("oh", OneHotEncoder(), ["home"])], remainder="passthrough"),
+        Ridge(alpha=1.0),
+    ).fit(frame[features], frame.price)
+    prices.register_model("pipe", pipe, features=features)
+    xgb = xgboost.XGBRegressor(n_estimators=5, max_depth=2).fit(
+        frame[["income", "amount"]], frame.price
+    )
+    prices.register_model("xgb", xgb, features=["income", "amount"])
+    assert prices.sql("SELECT Name, Task, Labels, Format FROM Models ORDER BY 1").fetchall() == [
+        ("pipe", "regression", None, "skops"),
+        ("xgb", "regression", None, "xgboost-ubj"),
+    ]
+    for name, expected in (
+        ("pipe", pipe.predict(frame[features])),
+        ("xgb", xgb.predict(frame[["income", "amount"]]).astype(np.float64)),
+    ):
+        prices.predict(name)
+        got = prices.sql(
+            "SELECT Score FROM Predictions P JOIN Models M USING (ModelId) "
+            f"WHERE M.Name = '{name}' ORDER BY InstanceId"
+        ).fetchnumpy()["Score"]
+        assert np.array_equal(np.asarray(got), expected)
+    # An explicit task that contradicts the file is refused at the path.
+    path = tmp_path / "x.ubj"
+    path.write_bytes(bytes(xgb.get_booster().save_raw("ubj")))
+    with pytest.raises(cfdb.CfdbSchemaError, match="expected classification"):
+        prices.sql(f"IMPORT MODEL y FROM '{path}' WITH (task = 'classification')")
+    with pytest.raises(CfdbSyntaxError, match="task must be one of") as info:
+        prices.sql(f"IMPORT MODEL y FROM '{path}' WITH (task = 'ranking')")
+    assert info.value.sql[info.value.start :].startswith("task = 'ranking'")
+    assert _models(prices) == 2

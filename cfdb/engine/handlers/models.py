@@ -8,6 +8,15 @@ pickle is stored or loaded only with the ``allow_pickle`` opt-in. ``PREDICT`` ap
 ``CREATE MODEL`` options that are cfdb's, not the estimator's: ``label`` (default
 ``GroundTruth``), ``features`` (default: every feature), ``encoding`` (``onehot`` default, or
 ``target``: the CFDB paper's smoothed target encoding), ``seed``.
+
+Regression models (CFDB paper, section 4.4): a kind of
+:data:`~cfdb.models.regressors.REGRESSION_KINDS` (``ridge``, ``random_forest_regressor``...)
+trains a regressor on a numeric label (text holding numbers is read as numbers; anything else
+is a :class:`~cfdb.errors.CfdbDataError` naming the column), stored with ``Task =
+'regression'`` and ``Labels`` NULL; ``IMPORT MODEL`` adopts a fitted regressor the same way
+(detected with scikit-learn's ``is_regressor``, or ``WITH (task = 'regression')``). ``PREDICT``
+with a regressor writes ``Label`` NULL and ``Score`` = the predicted value, and reports MSE and
+MAE against ``GroundTruth`` (cast to a number) instead of accuracy.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from cfdb.errors import (
     CfdbCatalogError,
     CfdbDataError,
     CfdbError,
+    CfdbSyntaxError,
     CfdbUnsupportedError,
 )
 from cfdb.lang import nodes
@@ -119,8 +129,9 @@ def _store_model(
             "Name": model.name,
             "Kind": kind,
             "Params": params,
+            "Task": model.task,
             "FeatureNames": [f.name for f in model.features],
-            "Labels": list(model.labels),
+            "Labels": None if model.is_regression else list(model.labels),
             "Encoding": encoding,
             "Featurizer": stored.featurizer_json,
             "Format": stored.format,
@@ -150,11 +161,10 @@ def _replace_or_refuse(
 def create_model(session: Any, node: nodes.CreateModel, stmt: Statement) -> pa.Table:
     store, script = session.store, stmt.script
     name, kind = str(node.args["this"]), str(node.args["kind"])
-    if kind.lower() not in models.MODEL_KINDS:
-        try:
-            models.MODEL_KINDS.get(kind)
-        except CfdbError as err:
-            raise err.located(script, *node.span("kind")) from None
+    try:
+        task = models.resolve_kind(kind)[0]
+    except CfdbError as err:
+        raise err.located(script, *node.span("kind")) from None
     _replace_or_refuse(session, name, bool(node.args.get("replace")), script, node.span("name"))
     params = node.params()
     options = {k.lower(): params.pop(k) for k in list(params) if k.lower() in _CFDB_OPTIONS}
@@ -188,13 +198,21 @@ def create_model(session: Any, node: nodes.CreateModel, stmt: Statement) -> pa.T
             name=name,
             encoding=encoding,
             seed=int(options.get("seed", session.seed)),
+            label_name=label_name,
         )
     except CfdbError as err:
         raise err.located(script, *_span_for_message(node, str(err), train_span)) from None
     seconds = time.perf_counter() - started
-    predicted = model.predict(columns)
-    accuracy = float(np.mean(predicted.astype(str) == labels.astype(str)))
-    metrics = {"train_accuracy": accuracy, "train_seconds": seconds}
+    if task == "regression":
+        errors = model.predict_value(columns) - models.regression_targets(labels)
+        mse, mae = float(np.mean(errors**2)), float(np.mean(np.abs(errors)))
+        metrics = {"train_mse": mse, "train_mae": mae, "train_seconds": seconds}
+        quality = {"TrainMSE": [mse], "TrainMAE": [mae]}
+    else:
+        predicted = model.predict(columns)
+        accuracy = float(np.mean(predicted.astype(str) == labels.astype(str)))
+        metrics = {"train_accuracy": accuracy, "train_seconds": seconds}
+        quality = {"TrainAccuracy": [accuracy]}
     model_id = _store_model(
         session,
         model,
@@ -211,7 +229,7 @@ def create_model(session: Any, node: nodes.CreateModel, stmt: Statement) -> pa.T
             "Name": [name],
             "Kind": [kind.lower()],
             "TrainRows": [int(data.num_rows)],
-            "TrainAccuracy": [accuracy],
+            **quality,
             "Seconds": [round(seconds, 3)],
         }
     )
@@ -252,6 +270,11 @@ def predict(session: Any, node: nodes.Predict, stmt: Statement) -> pa.Table:
     ids = _lookup(columns_of(data), "InstanceId")
     if data.num_rows and any(v is None for v in ids.tolist()):
         raise CfdbDataError("InstanceId is NULL in some rows").located(script, *span)
+    if model.is_regression:
+        try:
+            return _predict_values(store, name, model_id, model, data, columns, ids, total)
+        except CfdbError as err:
+            raise err.located(script, *span) from None
     if data.num_rows:
         try:
             proba = model.predict_proba(columns)
@@ -289,6 +312,79 @@ def predict(session: Any, node: nodes.Predict, stmt: Statement) -> pa.Table:
     )
 
 
+def _predict_values(
+    store: Any,
+    name: str,
+    model_id: int,
+    model: models.Model,
+    data: pa.Table,
+    columns: dict[str, np.ndarray],
+    ids: np.ndarray,
+    total: int,
+) -> pa.Table:
+    """PREDICT with a regressor: ``Label`` NULL, ``Score`` the output; MSE and MAE against
+    ``GroundTruth`` (cast to a number) when the query returns it."""
+    n = data.num_rows
+    values = np.zeros(0)
+    if n:
+        values = model.predict_value(columns)
+        first = catalog.next_id(store, catalog.PREDICTIONS, "PredictionId")
+        catalog.insert_arrow(
+            store,
+            catalog.PREDICTIONS,
+            pa.table(
+                {
+                    "PredictionId": pa.array(np.arange(first, first + n), pa.int64()),
+                    "ModelId": pa.array(np.full(n, model_id), pa.int32()),
+                    "InstanceId": pa.array(ids.astype(np.int64), pa.int64()),
+                    "Label": pa.nulls(n, pa.string()),
+                    "Score": pa.array(values, pa.float64()),
+                }
+            ),
+        )
+    mse = mae = None
+    if "groundtruth" in {c.lower() for c in data.column_names} and n:
+        known, truth = numeric_truth(_lookup(columns_of(data), "GroundTruth"))
+        if known.any():
+            errors = values[known] - truth[known]
+            mse, mae = float(np.mean(errors**2)), float(np.mean(np.abs(errors)))
+    return pa.table(
+        {
+            "Model": [name],
+            "Predicted": [int(n)],
+            "AlreadyPredicted": [int(total - n)],
+            "MSE": pa.array([mse], pa.float64()),
+            "MAE": pa.array([mae], pa.float64()),
+        }
+    )
+
+
+def numeric_truth(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``GroundTruth`` values as numbers: ``(known, values)``, NULLs unknown.
+
+    Ground truth is stored as text, so a regressor's is cast to DOUBLE.
+
+    Raises:
+        CfdbDataError: a value that is not a number, naming it.
+    """
+    known = np.zeros(len(truth), dtype=bool)
+    values = np.zeros(len(truth))
+    for i, t in enumerate(truth.tolist()):
+        if t is None or (isinstance(t, float) and t != t):
+            continue
+        try:
+            if isinstance(t, bool):
+                raise ValueError(t)
+            values[i] = float(t)
+        except (TypeError, ValueError):
+            raise CfdbDataError(
+                f"GroundTruth holds a non-numeric value {t!r}; a regression model's ground "
+                "truth must be a number"
+            ) from None
+        known[i] = True
+    return known, values
+
+
 @handles(nodes.ImportModel)
 def import_model(session: Any, node: nodes.ImportModel, stmt: Statement) -> pa.Table:
     script = stmt.script
@@ -306,9 +402,15 @@ def import_model(session: Any, node: nodes.ImportModel, stmt: Statement) -> pa.T
         ).located(script, *node.param("allow_pickle").span)
     try:
         features = model_features(session.store, params.get("features"))
+        task = params.get("task")
+        if task is not None and str(task).lower() not in models.TASKS:
+            raise CfdbSyntaxError(
+                f"task must be one of {', '.join(models.TASKS)}, not {task!r}"
+            ).located(script, *node.param("task").span)
+        task = str(task).lower() if task is not None else None
         with open(path, "rb") as f:
-            estimator = models.read_estimator(f.read(), fmt, allow_pickle=allow)
-        model = models.from_estimator(estimator, features, name=name)
+            estimator = models.read_estimator(f.read(), fmt, allow_pickle=allow, task=task)
+        model = models.from_estimator(estimator, features, name=name, task=task)
     except CfdbError as err:
         raise err.located(script, *node.span("path")) from None
     model_id = _store_model(
@@ -326,7 +428,10 @@ def import_model(session: Any, node: nodes.ImportModel, stmt: Statement) -> pa.T
             "ModelId": [model_id],
             "Name": [name],
             "Kind": [model.kind],
-            "Labels": [list(model.labels)],
+            "Task": [model.task],
+            "Labels": pa.array(
+                [None if model.is_regression else list(model.labels)], pa.list_(pa.string())
+            ),
         }
     )
 
