@@ -311,6 +311,31 @@ class Database:
             if registered:
                 unregister_transformer(registered)
 
+    # -- individualized scaling laws (docs/scaling_laws.md), one statement each -------------
+    def fit_scaling_laws(
+        self, grid: str, *, method: str | Sequence[str] | None = None, **options: Any
+    ) -> Relation | None:
+        """``FIT SCALING LAWS FOR GRID grid [METHOD mle|ols] [WITH (slice, metric)]``."""
+        methods = [method] if isinstance(method, str) else list(method or [])
+        head = f" METHOD {', '.join(methods)}" if methods else ""
+        return self.sql(f"FIT SCALING LAWS FOR GRID {quote(grid)}{head}{with_clause(options)}")
+
+    def plot_scaling_laws(
+        self, grid: str, path: str | os.PathLike[str], *, figure: str = "curves", **options: Any
+    ) -> Relation | None:
+        """``PLOT SCALING LAWS FOR GRID grid CURVES|ALPHA|R2 TO 'path' [WITH (...)]``.
+
+        ``options``: ``method``, ``slice``, ``metric``, ``units`` (a number or a list of unit
+        ids, for ``curves``), ``min_r2`` (for ``alpha``).
+        """
+        units = options.get("units")
+        if isinstance(units, list):
+            options["units"] = tuple(units)
+        return self.sql(
+            f"PLOT SCALING LAWS FOR GRID {quote(grid)} {figure.upper()} "
+            f"TO {literal(os.fspath(path))}{with_clause(options)}"
+        )
+
 
 def _tuple(values: Iterable[str] | None) -> tuple[str, ...] | None:
     if values is None:

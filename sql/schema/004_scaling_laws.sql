@@ -141,21 +141,21 @@ WHERE l.Status IN ('ok', 'constant');
 -- R2 of the laws' predictions against the measured psi_k across units: per dataset size and
 -- overall (Size NULL), on the contributions' scale and in log space (ln|psi|).
 CREATE MACRO unit_scaling_r2(g, fit_method := NULL) AS TABLE
-WITH c AS (SELECT * FROM unit_scaling_check(g, fit_method := fit_method)),
+WITH c AS (
+    SELECT *, ln(abs(nullif(Measured, 0))) AS LogM, ln(abs(nullif(Predicted, 0))) AS LogP
+    FROM unit_scaling_check(g, fit_method := fit_method)),
 per AS (
     SELECT Slice, Metric, Method, Size, count(*) AS Units,
            1 - sum(power(Measured - Predicted, 2)) / nullif(var_pop(Measured) * count(*), 0) AS R2,
-           1 - sum(power(ln(abs(Measured)) - ln(abs(Predicted)), 2))
-                   FILTER (WHERE Measured <> 0 AND Predicted <> 0)
-               / nullif(var_pop(ln(abs(Measured))) FILTER (WHERE Measured <> 0 AND Predicted <> 0)
-                        * count(*) FILTER (WHERE Measured <> 0 AND Predicted <> 0), 0) AS R2Log
+           1 - sum(power(LogM - LogP, 2))
+               / nullif(var_pop(LogM) FILTER (WHERE LogP IS NOT NULL)
+                        * count(LogM) FILTER (WHERE LogP IS NOT NULL), 0) AS R2Log
     FROM c GROUP BY Slice, Metric, Method, Size),
 overall AS (
     SELECT Slice, Metric, Method, NULL::BIGINT AS Size, count(*) AS Units,
            1 - sum(power(Measured - Predicted, 2)) / nullif(var_pop(Measured) * count(*), 0) AS R2,
-           1 - sum(power(ln(abs(Measured)) - ln(abs(Predicted)), 2))
-                   FILTER (WHERE Measured <> 0 AND Predicted <> 0)
-               / nullif(var_pop(ln(abs(Measured))) FILTER (WHERE Measured <> 0 AND Predicted <> 0)
-                        * count(*) FILTER (WHERE Measured <> 0 AND Predicted <> 0), 0) AS R2Log
+           1 - sum(power(LogM - LogP, 2))
+               / nullif(var_pop(LogM) FILTER (WHERE LogP IS NOT NULL)
+                        * count(LogM) FILTER (WHERE LogP IS NOT NULL), 0) AS R2Log
     FROM c GROUP BY Slice, Metric, Method)
 SELECT * FROM per UNION ALL SELECT * FROM overall;
