@@ -52,6 +52,8 @@ def shapley_weight_table(n: int, k: int) -> np.ndarray:
 def kept_positions(order: np.ndarray, row_group: np.ndarray, k: int) -> np.ndarray:
     """Per validation row: the sorted positions of each group's first ``k`` rows (B × M')."""
     groups = row_group[order]
+    if len(row_group) and int(row_group.max()) < 2**16:
+        groups = groups.astype(np.uint16)  # a stable sort of 16-bit keys is a radix sort
     out = []
     for gs in groups:
         idx = np.argsort(gs, kind="stable")
