@@ -8,7 +8,10 @@ several together:
    the rows of a prediction OR-ed into one normalized condition; z3 checks it over the active
    domains with the instance's immutable features held (``infeasible`` otherwise);
 2. feasible (query, prediction) nodes are grouped by model, original label and target (CFs
-   are only interchangeable within a group), identical conditions merged, the implication
+   are only interchangeable within a group; for a regression model, by model, ``direction``
+   and ``min_change``: the target is a change of the output, section 4.4, and every reused CF
+   is verified against the member's own original output), identical conditions merged, the
+   implication
    graph built (``naive`` or ``atoms``) and condensed into equivalence classes
    (:mod:`cfdb.ctable.graph`); ``Conditions`` gets batch and class ids, ``ImplicationEdges``
    the edges, ``CFBatches`` the plan's statistics;
@@ -25,11 +28,15 @@ several together:
 Batch options (``BEGIN BATCH WITH (...)``, or a lone FOREACH's WITH): ``reuse_threshold``,
 ``max_pool_checks``, ``construction`` (``atoms`` default, ``naive``, or ``both`` to compare
 them in EXPLAIN), ``persistent_pool`` (default true). Per-query options are in
-:mod:`cfdb.engine.handlers.cfql`.
+:mod:`cfdb.engine.handlers.cfql`; for predictions of regression models (``Models.Task =
+'regression'``) two more: ``min_change`` (required, > 0: a CF must move the output by at
+least that much from the prediction's ``Score``) and ``direction`` (``up``, ``down`` or
+``any``, the default). A regression CF's ``CFs.Label`` holds its output as text.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -45,6 +52,7 @@ from cfdb.ctable.solve import Solver
 from cfdb.engine.handlers.models import columns_of, load_model, model_features
 from cfdb.errors import CfdbDataError, CfdbError, CfdbSyntaxError, CfdbUnsupportedError
 from cfdb.generators import GENERATORS, GenerationTask
+from cfdb.generators.base import DIRECTIONS
 from cfdb.generators.reuse import Member, PoolCF, evaluate_batch
 from cfdb.generators.run import run_tasks
 from cfdb.lang.cfql import Analyzer, Foreach
@@ -54,7 +62,17 @@ from cfdb.store import cfql as store_cfql
 from cfdb.types import FeatureSpec
 
 DEFAULT_GENERATOR = "growing_spheres"
-_QUERY_OPTIONS = {"n", "distance", "time_limit", "seed", "n_jobs", "target", "pool"}
+_QUERY_OPTIONS = {
+    "n",
+    "distance",
+    "time_limit",
+    "seed",
+    "n_jobs",
+    "target",
+    "pool",
+    "min_change",
+    "direction",
+}
 BATCH_OPTIONS = {"reuse_threshold", "max_pool_checks", "construction", "persistent_pool"}
 #: Base-query rows allowed per prediction: more means Q_CF joins a relation not tied to pred.
 MAX_ROWS_PER_PREDICTION = 1000
@@ -208,6 +226,71 @@ def _target(labels: list[str] | None, label: str, wanted: Any) -> str | None:
     return None  # multi-class (or unknown labels): any other label
 
 
+def _regression_target(q: dict[str, Any]) -> tuple[float, str]:
+    """``(min_change, direction)`` of a query that selected predictions of a regressor."""
+    params, node, script = q["params"], q["node"], q["stmt"].script
+    if "min_change" not in params:
+        pred = node.args["pred"]
+        raise CfdbDataError(
+            "Q_pred selects predictions of a regression model, whose counterfactuals are "
+            "changes of its output: give the least change in WITH (min_change = t)"
+        ).located(script, pred.start, pred.end)
+    raw = params["min_change"]
+    try:
+        min_change = float(raw)
+    except (TypeError, ValueError):
+        min_change = float("nan")
+    if not (min_change > 0 and min_change < float("inf")) or isinstance(raw, bool):
+        raise CfdbDataError(f"min_change must be a positive number, not {raw!r}").located(
+            script, *node.param("min_change").span
+        )
+    direction = str(params.get("direction", "any")).lower()
+    if direction not in DIRECTIONS:
+        raise CfdbDataError(
+            f"direction must be one of {', '.join(DIRECTIONS)}, not {params['direction']!r}"
+        ).located(script, *node.param("direction").span)
+    return min_change, direction
+
+
+def _check_task_options(q: dict[str, Any], tasks: dict[int, str]) -> None:
+    """Refuse ``target`` for regressors and ``min_change``/``direction`` for classifiers."""
+    params, node, script = q["params"], q["node"], q["stmt"].script
+    kinds = {tasks.get(r["ModelId"], "classification") for r in q["compiled"]["records"]}
+    if "target" in params and "regression" in kinds:
+        raise CfdbDataError(
+            "target names a class label, and Q_pred selects predictions of a regression "
+            "model: use min_change and direction"
+        ).located(script, *node.param("target").span)
+    if kinds == {"classification"}:
+        for key in ("min_change", "direction"):
+            if key in params:
+                raise CfdbDataError(
+                    f"{key} applies to regression models, and Q_pred selects predictions of "
+                    "classifiers only"
+                ).located(script, *node.param(key).span)
+
+
+def _original_values(store: Any, records: list[dict[str, Any]], script: str, span: Any) -> None:
+    """Set ``original_value`` of regression records: their prediction's stored Score."""
+    pids = [r["PredictionId"] for r in records]
+    if not pids:
+        return
+    scores = dict(
+        store.execute(
+            "SELECT PredictionId, Score FROM Predictions WHERE list_contains(?, PredictionId)",
+            [pids],
+        )
+    )
+    for r in records:
+        score = scores.get(r["PredictionId"])
+        if score is None:
+            raise CfdbDataError(
+                f"prediction {r['PredictionId']} of a regression model has no Score (the "
+                "model's output, which a counterfactual must move)"
+            ).located(script, *span)
+        r["original_value"] = float(score)
+
+
 def _option(params: dict[str, Any], options: dict[str, Any], name: str, default: Any) -> Any:
     return params.get(name, options.get(name, default))
 
@@ -266,16 +349,27 @@ def run_batch(
         raise CfdbSyntaxError("the batch holds no FOREACH statement")
     options = {**options, **{k: v for k, v in queries[0]["params"].items() if k in BATCH_OPTIONS}}
     features = queries[0]["compiled"]["features"]
-    labels_of = {
-        int(mid): (list(labels) if labels is not None else None)
-        for mid, labels in store.execute("SELECT ModelId, Labels FROM Models")
-    }
+    labels_of, tasks = {}, {}
+    for mid, labels, task in store.execute("SELECT ModelId, Labels, Task FROM Models"):
+        labels_of[int(mid)] = list(labels) if labels is not None else None
+        tasks[int(mid)] = str(task)
+    for q in queries:
+        _check_task_options(q, tasks)
 
     # -- the plan: groups, de-duplication, implication graph, condensation --------------------
     groups: dict[tuple[Any, ...], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for q in queries:
-        for r in q["compiled"]["records"]:
-            if r["Status"] != "pending":
+        pending = [r for r in q["compiled"]["records"] if r["Status"] == "pending"]
+        regression = [r for r in pending if tasks.get(r["ModelId"]) == "regression"]
+        if regression:
+            min_change, direction = _regression_target(q)
+            pred = q["node"].args["pred"]
+            _original_values(store, regression, q["stmt"].script, (pred.start, pred.end))
+        for r in pending:
+            if tasks.get(r["ModelId"]) == "regression":
+                # CFs are interchangeable across original values: each reuse is verified.
+                r["target"], r["min_change"], r["direction"] = None, min_change, direction
+                groups.setdefault((r["ModelId"], direction, min_change), []).append((q, r))
                 continue
             try:
                 r["target"] = _target(
@@ -327,6 +421,7 @@ def run_batch(
         plans.append(
             {
                 "key": key,
+                "regression": tasks.get(key[0]) == "regression",
                 "members": members,
                 "order": [next_class + c for c in cond.order],
                 "successors": {
@@ -459,8 +554,11 @@ def _evaluate(
             generator = generator_of(q, model_id)
             task = GenerationTask(
                 instance=r["instance"],
-                original_label=str(r["Label"]),
+                original_label=None if plan["regression"] else str(r["Label"]),
                 target=r["target"],
+                original_value=r.get("original_value"),
+                min_change=r.get("min_change"),
+                direction=r.get("direction", "any"),
                 condition=r["cond"],
                 n=int(_option(q["params"], {}, "n", 1)),
                 seed=int(_option(q["params"], {}, "seed", session.seed)) + r["PredictionId"],
@@ -477,7 +575,11 @@ def _evaluate(
             )
             record_of[member.key] = r
             r["generator_name"] = q["generator"].name
-            hit = memo.get((r["PredictionId"], r["Hash"], q["generator"].name))
+            memo_key = (r["PredictionId"], r["Hash"], q["generator"].name)
+            if plan["regression"]:
+                # The same condition with another change asked for is another request.
+                memo_key += (r["min_change"], r["direction"])
+            hit = memo.get(memo_key)
             if hit is not None:
                 choice = _reuse_memo(member, hit)
                 if choice is not None:
@@ -615,6 +717,34 @@ def _memo(store: Any, queries: list[dict[str, Any]], features: list[FeatureSpec]
     for row in table.to_pylist():
         key = (row["PredictionId"], row["Hash"], row["Generator"])
         memo.setdefault(key, []).append(row)
+    # Regression answers also depend on the change asked for: key them by it too.
+    regression = sorted(
+        {
+            r["PredictionId"]
+            for q in queries
+            for r in q["compiled"]["records"]
+            if r.get("min_change") is not None
+        }
+    )
+    if regression:
+        cols = ", ".join(f"CF.{catalog.quote(f.name)}" for f in features)
+        rows = store.arrow(
+            "SELECT PC.PredictionId, C.Hash, Q.Generator, Q.Params, PC.CfId, PC.Distance, "
+            f"CF.Label AS Label, {cols} FROM Prediction_CFs PC JOIN Conditions C ON "
+            "C.QueryId = PC.QueryId AND C.PredictionId = PC.PredictionId JOIN CFQueries Q ON "
+            "Q.QueryId = PC.QueryId JOIN CFs CF ON CF.CfId = PC.CfId "
+            "WHERE list_contains(?, PC.PredictionId)",
+            [regression],
+        )
+        for row in rows.to_pylist():
+            params = json.loads(row.pop("Params") or "{}")
+            try:
+                change = float(params["min_change"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            direction = str(params.get("direction", "any")).lower()
+            key = (row["PredictionId"], row["Hash"], row["Generator"], change, direction)
+            memo.setdefault(key, []).append(row)
     return memo
 
 
@@ -632,11 +762,22 @@ def _reuse_memo(member: Member, rows: list[dict[str, Any]]) -> Any:
 def _persistent_pools(
     store: Any, plan: dict[str, Any], features: list[FeatureSpec]
 ) -> dict[int, list[PoolCF]]:
-    """Stored CFs of the same model and label satisfying each class's condition (in SQL)."""
+    """Stored CFs of the same model and label satisfying each class's condition (in SQL).
+
+    For a regression model every stored CF of the model satisfying the condition is a
+    candidate: whether it moves a member's output enough is verified per member on reuse.
+    """
     model_id, original, target = plan["key"]
     pools: dict[int, list[PoolCF]] = {}
     names = [f.name for f in features]
     for cls, r in plan["representative"].items():
-        table = store_cfql.stored_cfs(store, model_id, original, target, r["Condition"], names)
+        if plan["regression"]:
+            cols = ", ".join(catalog.quote(n) for n in names)
+            table = store.arrow(
+                f"SELECT CfId, Label, {cols} FROM CFs WHERE ModelId = ? AND ({r['Condition']})",
+                [model_id],
+            )
+        else:
+            table = store_cfql.stored_cfs(store, model_id, original, target, r["Condition"], names)
         pools[cls] = [PoolCF(int(row["CfId"]), row, str(row["Label"])) for row in table.to_pylist()]
     return pools

@@ -33,6 +33,9 @@ Adaptations:
   so a condition far from the instance may leave the generator empty-handed). Values the
   condition forces (top-level conjuncts ``f = c``) are pinned in every sample, since a random
   draw would rarely or never hit them.
+- *Regressors.* A sample is an "enemy" when the model's output moves from the instance's by
+  ``min_change`` in the task's direction (:func:`~cfdb.generators.base.valid_mask`); nothing
+  else changes.
 - *Budget.* At most ``max_iter`` layers are sampled; ``task.deadline`` is checked between
   layers and between feature-selection rounds, returning what was found so far.
 
@@ -77,6 +80,7 @@ class GrowingSpheres(Generator):
     name = "growing_spheres"
     #: Whether the engine must pass a pool of instances to ``fit``.
     uses_pool = False
+    supports_regression = True
     #: Parameters and their defaults.
     defaults: dict[str, Any] = {
         "n_samples": 200,

@@ -4,12 +4,14 @@ explanations).
 
 A CF is taken from a pool of real rows (by default the database's ``Instances``, or the rows of
 a user-given pool query): a pool row qualifies when the model labels it as the target (any
-label other than the instance's when ``task.target`` is None), it satisfies the task's
-condition, and it keeps the instance's values of the immutable features. The ``n`` qualifying
+label other than the instance's when ``task.target`` is None) or, for a regressor, its output
+moves from the instance's by ``task.min_change`` in ``task.direction``; it satisfies the
+task's condition, and it keeps the instance's values of the immutable features. The ``n`` qualifying
 rows closest to the instance by ``task.distance`` are returned, closest first, ties broken by
 pool order. Duplicate pool rows count once; rows with a NULL feature are skipped.
 
-:meth:`Nearest.fit` de-duplicates the pool and labels it with one vectorized ``predict``, so
+:meth:`Nearest.fit` de-duplicates the pool and labels it (or computes a regressor's outputs)
+with one vectorized call, so
 :meth:`Nearest.generate` is a vectorized filter plus a partial sort. The condition is checked
 with :func:`~cfdb.ctable.condition.evaluate`, which agrees with DuckDB evaluating the stored
 condition text. The generator has no parameters and is deterministic (the seed is unused).
@@ -22,7 +24,15 @@ import pandas as pd
 
 from cfdb.ctable.condition import evaluate
 from cfdb.errors import CfdbDataError
-from cfdb.generators.base import GENERATORS, GenerationTask, Generator, take
+from cfdb.generators.base import (
+    GENERATORS,
+    GenerationTask,
+    Generator,
+    is_regression,
+    model_outputs,
+    take,
+    target_mask,
+)
 from cfdb.generators.distance import distance
 from cfdb.generators.sampling import (
     empty_columns,
@@ -45,6 +55,7 @@ class Nearest(Generator):
     name = "nearest"
     #: Whether the engine must pass a pool of instances to ``fit``.
     uses_pool = True
+    supports_regression = True
     #: Parameters and their defaults (none).
     defaults: dict[str, object] = {}
 
@@ -56,17 +67,16 @@ class Nearest(Generator):
         rows = take(rows, unique_index(rows, self.features_))
         self.rows_ = rows
         self.n_ = n_rows(rows)
-        self.labels_ = np.asarray(self.model_.predict(rows), dtype=object).astype(str)
+        outputs = model_outputs(self.model_, rows)
+        # Labels as a fixed-width str array compare fast; a regressor's outputs are float64.
+        self.outputs_ = outputs if is_regression(self.model_) else outputs.astype(str)
 
     def generate(self, task: GenerationTask) -> Columns:
         """The ``task.n`` closest valid pool rows, closest first."""
         self.check_fitted()
         resolve_params(self.name, self.defaults, task.params)
         x = instance_row(self.features_, task)
-        if task.target is None:
-            ok = self.labels_ != task.original_label
-        else:
-            ok = self.labels_ == task.target
+        ok = target_mask(task, self.outputs_)
         for f in self.features_:
             if not f.mutable and ok.any():
                 ok &= self.rows_[f.name] == x[f.name]

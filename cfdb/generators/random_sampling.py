@@ -23,7 +23,9 @@ pass; we keep its sparsity step and make the choice deterministic and diverse):
    repeatedly the one whose smallest distance (``task.distance``) to those already chosen is
    largest (ties: the one closer to the instance). The chosen CFs are pairwise distinct.
 
-The result is sorted by distance to the instance. Parameters (``WITH``): ``n_samples``
+The result is sorted by distance to the instance. With a regressor, a sample is valid when
+the model's output moves from the instance's by ``min_change`` in the task's direction
+(:func:`~cfdb.generators.base.valid_mask`). Parameters (``WITH``): ``n_samples``
 (default 1000, dice_ml's ``sample_size``), ``max_iter`` (50), ``candidates_per_cf`` (10), ``margin`` (0.0), ``sparse``
 (true). Sampling is seeded by ``task.seed``.
 """
@@ -62,6 +64,7 @@ class RandomSampling(Generator):
     name = "random"
     #: Whether the engine must pass a pool of instances to ``fit``.
     uses_pool = False
+    supports_regression = True
     #: Parameters and their defaults.
     defaults: dict[str, Any] = {
         "n_samples": 1000,

@@ -7,7 +7,9 @@ CFs stored by earlier queries that satisfy it (the persistent pool, fetched by t
 For each member, the closest pool CF within ``reuse_threshold`` of its instance is reused
 (optionally among a random subset of ``max_pool_checks`` pool CFs); otherwise the generator
 is called and its CFs join the pool. Reused CFs are verified like generated ones (condition,
-immutable features, the model's label).
+immutable features, the model's output), each against the member's own task: for a regressor,
+a pool CF serves a member only if it moves the output from *that member's* original value by
+``min_change`` in the required direction.
 
 Pure: pools and tasks in, choices out; the engine reads and writes the database.
 """
@@ -32,7 +34,7 @@ class PoolCF:
     Attributes:
         ref: the CF's id when stored earlier (int), or ``("new", k)`` for one generated now.
         row: its raw feature values.
-        label: the model's label on it.
+        label: the model's output on it as text (a label, or a regressor's value).
     """
 
     ref: Any

@@ -1,7 +1,7 @@
 """Running a generator over many tasks: verification, distances, failures, parallelism.
 
 Pure: tasks in, verified CFs out; the engine reads the database and writes the results. Every
-candidate is verified (condition, immutable features, the model's label) before it counts; a
+candidate is verified (condition, immutable features, the model's output) before it counts; a
 generator that raises or overruns its deadline marks its task ``failed`` with the reason, and
 the other tasks go on. With ``n_jobs > 1`` tasks run in a local process pool, in chunks.
 """
@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from cfdb.generators.base import GenerationTask, Generator, take, valid_mask
+from cfdb.generators.base import (
+    GenerationTask,
+    Generator,
+    model_outputs,
+    output_text,
+    take,
+    valid_mask,
+)
 from cfdb.generators.distance import distance
 from cfdb.types import FeatureSpec
 
@@ -29,7 +36,8 @@ class Outcome:
         key: the caller's key for the task (e.g. the prediction id).
         rows: the verified CFs (feature columns), closest first.
         distances: their distances to the instance.
-        labels: the model's label on each CF.
+        labels: the model's output on each CF as text: its label, or a regressor's value
+            (:func:`~cfdb.generators.base.output_text`).
         error: why the task failed (``None`` if it ran).
         seconds: time spent.
     """
@@ -84,7 +92,7 @@ def run_task(
         key,
         rows=rows,
         distances=dist[order],
-        labels=model.predict(rows),
+        labels=output_text(model, model_outputs(model, rows)),
         seconds=time.monotonic() - started,
     )
 

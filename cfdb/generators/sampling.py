@@ -254,7 +254,7 @@ def sparsify(
     """The feature-selection step of growing spheres (Laugel et al. 2018),
     vectorized over candidates: each row puts its changed features back to the instance's
     values, smallest move first, keeping a change only when the row would stop being valid
-    (condition, immutables, label) without it. Never increases any row's L0 distance.
+    (condition, immutables, the model's output) without it. Never increases any row's L0 distance.
 
     Rows are expected valid; an invalid row stays as it is unless a revert makes it valid.
     Stops early, returning the rows as far as they got, when ``task`` expires.
