@@ -379,7 +379,9 @@ def numeric_truth(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         except (TypeError, ValueError):
             raise CfdbDataError(
                 f"GroundTruth holds a non-numeric value {t!r}; a regression model's ground "
-                "truth must be a number"
+                "truth must be a number",
+                hint="leave it out (SELECT * EXCLUDE (GroundTruth) ...) or give the model's "
+                "label as GroundTruth (SELECT * REPLACE (<label> AS GroundTruth) ...)",
             ) from None
         known[i] = True
     return known, values
