@@ -74,6 +74,7 @@ def relation_info(store: Store, name: str) -> RelationInfo:
         args.append(schema)
     rows = store.execute(
         f"SELECT schema_name, table_name FROM duckdb_tables() WHERE {where} "
+        "AND database_name IN (current_database(), 'temp') "
         "ORDER BY temporary DESC, schema_name = 'main' DESC",
         args,
     )
@@ -104,7 +105,8 @@ def relation_info(store: Store, name: str) -> RelationInfo:
     view_where = where.replace("table_name", "view_name")
     views = store.execute(
         f"SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal AND "
-        f"{view_where} ORDER BY temporary DESC",
+        f"{view_where} AND database_name IN (current_database(), 'temp') "
+        "ORDER BY temporary DESC",
         args,
     )
     if views:

@@ -123,8 +123,11 @@ class Ranker:
 
     def indices(self, keys: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The row indices of (sorted) keys; ``out`` may be ``keys`` itself (in place)."""
-        out = np.right_shift(keys, self.label_shift, out=out)
-        np.bitwise_and(out, self.index_mask, out=out)
+        if self.label_bits:
+            out = np.right_shift(keys, self.label_shift, out=out)
+            np.bitwise_and(out, self.index_mask, out=out)
+        else:
+            out = np.bitwise_and(keys, self.index_mask, out=out)
         return out.view(np.int64)
 
     def labels(self, keys: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
