@@ -265,8 +265,6 @@ def test_an_interrupted_grid_resumes_without_duplicates():
 @pytest.mark.slow
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_executors_give_the_same_contributions(executor):
-    if executor == "ray":
-        pytest.importorskip("ray")
     db = make_db(4)
     db.sql(grid_sql())
     db.sql("MATERIALIZE GRID g")
@@ -366,7 +364,6 @@ def _is_png(path: Path) -> bool:
 
 
 def test_plots_from_sql_python_and_the_cli(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("matplotlib")
     path = tmp_path / "laws.duckdb"
     db = make_db(8, str(path))
     db.sql(grid_sql())
