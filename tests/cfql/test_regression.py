@@ -255,3 +255,21 @@ def test_batch_reuse_is_verified_against_each_members_own_output(prices):
     prices.sql(f"BEGIN BATCH WITH (reuse_threshold = 100); {stronger}; END BATCH")
     query_id = last_query(prices)
     assert check_regression_cfs(prices, query_id, 30.0, "any") > 0
+
+
+def test_a_regression_prediction_without_score_is_a_clear_error(db):
+    db.sql(
+        "CREATE TABLE Instances (InstanceId BIGINT, Income DOUBLE, Home VARCHAR, "
+        "GroundTruth VARCHAR);"
+        "INSERT INTO Instances VALUES (1, 20, 'rent', '3.5'), (2, 60, 'own', '7.0');"
+        "INSERT INTO Models (ModelId, Name, Kind, Task) VALUES (1, 'hand', 'ridge', 'regression');"
+        "INSERT INTO Predictions (PredictionId, ModelId, InstanceId, Label, Score) VALUES "
+        "(1, 1, 1, NULL, NULL), (2, 1, 2, NULL, 7.1)"
+    )
+    with pytest.raises(cfdb.CfdbDataError, match="prediction 1 of a regression model has no Score"):
+        db.sql(
+            "EXPLAIN FOREACH pred IN (SELECT PredictionId FROM Predictions) "
+            "GENERATE (SELECT C.* FROM CFs C WHERE C.Income > 10) WITH (min_change = 1)"
+        )
+    # The paper's Classifiers relation does not list the hand-entered regressor.
+    assert db.sql("SELECT count(*) FROM Classifiers").fetchall() == [(0,)]
