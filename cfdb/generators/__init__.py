@@ -11,6 +11,7 @@ from cfdb.generators.distance import DISTANCES, distance
 from cfdb.generators.growing_spheres import GrowingSpheres
 from cfdb.generators.nearest import Nearest
 from cfdb.generators.random_sampling import RandomSampling
+from cfdb.generators.smt import Smt as Smt  # registers "smt"
 
 __all__ = [
     "DISTANCES",
