@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import z3
 
+from cfdb.ctable.condition import value_string
 from cfdb.errors import CfdbUnsupportedError
 from cfdb.generators.smt import Smt
 from cfdb.generators.smt_encode import Encoding
@@ -127,19 +128,22 @@ def test_compiled_scores_match_the_estimator(kind: str, classes: int, encoding: 
             np.testing.assert_allclose(s / n_trees, expected, rtol=0, atol=1e-9)
 
 
+def fix_inputs(enc: Encoding, x: dict[str, Any]) -> None:
+    """Assert the inputs of ``x`` (in the solver's current scope)."""
+    for f in enc.features:
+        if f.is_categorical:
+            enc.solver.add(enc.indicator[f.name][value_string(x[f.name])])
+        else:
+            value = z3.RealVal(str(Fraction(float(x[f.name]))), enc.ctx)
+            enc.solver.add(enc.numeric[f.name] == value)
+
+
 def encoded(enc: Encoding, x: dict[str, Any]) -> tuple[bool, list[Fraction]]:
     """Fix the encoding's inputs to ``x``: satisfiable? and the scores."""
     solver = enc.solver
     solver.push()
     try:
-        for f in enc.features:
-            if f.is_categorical:
-                value = (
-                    "true" if x[f.name] is True else "false" if x[f.name] is False else x[f.name]
-                )
-                solver.add(enc.indicator[f.name][str(value)])
-            else:
-                solver.add(enc.numeric[f.name] == z3.RealVal(str(Fraction(float(x[f.name]))), enc.ctx))
+        fix_inputs(enc, x)
         if solver.check() != z3.sat:
             return False, []
         m = solver.model()
@@ -156,14 +160,7 @@ def decided(enc: Encoding, x: dict[str, Any], label: int, margin: Fraction) -> b
     try:
         into: list[Any] = []
         enc.decision(original=-1, target=label, margin=margin, ties=True, into=into)
-        for f in enc.features:
-            if f.is_categorical:
-                value = (
-                    "true" if x[f.name] is True else "false" if x[f.name] is False else x[f.name]
-                )
-                solver.add(enc.indicator[f.name][str(value)])
-            else:
-                solver.add(enc.numeric[f.name] == z3.RealVal(str(Fraction(float(x[f.name]))), enc.ctx))
+        fix_inputs(enc, x)
         return solver.check() == z3.sat
     finally:
         solver.pop()
@@ -204,6 +201,7 @@ def test_raw_mode_models_are_refused() -> None:
         Smt().fit(model, features)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("kind", ["knn", "mlp"])
 def test_kinds_without_an_encoding_are_refused(kind: str) -> None:
     data, features = setup()
