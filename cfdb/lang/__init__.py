@@ -19,7 +19,9 @@ __all__ = [
 
 # Statement families defined outside dialect.py register themselves on import
 # (see cfdb.lang.dialect.register_statement); import each here.
-from cfdb.lang import grid_syntax  # noqa: E402,F401  (CREATE GRID, MATERIALIZE GRID, WHATIF, ...)
-from cfdb.lang import cfql  # noqa: E402,F401  (FOREACH, EXPLAIN FOREACH)
-from cfdb.lang import valuate_syntax  # noqa: E402,F401  (VALUATE)
-from cfdb.lang import scaling_syntax  # noqa: E402,F401  (MARGINAL design, FIT/PLOT SCALING LAWS)
+from cfdb.lang import (
+    cfql,  # noqa: F401  (FOREACH, EXPLAIN FOREACH)
+    grid_syntax,  # noqa: F401  (CREATE GRID, MATERIALIZE GRID, WHATIF, ...)
+    scaling_syntax,  # noqa: F401  (MARGINAL design, FIT/PLOT SCALING LAWS)
+    valuate_syntax,  # noqa: F401  (VALUATE)
+)

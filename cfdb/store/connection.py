@@ -99,6 +99,8 @@ def wrap_duckdb_error(
     """
     message = str(exc)
     head = message.split("\n\nLINE ")[0].strip()
+    # The CfdbError's own kind is shown in front ("Catalog error: ..."); drop DuckDB's.
+    head = re.sub(r"^[A-Za-z ]+ Error: ", "", head, count=1)
     if isinstance(exc, duckdb.IOException) and "lock" in message.lower():
         return CfdbLockError(
             head, hint="another process holds the database; close it or open read-only"

@@ -34,7 +34,11 @@ def handles(
     return register
 
 
-from cfdb.engine.handlers import cfql, instances, models  # noqa: E402,F401  (registers handlers)
-from cfdb.engine.handlers import grid  # noqa: E402,F401  (CREATE GRID, MATERIALIZE GRID, WHATIF)
-from cfdb.engine.handlers import valuate  # noqa: E402,F401  (VALUATE)
-from cfdb.engine.handlers import scaling  # noqa: E402,F401  (FIT/PLOT SCALING LAWS, MARGINAL)
+from cfdb.engine.handlers import (  # noqa: E402,F401  (registers handlers)
+    cfql,
+    grid,
+    instances,
+    models,
+    scaling,
+    valuate,
+)
