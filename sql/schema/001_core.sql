@@ -31,6 +31,7 @@ CREATE TABLE Models (
     Params       JSON,
     FeatureNames VARCHAR[],
     Labels       VARCHAR[],          -- class labels, sorted; NULL for a regressor
+    LabelColumn  VARCHAR,            -- the training query's label column (PREDICT compares with it)
     Encoding     VARCHAR,
     Featurizer   JSON,
     Format       VARCHAR,            -- skops | xgboost-ubj | pickle | NULL

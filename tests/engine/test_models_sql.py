@@ -403,3 +403,17 @@ def test_import_fitted_regressors_in_raw_mode(prices, tmp_path):
         prices.sql(f"IMPORT MODEL y FROM '{path}' WITH (task = 'ranking')")
     assert info.value.sql[info.value.start :].startswith("task = 'ranking'")
     assert _models(prices) == 2
+
+
+def test_predict_scores_against_the_models_own_label_column(db):
+    frame = toy_frame()
+    frame["verdict"] = frame.decision
+    frame["decision"] = "unknown"  # a misleading GroundTruth: PREDICT must not use it
+    db.load_instances(frame, id="applicant", label="decision", features=["income", "amount"])
+    db.sql(
+        "CREATE MODEL t AS decision_tree WITH (label = 'verdict', max_depth = 3) "
+        "TRAIN ON (SELECT * FROM Instances)"
+    )
+    (row,) = db.sql("PREDICT t ON (SELECT * FROM Instances)").fetchall()
+    assert row[3] is not None and row[3] > 0.6
+    assert db.sql("SELECT LabelColumn FROM Models").fetchall() == [("verdict",)]

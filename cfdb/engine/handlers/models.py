@@ -121,6 +121,7 @@ def _store_model(
     train_rows: int | None,
     metrics: dict[str, Any] | None,
     encoding: str | None,
+    label_column: str | None = None,
 ) -> int:
     stored = models.dump(model, allow_pickle=session.allow_pickle)
     return catalog.insert_model(
@@ -132,6 +133,7 @@ def _store_model(
             "Task": model.task,
             "FeatureNames": [f.name for f in model.features],
             "Labels": None if model.is_regression else list(model.labels),
+            "LabelColumn": label_column,
             "Encoding": encoding,
             "Featurizer": stored.featurizer_json,
             "Format": stored.format,
@@ -222,6 +224,7 @@ def create_model(session: Any, node: nodes.CreateModel, stmt: Statement) -> pa.T
         train_rows=int(data.num_rows),
         metrics=metrics,
         encoding=encoding,
+        label_column=label_name,
     )
     return pa.table(
         {
@@ -251,6 +254,7 @@ def predict(session: Any, node: nodes.Predict, stmt: Statement) -> pa.Table:
     name = str(node.args["this"])
     try:
         model_id, model = load_model(session, name)
+        truth_name = (catalog.model_row(store, name) or {}).get("LabelColumn") or "GroundTruth"
     except CfdbError as err:
         raise err.located(script, *node.span("name")) from None
     source = node.args["source"]
@@ -272,7 +276,9 @@ def predict(session: Any, node: nodes.Predict, stmt: Statement) -> pa.Table:
         raise CfdbDataError("InstanceId is NULL in some rows").located(script, *span)
     if model.is_regression:
         try:
-            return _predict_values(store, name, model_id, model, data, columns, ids, total)
+            return _predict_values(
+                store, name, model_id, model, data, columns, ids, total, truth_name
+            )
         except CfdbError as err:
             raise err.located(script, *span) from None
     if data.num_rows:
@@ -297,8 +303,8 @@ def predict(session: Any, node: nodes.Predict, stmt: Statement) -> pa.Table:
             ),
         )
     accuracy = None
-    if "groundtruth" in {c.lower() for c in data.column_names} and data.num_rows:
-        truth = _lookup(columns_of(data), "GroundTruth")
+    if truth_name.lower() in {c.lower() for c in data.column_names} and data.num_rows:
+        truth = _lookup(columns_of(data), truth_name)
         known = np.array([t is not None for t in truth])
         if known.any():
             accuracy = float(np.mean(labels[known].astype(str) == truth[known].astype(str)))
@@ -321,9 +327,10 @@ def _predict_values(
     columns: dict[str, np.ndarray],
     ids: np.ndarray,
     total: int,
+    truth_name: str = "GroundTruth",
 ) -> pa.Table:
     """PREDICT with a regressor: ``Label`` NULL, ``Score`` the output; MSE and MAE against
-    ``GroundTruth`` (cast to a number) when the query returns it."""
+    the model's label column (cast to a number) when the query returns it."""
     n = data.num_rows
     values = np.zeros(0)
     if n:
@@ -343,8 +350,8 @@ def _predict_values(
             ),
         )
     mse = mae = None
-    if "groundtruth" in {c.lower() for c in data.column_names} and n:
-        known, truth = numeric_truth(_lookup(columns_of(data), "GroundTruth"))
+    if truth_name.lower() in {c.lower() for c in data.column_names} and n:
+        known, truth = numeric_truth(_lookup(columns_of(data), truth_name))
         if known.any():
             errors = values[known] - truth[known]
             mse, mae = float(np.mean(errors**2)), float(np.mean(np.abs(errors)))
