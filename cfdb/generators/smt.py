@@ -70,7 +70,9 @@ class SmtColumns(dict):
     Attributes:
         extra: ``__optimal`` (proven closest, given the earlier CFs), ``__timed_out``,
             ``__objective`` (the objective's value) and ``__l0``, one entry per row.
-        info: ``status``, ``seconds`` and ``error`` of the task.
+        info: ``status``, ``seconds`` and ``error`` of the task, and ``rejected``: how many
+            candidates failed the model's own check (each one makes the task run again with
+            conservative margins).
     """
 
     def __init__(
@@ -150,12 +152,16 @@ class Smt(Generator):
         here = not p["process"]
         result = self.worker_.run(job, task.deadline, in_process=here)
         rows, found = self._verified(task, result)
-        if len(found) < len(result.found) and not task.expired():
+        rejected = len(result.found) - len(found)
+        if rejected and not task.expired():
             # A CF failed the model's own check: float rounding at a tie. Be conservative.
             job = replace(job, ties=False, margin=job.margin * RETRY_MARGIN)
             result = self.worker_.run(job, task.deadline, in_process=here)
             rows, found = self._verified(task, result)
-        return self._answer(rows, found, result)
+            rejected += len(result.found) - len(found)
+        answer = self._answer(rows, found, result)
+        answer.info["rejected"] = rejected
+        return answer
 
     def _verified(self, task: GenerationTask, result: Result) -> tuple[dict[str, Any], list[Found]]:
         found = [result.found[i] for i in sorted(result.found)]

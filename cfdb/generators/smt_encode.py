@@ -55,6 +55,8 @@ from cfdb.types import FeatureSpec
 RESOLUTION = 1e-6
 #: Relative widening of a split's band on scaled columns (float64 rounding of the scaling).
 SPLIT_GUARD = 1e-12
+#: Relative rounding of linear coefficients (12 significant digits).
+ROUNDING = Fraction(1, 10**11)
 #: z3 options, measured on random forests: relevancy filtering off and the older arithmetic
 #: solver roughly halve the time per check here.
 SOLVER_OPTIONS = {"smt.relevancy": 0, "smt.arith.solver": 2}
@@ -73,6 +75,7 @@ class Fact(NamedTuple):
             Booleans already fix them and they bind no feature).
         aux: it only defines an auxiliary variable (a change's cost, a category's 0/1 shadow),
             which a separable polish computes directly.
+        fixes: ``(variable, value)`` when the atom fixes an auxiliary variable.
     """
 
     guard: str | None
@@ -81,6 +84,7 @@ class Fact(NamedTuple):
     bound: tuple[str, str, Fraction] | None = None
     lp: bool = True
     aux: bool = False
+    fixes: tuple[Any, Fraction] | None = None
 
     def holds(self, truth: dict[str, bool]) -> bool:
         """Whether the guard holds under Boolean values ``truth``."""
@@ -154,6 +158,8 @@ class Encoding:
 
         self._shadows: dict[tuple[str, str], Any] = {}
         self._fresh = 0
+        #: Added to every decision margin: how far rounded scores may be from exact ones.
+        self.slack = Fraction(0)
         for i, f in enumerate(features):
             self._declare(i, f)
         if compiled.is_linear:
@@ -176,6 +182,7 @@ class Encoding:
         bound: tuple[str, str, Fraction] | None = None,
         lp: bool = True,
         aux: bool = False,
+        fixes: tuple[Any, Fraction] | None = None,
     ) -> None:
         """Assert ``guard → atom`` (``atom`` if ``guard`` is None) and record the fact.
 
@@ -185,6 +192,7 @@ class Encoding:
             bound: the atom as ``(feature, op, value)`` if it bounds one feature.
             lp: whether the polishing linear program needs the fact.
             aux: whether the fact only defines an auxiliary variable.
+            fixes: the auxiliary variable the atom sets, and its value.
         """
         name, negated = None, False
         if guard is not None:
@@ -197,7 +205,7 @@ class Encoding:
                 decl = const.decl()
                 name = decl.name()
                 self.decls.setdefault(name, decl)
-        record = Fact(name, negated if name else False, atom, bound, lp, aux)
+        record = Fact(name, negated if name else False, atom, bound, lp, aux or bool(fixes), fixes)
         (self.facts if into is None else into).append(record)
         self.solver.add(atom if guard is None else z3.Implies(guard, atom))
 
@@ -220,14 +228,19 @@ class Encoding:
         else:
             self.numeric[f.name] = z3.Real(f"y!{i}", self.ctx)
 
+    def real_of(self, name: str) -> Any:
+        """Numeric feature ``name`` as a real term (``ToReal(y)`` for an integer feature)."""
+        y = self.numeric[name]
+        return z3.ToReal(y) if y.is_int() else y
+
     def shadow(self, name: str, value: str) -> Any:
         """A real that is 1 when categorical ``name`` takes ``value``, else 0."""
         key = (name, value)
         if key not in self._shadows:
             z = z3.Real(f"z!{self.indicator_name[name][value]}", self.ctx)
             b = self.indicator[name][value]
-            self.fact(b, z == 1, aux=True)
-            self.fact(z3.Not(b), z == 0, aux=True)
+            self.fact(b, z == 1, fixes=(z, Fraction(1)))
+            self.fact(z3.Not(b), z == 0, fixes=(z, Fraction(0)))
             self._shadows[key] = z
         return self._shadows[key]
 
@@ -254,12 +267,23 @@ class Encoding:
                         if x != 0:
                             key = (col.feature, v)
                             per_value[key] = per_value.get(key, Fraction(0)) + w * Fraction(x)
+            # Coefficients rounded to 12 digits: bignum rationals from exact floats slow each
+            # check by ~40%; the rounding error is bounded and added to the decision margin.
+            error = abs(const) * ROUNDING
             for name, w in per_numeric.items():
-                terms.append(real(self.ctx, w) * self.numeric[name])
+                spec = self.by_name[name.lower()]
+                reach = max(
+                    (abs(Fraction(float(v))) for v in (spec.min, spec.max) if v is not None),
+                    default=Fraction(10**6),
+                )
+                error += abs(w) * ROUNDING * (reach + 1)
+                terms.append(real(self.ctx, _short(w)) * self.numeric[name])
             for (name, v), w in per_value.items():
                 if w != 0:
-                    terms.append(real(self.ctx, w) * self.shadow(name, v))
-            out.append(z3.Sum([*terms, real(self.ctx, const)]))
+                    error += abs(w) * ROUNDING
+                    terms.append(real(self.ctx, _short(w)) * self.shadow(name, v))
+            out.append(z3.Sum([*terms, real(self.ctx, _short(const))]))
+            self.slack = max(self.slack, 2 * error)
         return out
 
     # -- tree models --------------------------------------------------------------------------
@@ -341,8 +365,8 @@ class Encoding:
             ties: whether an exact tie counts when the estimator breaks it for ``k``.
         """
         c = self.compiled
-        m = real(self.ctx, margin)
-        zero = real(self.ctx, 0)
+        m = real(self.ctx, margin + self.slack)
+        zero = real(self.ctx, self.slack)
         if c.n_scores == 1:
             s = self.scores[0]
             wins_ties = (k == 1) == c.inclusive
@@ -445,7 +469,8 @@ class Encoding:
             li, ri = self.indicator[left.name], self.indicator[right.name]
             pairs = [z3.And(li[a], ri[b]) for a in li for b in ri if compare(a, op, b)]
             return z3.Or(pairs) if pairs else z3.BoolVal(False, self.ctx)
-        diff = self.numeric[left.name] - self.numeric[right.name]
+        # As reals variable by variable: the polish relaxes integers through ToReal(y).
+        diff = self.real_of(left.name) - self.real_of(right.name)
         both_int = left.type == right.type == "integer"
         step = Fraction(1) if both_int else min(resolution(left, 0), resolution(right, 0))
         zero = real(self.ctx, 0)
@@ -470,6 +495,11 @@ def _false(enc: Encoding) -> Any:
 
 def _fits(spec: FeatureSpec, c: Fraction) -> bool:
     return spec.type != "integer" or c.denominator == 1
+
+
+def _short(q: Fraction) -> Fraction:
+    """``q`` rounded to 12 significant digits (relative error below :data:`ROUNDING`)."""
+    return Fraction(f"{float(q):.12g}")
 
 
 def mad(spec: FeatureSpec) -> float:
@@ -524,11 +554,11 @@ def instance_terms(enc: Encoding, x: dict[str, Any]) -> TaskTerms | None:
             e = z3.Real(f"e!{i}", ctx)
             if here is None:  # the instance's value is outside the domain: always changed
                 ch = z3.BoolVal(True, ctx)
-                enc.fact(None, e == 1, out.facts, aux=True)
+                enc.fact(None, e == 1, out.facts, fixes=(e, Fraction(1)))
             else:
                 ch = z3.Not(here)
-                enc.fact(ch, e == 1, out.facts, aux=True)
-                enc.fact(here, e == 0, out.facts, aux=True)
+                enc.fact(ch, e == 1, out.facts, fixes=(e, Fraction(1)))
+                enc.fact(here, e == 0, out.facts, fixes=(e, Fraction(0)))
             out.changed[f.name], out.cost[f.name] = ch, e
             continue
         y = enc.numeric[f.name]

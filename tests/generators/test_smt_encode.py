@@ -182,7 +182,9 @@ def test_z3_encoding_matches_the_estimator(kind: str, classes: int, encoding: st
             row = one(points, i)
             ok, got = encoded(enc, row)
             assert ok, (kind, row)
-            np.testing.assert_allclose([float(g) for g in got], s[i], rtol=1e-12, atol=1e-12)
+            # Linear coefficients are rounded; the encoding accounts for it in its slack.
+            tolerance = float(enc.slack) + 1e-12 * (1 + np.abs(s[i]).max())
+            assert np.abs(np.array([float(g) for g in got]) - s[i]).max() <= tolerance, (kind, row)
             if i % DECIDE_EVERY or gap[i] <= 10 * compiled.margin:
                 continue  # (near a tie, floating point decides)
             for label in range(classes):

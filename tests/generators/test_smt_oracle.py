@@ -174,6 +174,8 @@ def check_against_oracle(
         out = gen.generate(task)
         m = len(out["a"])
         assert valid_mask(model, FEATURES, task, out).all()
+        ambiguous = (evaluate(cond, points) & ~clear).any()
+        assert out.info["rejected"] == 0 or ambiguous, out.info
         if not good.any():
             continue  # only ambiguous points (or none) are valid: nothing to compare
         assert m >= 1, f"{kind}: brute force finds a CF, smt none ({out.info})"
