@@ -333,12 +333,16 @@ class Encoding:
         col: InputColumn = self.compiled.columns[column]
         split = self.compiled.split
         if col.table is not None:
-            left = [
-                self.indicator[col.feature][v]
-                for v, x in col.table
-                if goes_left(x, threshold, split)
-            ]
-            return z3.Or(left) if left else z3.BoolVal(False, self.ctx)
+            bools = self.indicator[col.feature]
+            left = [bools[v] for v, x in col.table if goes_left(x, threshold, split)]
+            right = [bools[v] for v, x in col.table if not goes_left(x, threshold, split)]
+            # Exactly one value holds, so the shorter side is enough (a one-hot column's
+            # split is a single literal).
+            if len(right) < len(left):
+                return z3.Not(z3.Or(right)) if len(right) > 1 else z3.Not(right[0])
+            if not left:
+                return z3.BoolVal(False, self.ctx)
+            return z3.Or(left) if len(left) > 1 else left[0]
         left, right = split_bounds(threshold, split)
         if not col.identity:
             # (y - mean) / std is rounded in float64 before the estimator compares it.

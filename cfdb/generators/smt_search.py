@@ -177,12 +177,11 @@ class Search:
                 keep = enc.fresh("l0")
                 enc.solver.add(z3.Implies(keep, z3.AtMost(*changed, best.l0)))
                 held.append(keep)
-            if not self._check(held):  # pragma: no cover - best satisfies it
-                return best
         w = l1 if job.objective in ("l1", "l0_l1") else weights(enc, terms, "tabular")
         cost = cost_term(enc, terms, w)
-        best = self._polish(job, terms, index, w)
-        emit(best)
+        if job.objective != "l0_l1":  # (l0_l1 goes on from the L0 phase's best, L1-polished)
+            best = self._polish(job, terms, index, w)
+            emit(best)
         # `low` only steers the bisection: optimality rests on the final strict check alone.
         low = Fraction(0)
         while True:
