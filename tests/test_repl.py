@@ -275,7 +275,7 @@ def _spawn(tmp_path: Path, term: str, *args: str) -> pexpect.spawn:
         cwd=str(tmp_path),
         env=env,
         encoding="utf-8",
-        timeout=30,
+        timeout=90,  # generous: a loaded machine slows the child a lot
         dimensions=(50, 120),
     )
     child.expect("cfdb>")
