@@ -241,6 +241,33 @@ def main() -> None:
         f"{np.median(np.abs(a_few[keep] - a_all[keep])):.2f}"
     )
 
+    # The amortized estimator predicts a point's law from its features; it can only beat the
+    # per-point fits if the features predict α. Cross-validated R² of a random forest from
+    # (features, label) to the well-fitted points' α:
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.model_selection import cross_val_score
+
+    rows = db.sql(
+        "SELECT i.*, l.Alpha FROM unit_scaling_laws('adult_laws', fit_method := 'ols') l "
+        "JOIN Instances i ON CAST(i.InstanceId AS VARCHAR) = l.UnitId "
+        "WHERE l.Status = 'ok' AND l.R2 >= 0.8"
+    ).df()
+    if len(rows) >= 10:
+        import pandas as pd
+
+        x = pd.get_dummies(rows[[*FEATURES, "GroundTruth"]], dtype=float).to_numpy()
+        cv = cross_val_score(
+            RandomForestRegressor(n_estimators=200, min_samples_leaf=3, random_state=0),
+            x,
+            rows["Alpha"].to_numpy(),
+            cv=5,
+            scoring="r2",
+        )
+        print(
+            f"α predicted from a point's features and label ({len(rows)} points, 5-fold): "
+            f"R² {cv.mean():.2f} ± {cv.std():.2f}"
+        )
+
     overlap = db.sql(
         "SELECT Overlap, Jaccard, RankCorrelation FROM "
         "unit_scaling_selection_overlap('adult_laws', 100, 1000, 20)"
