@@ -7,20 +7,26 @@ numeric one, and one ``Bool`` indicator per value of a categorical/boolean featu
 domain (exactly one true). The featurizer is folded in: a scaled column is a linear term of its
 feature, a one-hot or target-encoded column a table over the feature's values.
 
-Every arithmetic constraint is a *fact*: an atom that always holds, or one guarded by a single
-Boolean literal (``guard → atom``); everything else is Boolean. So once a model of the formula
-fixes the Booleans, the facts whose guards hold form a linear program whose optimum is the best
-CF with the same Boolean skeleton (:meth:`Encoding.active_facts`); the search uses that to jump
-to the corner of each region it visits. Atoms are non-strict: strict comparisons of real
-features use a resolution of ``1e-6`` MAD, so every region is closed and its optimum attained.
+Every arithmetic constraint is a *fact* (:class:`Fact`): an atom that always holds, or one
+guarded by a single Boolean literal (``guard → atom``); everything else is Boolean. So once a
+model of the formula fixes the Booleans, the facts whose guards hold form a linear program
+whose optimum is the best CF with the same Boolean skeleton; the search
+(:mod:`~.smt_search`) uses that to jump to the best point of each region it visits. Atoms are
+non-strict: strict comparisons of real features use a resolution of 1e-6 MAD, so every region
+is closed and its optimum attained.
 
-Trees: each distinct split of a numeric column is a Boolean ``a`` with facts
-``a → y <= B - δ`` and ``¬a → y >= B + δ``, where ``B`` is where the estimator's own comparison
-flips (for float32 comparisons, the midpoint between the two float32 values around the
-threshold) and ``δ`` a relative ``1e-12`` guard against float64 rounding of the stored CF; the
-splits of one feature are chained (``y <= B_i`` implies ``y <= B_j`` for ``B_i < B_j``). A split
-of a categorical column is the disjunction of the values that go left. Each leaf is a Boolean
-implying its path; each tree adds a real ``p`` with facts ``leaf → p = value``.
+Trees: each distinct split of a numeric column is a Boolean ``a`` with facts ``a → y <= L`` and
+``¬a → y >= R``, where ``L`` and ``R`` are the float64 values on either side of the point where
+the estimator's own comparison flips (:func:`split_bounds`; no float64 lies between them, so a
+CF stored as float64 is classified as encoded); the splits of one feature are chained (left of
+a smaller point implies left of a larger one). A split of a categorical column is the set of
+values that go left (a single literal for one-hot columns). Each leaf is a Boolean implying its
+path, one leaf per tree holds, and each tree adds a real ``p`` with facts ``leaf → p = value``.
+
+Linear models: the score is a linear term over numeric features and 0/1 shadows of the
+categorical indicators, with coefficients rounded to 12 significant digits (exact binary
+fractions slow every check down); the rounding error is bounded and added to the decision
+margin (:attr:`Encoding.slack`).
 """
 
 from __future__ import annotations

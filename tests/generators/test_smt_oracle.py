@@ -216,3 +216,25 @@ def test_no_point_of_the_domain_is_closer(
     kind: str, objective: str, seed: int, classes: int, encoding: str, n: int, picks: int
 ) -> None:
     check_against_oracle(kind, seed, classes, encoding, objective, n, picks)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(KINDS))
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 5),
+    classes=st.sampled_from([2, 3]),
+    encoding=st.sampled_from(["onehot", "target"]),
+    objective=st.sampled_from(OBJECTIVES),
+    n=st.sampled_from([1, 2, 3]),
+    picks=st.integers(0, 10**6),
+)
+def test_many_more_draws(
+    kind: str, seed: int, classes: int, encoding: str, objective: str, n: int, picks: int
+) -> None:
+    check_against_oracle(kind, seed, classes, encoding, objective, n, picks)
