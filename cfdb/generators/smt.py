@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from cfdb.errors import CfdbDataError
+from cfdb.errors import CfdbDataError, CfdbSolverError
 from cfdb.generators.base import GENERATORS, GenerationTask, Generator, take, valid_mask
 from cfdb.generators.sampling import empty_columns, instance_row, raw_column, resolve_params
 from cfdb.generators.smt_encode import Encoding
@@ -159,6 +159,9 @@ class Smt(Generator):
             result = self.worker_.run(job, task.deadline, in_process=here)
             rows, found = self._verified(task, result)
             rejected += len(result.found) - len(found)
+        if result.status == "error" and not found:
+            # The engine records the message as the reason the prediction failed.
+            raise CfdbSolverError(f"the smt search failed: {result.error}")
         answer = self._answer(rows, found, result)
         answer.info["rejected"] = rejected
         return answer

@@ -162,6 +162,8 @@ class Worker:
             result.status = search.run(job, lambda f: result.found.__setitem__(f.index, f))
         except OutOfTime:
             result.status = "timeout"
+        except Exception as exc:  # as the child reports it
+            result.status, result.error = "error", f"{type(exc).__name__}: {exc}"
         finally:
             self.encoding.solver.set("timeout", 4294967295)
         result.seconds = time.monotonic() - started

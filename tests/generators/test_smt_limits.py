@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from cfdb.ctable.condition import TRUE, And, Cmp, Cond, Member, VarCmp
-from cfdb.errors import CfdbDataError
-from cfdb.generators import valid_mask
+from cfdb.errors import CfdbDataError, CfdbSolverError
+from cfdb.generators import GenerationTask, valid_mask
 from cfdb.generators.smt import Smt
 from cfdb.models import Model, train
 from cfdb.types import FeatureSpec
@@ -190,3 +190,19 @@ def test_cfql_end_to_end(db: Any) -> None:
     ).fetchall()
     assert checked[0][0] == checked[0][1] > 0
     assert db.sql("SELECT DISTINCT Generator FROM CFs").fetchall() == [("smt",)]
+
+
+@pytest.mark.parametrize("process", [True, False])
+def test_a_failing_search_raises_with_its_reason(
+    process: bool, models: dict[str, Model], features: list[FeatureSpec], data: Any
+) -> None:
+    model = models["logistic_regression"]
+    gen = Smt(process=process).fit(model, features)
+    x = instance(data, 0)
+    label = str(make_task(model, features, x).original_label)
+    task = GenerationTask(
+        instance=x, original_label=label, target=None, condition=Cmp("nope", ">", 1.0)
+    )
+    with pytest.raises(CfdbSolverError, match="unknown feature 'nope'"):
+        gen.generate(task)
+    gen.close()
