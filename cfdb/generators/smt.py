@@ -9,9 +9,11 @@ chosen objective, so a burden computed from them is exact rather than an upper b
 
 * Models (:mod:`~.smt_model`): logistic regression, linear SVM (``linear_svm``), decision
   trees, random forests (sklearn's averaged probabilities), gradient boosting, histogram
-  gradient boosting and XGBoost, binary and multi-class. Raw-mode models (a user's pipeline)
-  are opaque and refused with :class:`~cfdb.errors.CfdbUnsupportedError`, as are kinds
-  without an encoding (``knn``, ``mlp``).
+  gradient boosting and XGBoost, binary and multi-class; and regressors (linear, ridge, trees,
+  forests, gradient boosting, XGBoost; :mod:`~.smt_regression`), whose CFs move the output by
+  ``min_change`` in the asked direction (CFDB paper, section 4.4). Raw-mode models (a user's
+  pipeline) are opaque and refused with :class:`~cfdb.errors.CfdbUnsupportedError`, as are
+  kinds without an encoding (``knn``, ``mlp``, ``knn_regressor``).
 * Variables (:mod:`~.smt_encode`): the raw values a CF stores. Numeric features are reals and
   integer features integers, both bounded by the feature's observed ``[min, max]`` (widened to
   contain the instance): the generator never proposes values outside the data's range, although
@@ -93,6 +95,8 @@ class Smt(Generator):
     name = "smt"
     #: Whether the engine must pass a pool of instances to ``fit``.
     uses_pool = False
+    #: Regressors too: a CF moves the output by ``min_change`` (CFDB paper, section 4.4).
+    supports_regression = True
     #: Parameters and their defaults.
     defaults: dict[str, Any] = {"objective": "l0_l1", "process": True}
 
@@ -136,18 +140,26 @@ class Smt(Generator):
             self._build()
         if task.n <= 0:
             return SmtColumns(empty_columns(self.features_), info={"status": "done"})
-        labels = list(self.model_.labels)
-        if task.target is not None and task.target not in labels:
-            raise CfdbDataError(f"target {task.target!r} is not a label of the model")
         x = instance_row(self.features_, task)
+        original, target, regression = 0, None, None
+        if task.is_regression:
+            assert task.original_value is not None and task.min_change is not None
+            regression = (float(task.original_value), float(task.min_change), task.direction)
+        else:
+            labels = list(self.model_.labels)
+            if task.target is not None and task.target not in labels:
+                raise CfdbDataError(f"target {task.target!r} is not a label of the model")
+            original = labels.index(str(task.original_label))
+            target = None if task.target is None else labels.index(task.target)
         job = Job(
             instance={k: _python(v) for k, v in x.items()},
             condition=task.condition,
-            original=labels.index(task.original_label),
-            target=None if task.target is None else labels.index(task.target),
+            original=original,
+            target=target,
             n=task.n,
             objective=p["objective"],
             margin=self.compiled_.margin,
+            regression=regression,
         )
         here = not p["process"]
         result = self.worker_.run(job, task.deadline, in_process=here)

@@ -178,7 +178,7 @@ class Encoding:
     # -- building blocks --------------------------------------------------------------------
     def fresh(self, prefix: str) -> Any:
         self._fresh += 1
-        return z3.Bool(f"{prefix}!{self._fresh}", self.ctx)
+        return z3.Bool(f"{prefix}#{self._fresh}", self.ctx)  # "#": no fixed name has one
 
     def fact(
         self,
@@ -406,6 +406,28 @@ class Encoding:
                 self.fact(g, self.beats(k, original, margin, ties), into, lp=lp)
                 guards.append(g)
         self.solver.add(z3.Or(guards))
+
+    def regression_target(
+        self, original: float, change: float, direction: str, margin: Fraction, into: list[Fact]
+    ) -> None:
+        """Assert that a regressor's output moves from ``original`` by at least ``change``
+        (``up``, ``down`` or ``any``), with ``margin`` to spare for floating point."""
+        s = self.scores[0]
+        lp = self.compiled.is_linear  # tree outputs are fixed by the leaves
+        step = Fraction(change) + margin + self.slack
+        # The check subtracts float outputs: leave room for rounding at the original's size.
+        step += Fraction(1e-12) * (abs(Fraction(original)) + Fraction(change))
+        up = s >= real(self.ctx, Fraction(original) + step)
+        down = s <= real(self.ctx, Fraction(original) - step)
+        if direction == "up":
+            self.fact(None, up, into, lp=lp)
+        elif direction == "down":
+            self.fact(None, down, into, lp=lp)
+        else:
+            guards = [self.fresh("up"), self.fresh("down")]
+            self.fact(guards[0], up, into, lp=lp)
+            self.fact(guards[1], down, into, lp=lp)
+            self.solver.add(z3.Or(guards))
 
     # -- conditions ---------------------------------------------------------------------------
     def spec(self, var: str) -> FeatureSpec:

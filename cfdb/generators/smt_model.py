@@ -113,6 +113,7 @@ class CompiledModel:
         split: ``"le32"`` (``float32(x) <= t``) or ``"le64"`` (``x <= t``).
         margin: how much a winning score must beat the others in the exact encoding.
         float32_sums: the estimator adds leaves in float32 (XGBoost).
+        regression: the single score is a regressor's output (no decision rule).
     """
 
     name: str
@@ -126,6 +127,7 @@ class CompiledModel:
     split: str = "le32"
     margin: float = 0.0
     float32_sums: bool = False
+    regression: bool = False
 
     @property
     def is_linear(self) -> bool:
@@ -152,6 +154,12 @@ def compile_model(model: Model, features: list[FeatureSpec]) -> CompiledModel:
     columns = _columns(model, features)
     est = model.estimator
     kind = type(est).__name__
+    if getattr(model, "is_regression", False):
+        from cfdb.generators.smt_regression import compile_regressor  # built on this module
+
+        compiled = compile_regressor(model, est, columns)
+        compiled.margin = _margin(compiled, features)
+        return compiled
     compilers = {
         "LogisticRegression": _linear,
         "CalibratedClassifierCV": _calibrated,
@@ -208,7 +216,7 @@ def _linear(model: Model, est: Any, columns: list[InputColumn]) -> CompiledModel
     intercept = np.atleast_1d(np.asarray(est.intercept_, dtype=np.float64))
     if intercept.shape == (1,) and coef.shape[0] > 1:
         intercept = np.repeat(intercept, coef.shape[0])
-    _check_width(model, coef.shape[1], columns)
+    check_width(model, coef.shape[1], columns)
     n_classes = len(est.classes_)
     return CompiledModel(
         model.name, columns, n_classes, coef.shape[0], coef=coef, intercept=intercept
@@ -231,7 +239,7 @@ def _calibrated(model: Model, est: Any, columns: list[InputColumn]) -> CompiledM
         )
     coef = np.atleast_2d(np.asarray(inner.coef_, dtype=np.float64))
     intercept = np.atleast_1d(np.asarray(inner.intercept_, dtype=np.float64))
-    _check_width(model, coef.shape[1], columns)
+    check_width(model, coef.shape[1], columns)
     a = np.array([float(c.a_) for c in calibrators])
     b = np.array([float(c.b_) for c in calibrators])
     # p_k = expit(-(a_k d_k + b_k)): the argmax of p is the argmax of -(a d + b).
@@ -242,14 +250,15 @@ def _calibrated(model: Model, est: Any, columns: list[InputColumn]) -> CompiledM
     )
 
 
-def _check_width(model: Model, width: int, columns: list[InputColumn]) -> None:
+def check_width(model: Model, width: int, columns: list[InputColumn]) -> None:
     if width != len(columns):
         raise CfdbUnsupportedError(
             f"model {model.name!r} has {width} inputs but its featurizer gives {len(columns)}"
         )
 
 
-def _sklearn_tree(tree: Any, value: np.ndarray, outputs: tuple[int, ...]) -> Tree:
+def sklearn_tree(tree: Any, value: np.ndarray, outputs: tuple[int, ...]) -> Tree:
+    """A fitted scikit-learn tree in array form, with the given leaf values."""
     t = tree.tree_
     feature = np.where(t.children_left < 0, -1, t.feature).astype(np.int64)
     return Tree(
@@ -273,9 +282,9 @@ def _forest(model: Model, est: Any, columns: list[InputColumn]) -> CompiledModel
         sums = v.sum(axis=1, keepdims=True)
         v = np.divide(v, sums, out=np.zeros_like(v), where=sums > 0)
         if k == 2:
-            out.append(_sklearn_tree(tree, (v[:, 1] - v[:, 0])[:, None], (0,)))
+            out.append(sklearn_tree(tree, (v[:, 1] - v[:, 0])[:, None], (0,)))
         else:
-            out.append(_sklearn_tree(tree, v, tuple(range(k))))
+            out.append(sklearn_tree(tree, v, tuple(range(k))))
     n_scores = 1 if k == 2 else k
     return CompiledModel(
         model.name, columns, k, n_scores, intercept=np.zeros(n_scores), trees=out, split="le32"
@@ -296,7 +305,7 @@ def _gradient_boosting(model: Model, est: Any, columns: list[InputColumn]) -> Co
     for stage in est.estimators_:
         for j, tree in enumerate(stage):
             value = tree.tree_.value[:, 0, :1].astype(np.float64) * lr
-            trees.append(_sklearn_tree(tree, value, (j,)))
+            trees.append(sklearn_tree(tree, value, (j,)))
     n_scores = 1 if k == 2 else k
     return CompiledModel(
         model.name,
@@ -338,9 +347,16 @@ def _hist_gradient_boosting(model: Model, est: Any, columns: list[InputColumn]) 
     )
 
 
-def _xgboost(model: Model, est: Any, columns: list[InputColumn]) -> CompiledModel:
-    booster = est.get_booster()
-    doc = json.loads(bytes(booster.save_raw("json")))
+def xgboost_booster(model: Model, est: Any, objectives: tuple[str, ...]) -> dict[str, Any]:
+    """The parts of an XGBoost model's JSON the encoding needs: ``objective``, ``base`` (the
+    stored ``base_score`` vector, XGBoost 3 writes it as a string like ``'[5.01E-1]'``) and
+    ``trees`` (raw JSON trees with the class each serves).
+
+    Raises:
+        CfdbUnsupportedError: another booster than gbtree, an objective not in ``objectives``,
+            or categorical splits.
+    """
+    doc = json.loads(bytes(est.get_booster().save_raw("json")))
     learner = doc["learner"]
     objective = learner["objective"]["name"]
     gb = learner["gradient_booster"]
@@ -349,43 +365,50 @@ def _xgboost(model: Model, est: Any, columns: list[InputColumn]) -> CompiledMode
             f"the smt generator encodes XGBoost model {model.name!r} only with the gbtree "
             f"booster, not {gb.get('name')!r}"
         )
-    if objective not in ("binary:logistic", "multi:softprob", "multi:softmax"):
+    if objective not in objectives:
         raise CfdbUnsupportedError(
             f"the smt generator cannot encode XGBoost objective {objective!r} "
             f"of model {model.name!r}"
         )
-    base = np.array(
-        [float(v) for v in str(learner["learner_model_param"]["base_score"]).strip("[]").split(",")]
-    )
-    k = len(est.classes_)
-    if objective == "binary:logistic":
-        base = np.log(base / (1 - base))  # the margin of the base probability
-    elif len(base) == 1:
-        base = np.repeat(base, k)
-    n_scores = 1 if objective == "binary:logistic" else k
-    info = gb["model"]["tree_info"]
-    trees = []
-    for tree, cls in zip(gb["model"]["trees"], info, strict=True):
+    text = str(learner["learner_model_param"]["base_score"])
+    base = np.array([float(v) for v in text.strip("[]").split(",")])
+    trees = list(zip(gb["model"]["trees"], gb["model"]["tree_info"], strict=True))
+    for tree, _ in trees:
         if any(int(t) != 0 for t in tree.get("split_type", [])):
             raise CfdbUnsupportedError(
                 f"the smt generator cannot encode model {model.name!r}: it has categorical splits"
             )
-        left = np.asarray(tree["left_children"], dtype=np.int64)
-        right = np.asarray(tree["right_children"], dtype=np.int64)
-        cond = np.asarray(tree["split_conditions"], dtype=np.float32)
-        leaf = left < 0
-        # x < t in float32  <=>  float32(x) <= the float32 just below t.
-        below = np.nextafter(cond, np.float32(-np.inf)).astype(np.float64)
-        trees.append(
-            Tree(
-                feature=np.where(leaf, -1, np.asarray(tree["split_indices"])).astype(np.int64),
-                threshold=np.where(leaf, 0.0, below),
-                left=np.where(leaf, -1, left),
-                right=np.where(leaf, -1, right),
-                value=np.where(leaf, cond.astype(np.float64), 0.0)[:, None],
-                outputs=(int(cls) if n_scores > 1 else 0,),
-            )
-        )
+    return {"objective": objective, "base": base, "trees": trees}
+
+
+def xgboost_tree(tree: dict[str, Any], output: int) -> Tree:
+    """One XGBoost JSON tree in array form (leaf values in ``split_conditions``)."""
+    left = np.asarray(tree["left_children"], dtype=np.int64)
+    right = np.asarray(tree["right_children"], dtype=np.int64)
+    cond = np.asarray(tree["split_conditions"], dtype=np.float32)
+    leaf = left < 0
+    # x < t in float32  <=>  float32(x) <= the float32 just below t.
+    below = np.nextafter(cond, np.float32(-np.inf)).astype(np.float64)
+    return Tree(
+        feature=np.where(leaf, -1, np.asarray(tree["split_indices"])).astype(np.int64),
+        threshold=np.where(leaf, 0.0, below),
+        left=np.where(leaf, -1, left),
+        right=np.where(leaf, -1, right),
+        value=np.where(leaf, cond.astype(np.float64), 0.0)[:, None],
+        outputs=(output,),
+    )
+
+
+def _xgboost(model: Model, est: Any, columns: list[InputColumn]) -> CompiledModel:
+    booster = xgboost_booster(model, est, ("binary:logistic", "multi:softprob", "multi:softmax"))
+    base = booster["base"]
+    k = len(est.classes_)
+    if booster["objective"] == "binary:logistic":
+        base = np.log(base / (1 - base))  # the margin of the base probability
+    elif len(base) == 1:
+        base = np.repeat(base, k)
+    n_scores = 1 if booster["objective"] == "binary:logistic" else k
+    trees = [xgboost_tree(t, int(c) if n_scores > 1 else 0) for t, c in booster["trees"]]
     return CompiledModel(
         model.name,
         columns,

@@ -63,6 +63,8 @@ class Job:
         objective: one of :data:`OBJECTIVES`.
         margin: how much a winning score must exceed the others.
         ties: whether exact ties count for the class the estimator breaks them for.
+        regression: for a regressor, ``(original output, min_change, direction)``; the class
+            codes are then unused.
     """
 
     instance: dict[str, Any]
@@ -73,6 +75,7 @@ class Job:
     objective: str
     margin: float
     ties: bool = True
+    regression: tuple[float, float, str] | None = None
 
 
 @dataclass
@@ -131,7 +134,10 @@ class Search:
             terms = instance_terms(enc, job.instance)
             if terms is None:
                 return "infeasible"
-            enc.decision(job.original, job.target, Fraction(job.margin), job.ties, terms.facts)
+            if job.regression is not None:
+                enc.regression_target(*job.regression, Fraction(job.margin), terms.facts)
+            else:
+                enc.decision(job.original, job.target, Fraction(job.margin), job.ties, terms.facts)
             enc.solver.add(enc.condition(job.condition, terms.facts))
             low = Fraction(0)
             for index in range(job.n):

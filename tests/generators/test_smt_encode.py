@@ -212,3 +212,33 @@ def test_kinds_without_an_encoding_are_refused(kind: str) -> None:
     model = train(kind, params, features, data, labels, name=kind)
     with pytest.raises(CfdbUnsupportedError, match=kind):
         Smt().fit(model, features)
+
+
+REGRESSORS = {
+    "linear_regression": {},
+    "ridge": {},
+    "decision_tree_regressor": {"max_depth": 6},
+    "random_forest_regressor": {"n_estimators": 10, "max_depth": 5},
+    "gradient_boosting_regressor": {"n_estimators": 20, "max_depth": 3},
+    "xgboost_regressor": {"n_estimators": 20, "max_depth": 4},
+}
+
+
+@pytest.mark.parametrize("kind", list(REGRESSORS))
+def test_regressors_encode_their_own_predictions(kind: str) -> None:
+    data, features = setup()
+    model = train(kind, REGRESSORS[kind], features, data, score(data), name=kind)
+    compiled = compile_model(model, features)
+    points = random_points(N_NUMPY, 5)
+    s = scores(compiled, model.transform(points))[:, 0]
+    atol = 1e-4 if kind == "xgboost_regressor" else 1e-9  # float32 sums of ~100-sized values
+    np.testing.assert_allclose(s, model.predict_value(points), rtol=0, atol=atol)
+    assert compiled.margin >= np.abs(s - model.predict_value(points)).max()
+    enc = Encoding(compiled, features)
+    few = random_points(N_Z3 // 3, 6)
+    for i in range(N_Z3 // 3):
+        ok, got = encoded(enc, one(few, i))
+        assert ok
+        tolerance = float(enc.slack) + 1e-9 * (1 + abs(s[i]))
+        expected = scores(compiled, model.transform({k: v[i : i + 1] for k, v in few.items()}))
+        assert abs(float(got[0]) - expected[0, 0]) <= tolerance

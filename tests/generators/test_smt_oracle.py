@@ -1,7 +1,8 @@
 """The ``smt`` generator against brute force: on tiny integer and categorical domains, every
 point of the domain is labelled by the model's own ``predict``, and no point that satisfies
 the condition, keeps the immutable feature and gets the required label is closer than the
-generator's CF, for every objective and every model kind (randomized with hypothesis).
+generator's CF, for every objective and every model kind (randomized with hypothesis); for
+regressors, no point moves the output far enough in the asked direction and is closer.
 
 Points whose scores are within the model's margin of a tie are *ambiguous*: floating point
 may label them either way, and the exact encoding stays clear of them, so the oracle's optimum
@@ -218,6 +219,98 @@ def test_no_point_of_the_domain_is_closer(
     check_against_oracle(kind, seed, classes, encoding, objective, n, picks)
 
 
+REGRESSORS = {
+    "linear_regression": {},
+    "ridge": {},
+    "decision_tree_regressor": {"max_depth": 4},
+    "random_forest_regressor": {"n_estimators": 5, "max_depth": 3},
+    "gradient_boosting_regressor": {"n_estimators": 5, "max_depth": 2},
+    "xgboost_regressor": {"n_estimators": 5, "max_depth": 3},
+}
+
+
+@functools.cache
+def tiny_regressor(kind: str, seed: int) -> Model:
+    rng = np.random.default_rng(seed)
+    points = grid("f")
+    for k, v in grid("m").items():
+        points[k] = np.concatenate([points[k], v])
+    w = rng.normal(0, 1, 4)
+    y = (
+        w[0] * points["a"]
+        + w[1] * points["b"] ** 2
+        + np.where(points["c"] == "q", w[2], 0.0)
+        + w[3] * points["d"]
+        + rng.normal(0, 0.3, len(points["a"]))
+    )
+    return train(kind, REGRESSORS[kind], FEATURES, points, y, name=kind)
+
+
+def check_regressor(kind: str, seed: int, objective: str, direction: str, picks: int) -> None:
+    model = tiny_regressor(kind, seed)
+    compiled = compile_model(model, FEATURES)
+    gen = Smt(objective=objective, process=False).fit(model, FEATURES)
+    rng = np.random.default_rng(picks)
+    for e in ("f", "m"):
+        points = grid(e)
+        values = model.predict_value(points)
+        i = int(rng.integers(len(values)))
+        x = {k: v[i].item() if hasattr(v[i], "item") else v[i] for k, v in points.items()}
+        cond = normalize(random_condition(rng) if rng.random() < 0.5 else TRUE, Domains(FEATURES))
+        change = float(rng.uniform(0.1, 2.0))
+        task = GenerationTask(
+            instance=x,
+            original_label=None,
+            target=None,
+            condition=cond,
+            n=1,
+            original_value=float(values[i]),
+            min_change=change,
+            direction=direction,
+        )
+        delta = values - values[i]
+        moved = {"up": delta, "down": -delta, "any": np.abs(delta)}[direction]
+        ok = evaluate(cond, points) & (moved >= change)
+        good = ok & (np.abs(moved - change) > 10 * compiled.margin + 1e-9)
+        out = gen.generate(task)
+        assert valid_mask(model, FEATURES, task, out).all()
+        if not good.any():
+            continue
+        value = key(
+            objective,
+            distance("l0", x, points, FEATURES),
+            distance("l1", x, points, FEATURES),
+            distance("tabular", x, points, FEATURES),
+        )
+        assert len(out["a"]) == 1, (kind, out.info)
+        got = key(
+            objective,
+            distance("l0", x, out, FEATURES),
+            distance("l1", x, out, FEATURES),
+            distance("tabular", x, out, FEATURES),
+        )
+        assert got[0] <= value[good].min() + 1e-9, (kind, objective, direction, got, dict(out))
+
+
+@pytest.mark.parametrize("kind", list(REGRESSORS))
+@settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 2),
+    objective=st.sampled_from(OBJECTIVES),
+    direction=st.sampled_from(["up", "down", "any"]),
+    picks=st.integers(0, 10**6),
+)
+def test_regressors_no_point_of_the_domain_is_closer(
+    kind: str, seed: int, objective: str, direction: str, picks: int
+) -> None:
+    check_regressor(kind, seed, objective, direction, picks)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(KINDS))
 @settings(
@@ -238,3 +331,23 @@ def test_many_more_draws(
     kind: str, seed: int, classes: int, encoding: str, objective: str, n: int, picks: int
 ) -> None:
     check_against_oracle(kind, seed, classes, encoding, objective, n, picks)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(REGRESSORS))
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 5),
+    objective=st.sampled_from(OBJECTIVES),
+    direction=st.sampled_from(["up", "down", "any"]),
+    picks=st.integers(0, 10**6),
+)
+def test_regressors_many_more_draws(
+    kind: str, seed: int, objective: str, direction: str, picks: int
+) -> None:
+    check_regressor(kind, seed, objective, direction, picks)
