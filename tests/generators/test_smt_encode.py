@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import z3
+from threadpoolctl import threadpool_limits
 
 from cfdb.ctable.condition import value_string
 from cfdb.errors import CfdbUnsupportedError
@@ -61,7 +62,8 @@ def model_for(kind: str, classes: int, encoding: str) -> Model:
     s = score(data)
     cuts = np.quantile(s, np.linspace(0, 1, classes + 1)[1:-1])
     labels = np.array(["c0", "c1", "c2"], dtype=object)[np.digitize(s, cuts)]
-    return train(kind, KINDS[kind], features, data, labels, name=kind, encoding=encoding)
+    with threadpool_limits(1):  # OpenMP threads make small fits slow on a busy machine
+        return train(kind, KINDS[kind], features, data, labels, name=kind, encoding=encoding)
 
 
 def random_points(n: int, seed: int) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 from cfdb.ctable.condition import (
     TRUE,
@@ -93,7 +94,8 @@ def tiny_model(kind: str, seed: int, classes: int, encoding: str) -> Model:
     )
     cuts = np.quantile(s, np.linspace(0, 1, classes + 1)[1:-1])
     labels = np.array(["k0", "k1", "k2"], dtype=object)[np.digitize(s, cuts)]
-    return train(kind, KINDS[kind], FEATURES, cols, labels, name=kind, encoding=encoding)
+    with threadpool_limits(1):  # OpenMP threads make tiny fits slow on a busy machine
+        return train(kind, KINDS[kind], FEATURES, cols, labels, name=kind, encoding=encoding)
 
 
 def key(objective: str, l0: np.ndarray, l1: np.ndarray, tab: np.ndarray) -> np.ndarray:
