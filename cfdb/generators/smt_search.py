@@ -7,16 +7,20 @@ model's encoding. The objectives:
   assumptions: each model with ``k`` changes is followed by ``AtMost(changes, k - 1)``; an
   unsatisfiable bound proves the last one optimal.
 * ``l1`` (Σ |y − x| / MAD over numeric features plus changed categoricals) and ``tabular``
-  (the same terms weighted by ``n_num/n`` and ``n_cat/n``): linear search on the cost. After
-  each model, the facts its Booleans activate form a linear program (see
-  :mod:`~.smt_encode`), and ``z3.Optimize`` moves the point to that program's optimum, the
-  best CF of the region; the next check asks for a strictly lower cost, so each region is
+  (the same terms weighted by ``n_num/n`` and ``n_cat/n``): a search on the cost. After each
+  model, the facts its Booleans activate form a linear program (see :mod:`~.smt_encode`); its
+  optimum, the best CF of that region, is found by clamping each feature into its interval
+  when every fact bounds one feature (trees), else exactly with ``z3.Optimize`` over reals plus
+  branch and bound on integer features (z3's own integer optimization is ~100 times slower
+  here). The next check asks for a cost at most halfway between the best cost and a lower
+  bound (bisection) until they are within 1%, then strictly below the best, so each region is
   visited at most once and the final unsatisfiable check proves optimality.
 * ``l0_l1``: ``l0`` first, then ``l1`` among the CFs with the fewest changes.
 
-z3's ``Optimize`` alone was much slower here (seconds per random-forest instance, against
-tens of milliseconds), and gives no intermediate answers; this loop yields an improving
-sequence, each emitted as soon as found, which is what a time limit keeps.
+z3's ``Optimize`` over the whole formula was much slower here (3 to 7 seconds per instance of
+a 10-tree forest on UCI Adult, against tenths of a second) and gives no intermediate answers;
+this loop yields an improving sequence, each CF emitted as soon as found, which is what a time
+limit keeps.
 
 For ``n > 1`` the search repeats under blocking clauses: each later CF must change another set
 of features, or give a changed categorical feature another value, than every earlier one; each
@@ -139,14 +143,12 @@ class Search:
             else:
                 enc.decision(job.original, job.target, Fraction(job.margin), job.ties, terms.facts)
             enc.solver.add(enc.condition(job.condition, terms.facts))
-            low = Fraction(0)
             for index in range(job.n):
-                best = self._one(job, terms, index, emit, low)
+                best = self._one(job, terms, index, emit)
                 if best is None:
                     return "infeasible" if index == 0 else "done"
                 best.optimal = True
                 emit(best)
-                low = best.cost  # later CFs cost at least as much: a start for bisection
                 if index + 1 < job.n:
                     enc.solver.add(self._block(terms, job.instance, best))
             return "done"
@@ -154,12 +156,7 @@ class Search:
             enc.solver.pop()
 
     def _one(
-        self,
-        job: Job,
-        terms: TaskTerms,
-        index: int,
-        emit: Callable[[Found], None],
-        low: Fraction,
+        self, job: Job, terms: TaskTerms, index: int, emit: Callable[[Found], None]
     ) -> Found | None:
         enc = self.enc
         changed = list(terms.changed.values())
@@ -188,7 +185,8 @@ class Search:
         if job.objective != "l0_l1":  # (l0_l1 goes on from the L0 phase's best, L1-polished)
             best = self._polish(job, terms, index, w)
             emit(best)
-        # `low` only steers the bisection: optimality rests on the final strict check alone.
+        # `low` only steers the bisection (no CF was found at or below it); optimality rests on
+        # the final strict check alone.
         low = Fraction(0)
         while True:
             # Bisect while the gap is wide, then ask for anything strictly better.
