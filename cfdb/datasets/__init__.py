@@ -130,7 +130,7 @@ DATASETS.register(
     Dataset(
         name="compas",
         description="COMPAS recidivism (ProPublica, Broward County 2013-14): two-year recidivism, 6,172 rows",
-        citation="J. Angwin, J. Larson, S. Mattu, L. Kirchner, \"Machine Bias\", ProPublica, "
+        citation='J. Angwin, J. Larson, S. Mattu, L. Kirchner, "Machine Bias", ProPublica, '
         "2016. https://github.com/propublica/compas-analysis",
         query="""
 SELECT id, age, sex, race, priors_count, c_charge_degree, two_year_recid,

@@ -87,7 +87,11 @@ def power_fit(xs: np.ndarray, ys: np.ndarray, best: float) -> ScalingFit | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. no covariance with exactly three points
             (a, b, c), _ = curve_fit(
-                form, xs, ys, p0=p0, bounds=([lower_a, -np.inf, 1e-4], [upper_a, np.inf, 10.0]),
+                form,
+                xs,
+                ys,
+                p0=p0,
+                bounds=([lower_a, -np.inf, 1e-4], [upper_a, np.inf, 10.0]),
                 maxfev=20000,
             )
     except (RuntimeError, ValueError, TypeError):
