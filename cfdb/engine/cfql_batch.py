@@ -36,6 +36,7 @@ least that much from the prediction's ``Score``) and ``direction`` (``up``, ``do
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -53,7 +54,7 @@ from cfdb.engine.handlers.models import columns_of, load_model, model_features
 from cfdb.errors import CfdbDataError, CfdbError, CfdbSyntaxError, CfdbUnsupportedError
 from cfdb.generators import GENERATORS, GenerationTask
 from cfdb.generators.base import DIRECTIONS
-from cfdb.generators.reuse import Member, PoolCF, evaluate_batch
+from cfdb.generators.reuse import Member, PoolCF, choice_from_outcome, evaluate_batch
 from cfdb.generators.run import run_tasks
 from cfdb.lang.cfql import Analyzer, Foreach
 from cfdb.lang.parse import Statement
@@ -673,7 +674,6 @@ def _independent(
     members_by_class: dict[int, list[Member]], queries: list[dict[str, Any]], advance: Any
 ) -> dict[Any, Any]:
     """No reuse (threshold 0): every member's generator runs, in parallel per generator."""
-    from cfdb.generators.reuse import Choice
 
     by_generator: dict[int, list[Member]] = {}
     for members in members_by_class.values():
@@ -681,7 +681,7 @@ def _independent(
             by_generator.setdefault(id(m.generator), []).append(m)
     n_jobs = max(int(q["params"].get("n_jobs", 1)) for q in queries)
     choices: dict[Any, Any] = {}
-    counter = 0
+    ids = itertools.count(1)
     for members in by_generator.values():
         outcomes = run_tasks(
             members[0].generator,
@@ -691,19 +691,7 @@ def _independent(
             progress=advance,
         )
         for m, outcome in zip(members, outcomes, strict=True):
-            if outcome.error is not None or not outcome.count:
-                choices[m.key] = Choice(
-                    error=outcome.error or "no counterfactual found", generator_called=True
-                )
-                continue
-            cfs = []
-            for i in range(outcome.count):
-                counter += 1
-                row = {k: v[i] for k, v in outcome.rows.items()}
-                cfs.append(PoolCF(("new", counter), row, str(outcome.labels[i])))
-            choices[m.key] = Choice(
-                cfs=cfs, distances=outcome.distances.tolist(), generator_called=True
-            )
+            choices[m.key] = choice_from_outcome(outcome, ids)
     return choices
 
 

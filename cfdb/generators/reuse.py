@@ -16,7 +16,8 @@ Pure: pools and tasks in, choices out; the engine reads and writes the database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,19 @@ def _try_reuse(member: Member, pool: Sequence[PoolCF], rng: np.random.Generator)
     )
 
 
+def choice_from_outcome(outcome: Outcome, ids: Iterator[int]) -> Choice:
+    """A generator call's outcome as a choice; new CFs get refs ``("new", k)`` from ``ids``."""
+    if outcome.error is not None or not outcome.count:
+        return Choice(error=outcome.error or "no counterfactual found", generator_called=True)
+    cfs = [
+        PoolCF(
+            ("new", next(ids)), {k: v[i] for k, v in outcome.rows.items()}, str(outcome.labels[i])
+        )
+        for i in range(outcome.count)
+    ]
+    return Choice(cfs=cfs, distances=outcome.distances.tolist(), generator_called=True)
+
+
 def evaluate_batch(
     order: Sequence[int],
     members: Mapping[int, Sequence[Member]],
@@ -129,7 +143,7 @@ def evaluate_batch(
     pool: dict[int, list[PoolCF]] = {c: list((pools or {}).get(c, ())) for c in order}
     seen: dict[int, set[Any]] = {c: {cf.ref for cf in pool[c]} for c in order}
     choices: dict[Any, Choice] = {}
-    counter = 0
+    ids = itertools.count(1)
     for cls in order:
         for member in members.get(cls, ()):
             choice = _try_reuse(member, pool[cls], rng)
@@ -137,22 +151,10 @@ def evaluate_batch(
                 outcome: Outcome = run_task(
                     member.generator, member.key, member.task, member.time_limit
                 )
-                if outcome.error is not None or not outcome.count:
-                    choice = Choice(
-                        error=outcome.error or "no counterfactual found", generator_called=True
-                    )
-                else:
-                    new = []
-                    for i in range(outcome.count):
-                        counter += 1
-                        row = {k: v[i] for k, v in outcome.rows.items()}
-                        new.append(PoolCF(("new", counter), row, str(outcome.labels[i])))
-                    choice = Choice(
-                        cfs=new, distances=outcome.distances.tolist(), generator_called=True
-                    )
-                    for cf in new:
-                        pool[cls].append(cf)
-                        seen[cls].add(cf.ref)
+                choice = choice_from_outcome(outcome, ids)
+                for cf in choice.cfs:
+                    pool[cls].append(cf)
+                    seen[cls].add(cf.ref)
             choices[member.key] = choice
             if progress:
                 progress(1)
