@@ -6,7 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from cfdb.errors import CfdbDataError
+from cfdb.errors import CfdbError
+from cfdb.exec.options import check_n_jobs
 from cfdb.registry import Registry
 
 T = TypeVar("T")
@@ -14,6 +15,10 @@ R = TypeVar("R")
 
 #: ``fn(shared, chunk) -> results``: what an executor runs on each chunk of tasks.
 ChunkFn = Callable[[Any, Sequence[Any]], list[Any]]
+#: ``describe(task) -> "cell 12 of grid g"``: how errors name a task.
+Describe = Callable[[Any], str]
+#: ``lost(task, reason) -> result``: what stands in for a task whose worker died twice.
+Lost = Callable[[Any, str], Any]
 
 
 class Executor(ABC):
@@ -27,19 +32,33 @@ class Executor(ABC):
     name = "executor"
 
     def __init__(self, n_jobs: int = 1, address: str | None = None) -> None:
-        if not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
-            raise CfdbDataError(f"n_jobs must be a positive integer or -1, not {n_jobs!r}")
-        self.n_jobs = n_jobs
+        self.n_jobs = check_n_jobs(n_jobs)
         self.address = address
 
     @abstractmethod
     def map_chunks(
-        self, fn: ChunkFn, shared: Any, chunks: Sequence[Sequence[Any]]
+        self,
+        fn: ChunkFn,
+        shared: Any,
+        chunks: Sequence[Sequence[Any]],
+        *,
+        describe: Describe | None = None,
+        lost: Lost | None = None,
     ) -> Iterator[list[Any]]:
         """Yield ``fn(shared, chunk)`` for every chunk, in completion order.
 
-        Closing the iterator early (an interruption) cancels the chunks not yet started.
+        Every executor behaves the same way on failures:
+
+        * an exception raised by ``fn`` ends the run with one
+          :class:`~cfdb.errors.CfdbExecutionError` naming the task (``describe``);
+        * a worker that dies mid-chunk has the chunk's tasks retried once each (they may then
+          come back in smaller lists); ``lost(task, reason)`` stands in for a task that died
+          twice (without ``lost`` the run ends with a ``CfdbExecutionError``);
+        * closing the iterator early (Ctrl-C) stops the workers; what was yielded is kept.
         """
+
+    def connect(self) -> None:  # noqa: B027  (optional hook: most executors need nothing)
+        """Check the executor can run (e.g. reach its cluster) before anything is written."""
 
     @property
     def workers(self) -> int:
@@ -48,14 +67,49 @@ class Executor(ABC):
 
         return (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
 
+    @property
+    def in_process(self) -> bool:
+        """Whether chunks run in the calling process (then each may be committed alone)."""
+        return False
+
     def close(self) -> None:  # noqa: B027  (optional hook: most executors hold nothing)
-        """Release workers (a no-op by default)."""
+        """Release what this executor holds (warm process pools outlive it)."""
 
     def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def run_in_process(
+    fn: ChunkFn,
+    shared: Any,
+    chunks: Sequence[Sequence[Any]],
+    describe: Describe | None = None,
+) -> Iterator[list[Any]]:
+    """The serial loop, with the same error contract as the pools."""
+    from cfdb.exec.pool import _name, task_error
+
+    for chunk in chunks:
+        try:
+            yield fn(shared, chunk)
+        except CfdbError:
+            raise
+        except Exception as exc:
+            import traceback
+
+            task = chunk[0] if chunk else None
+            if len(chunk) > 1:  # name the failing task, as the workers do
+                for t in chunk:
+                    try:
+                        fn(shared, [t])
+                    except Exception:
+                        task = t
+                        break
+            trace = "".join(traceback.format_exception(exc))
+            err = task_error(_name(describe, task), type(exc).__name__, str(exc), trace, exc)
+            raise err from err.__cause__  # the original only under CFDB_DEBUG
 
 
 #: Executors by name.

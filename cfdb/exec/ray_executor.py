@@ -1,18 +1,33 @@
 """The Ray executor: chunks of work as Ray tasks, on a local or remote Ray cluster.
 
-Ray is optional (``pip install 'cfdb[ray]'``). ``address`` is passed to ``ray.init``: ``None``
-joins the Ray instance this process already started, or starts a local one; ``"auto"`` joins
-a running local cluster; ``"ray://host:10001"`` a remote one. The shared value is put in
-Ray's object store once; each task receives its reference.
+Ray is optional (``pip install 'cfdb[ray]'``); cfdb must be importable on every node.
+``address`` is passed to ``ray.init``: ``None`` joins the Ray instance this process already
+started, the cluster in ``RAY_ADDRESS``, or starts a local one; ``"auto"`` joins the running
+local cluster; ``"host:6379"`` a cluster's head node; ``"ray://host:10001"`` through Ray
+Client. A cluster that cannot be reached is reported within :data:`CONNECT_TIMEOUT` seconds,
+before the statement writes anything.
+
+The function and the shared value (a grid's data, a fitted model) are put in Ray's object
+store once per run; each worker process fetches the shared value once and keeps it, and
+every task only carries its chunk. Failures follow :class:`~cfdb.exec.base.Executor`: a task
+that raises ends the run with one ``CfdbExecutionError``; a chunk whose worker died is
+retried task by task once (Ray's own retries are off so the rule is the same as locally).
 """
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
-from cfdb.errors import CfdbPluginError
-from cfdb.exec.base import EXECUTORS, ChunkFn, Executor
+from cfdb.errors import CfdbExecutionError, CfdbPluginError
+from cfdb.exec.base import EXECUTORS, ChunkFn, Describe, Executor, Lost
+from cfdb.exec.pool import _name, task_error
+
+#: Seconds to reach a cluster before giving up.
+CONNECT_TIMEOUT = 8.0
 
 
 def _ray() -> Any:
@@ -26,19 +41,40 @@ def _ray() -> Any:
 
 
 _SHARED: dict[str, Any] = {}
+_SHARED_LOCK = threading.Lock()
 
 
-def _run_chunk(fn: ChunkFn, boxed: list[Any], chunk: Sequence[Any]) -> list[Any]:
+def _run_chunk(fn: ChunkFn, boxed: list[Any], task_id: int, chunk: list[Any]) -> tuple[Any, ...]:
     # The shared value arrives as a reference inside a list, so Ray does not resolve (and
     # deserialize) it for every task: each worker process fetches it once and keeps it.
+    from cfdb.exec.wire import run_task_chunk
+
     ref = boxed[0]
     key = ref.hex()
-    if key not in _SHARED:
-        import ray
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            import ray
 
-        _SHARED.clear()  # one grid at a time per worker
-        _SHARED[key] = ray.get(ref)
-    return fn(_SHARED[key], chunk)
+            _SHARED.clear()  # one run's value at a time per worker
+            _SHARED[key] = ray.get(ref)
+        shared = _SHARED[key]
+    return run_task_chunk(fn, shared, task_id, chunk)
+
+
+def _probe(address: str) -> None:
+    """Fail fast when ``host:port`` does not accept connections (ray.init would wait long)."""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    host, port = parts.hostname, parts.port
+    if not host or not port:
+        return
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT / 2):
+            pass
+    except OSError as exc:
+        raise CfdbExecutionError(
+            f"cannot reach the Ray cluster at {address!r}: {exc.strerror or exc}",
+            hint="start it with `ray start --head`, or check the address and port",
+        ) from None
 
 
 class RayExecutor(Executor):
@@ -46,42 +82,81 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def _connect(self) -> Any:
+    def connect(self) -> Any:
         ray = _ray()
-        if not ray.is_initialized():
-            ray.init(
-                address=self.address,
-                include_dashboard=False,
-                log_to_driver=False,
-                ignore_reinit_error=True,
-            )
+        if ray.is_initialized():
+            return ray
+        if self.address and self.address != "auto":
+            _probe(self.address)
+        kwargs: dict[str, Any] = {"log_to_driver": False, "ignore_reinit_error": True}
+        if not self.address:
+            kwargs["include_dashboard"] = False
+        try:
+            ray.init(address=self.address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CfdbExecutionError(
+                f"cannot connect to the Ray cluster at {self.address or 'default'!r}: {first}",
+                hint="start one with `ray start --head`, or pass address = 'host:port'",
+            ) from None
         return ray
 
     @property
     def workers(self) -> int:
         if self.n_jobs != -1:
             return self.n_jobs
-        ray = self._connect()
+        ray = self.connect()
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def map_chunks(
-        self, fn: ChunkFn, shared: Any, chunks: Sequence[Sequence[Any]]
+        self,
+        fn: ChunkFn,
+        shared: Any,
+        chunks: Sequence[Sequence[Any]],
+        *,
+        describe: Describe | None = None,
+        lost: Lost | None = None,
     ) -> Iterator[list[Any]]:
         if not chunks:
             return
-        ray = self._connect()
-        remote = ray.remote(num_cpus=1, max_retries=2)(_run_chunk)
+        ray = self.connect()
+        from ray.exceptions import RayError, TaskCancelledError
+
+        remote = ray.remote(num_cpus=1, max_retries=0)(_run_chunk)
         shared_ref = ray.put(shared)
         fn_ref = ray.put(fn)
-        queue = list(chunks)
-        pending: list[Any] = []
+        queue: list[tuple[list[Any], int]] = [(list(c), 1) for c in reversed(chunks)]
+        pending: dict[Any, tuple[list[Any], int]] = {}
         try:
             while queue or pending:
-                while queue and len(pending) < 2 * self.workers:
-                    pending.append(remote.remote(fn_ref, [shared_ref], queue.pop(0)))
-                done, pending = ray.wait(pending, num_returns=1)
+                while queue and len(pending) < self.workers:
+                    tasks, attempt = queue.pop()
+                    ref = remote.remote(fn_ref, [shared_ref], 0, tasks)
+                    pending[ref] = (tasks, attempt)
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
                 for ref in done:
-                    yield ray.get(ref)
+                    tasks, attempt = pending.pop(ref)
+                    try:
+                        reply = ray.get(ref)
+                    except TaskCancelledError:
+                        raise
+                    except RayError as exc:  # the worker died (or the node went away)
+                        reason = f"the Ray worker died ({type(exc).__name__})"
+                        if attempt == 1:
+                            queue.extend(([t], 2) for t in reversed(tasks))
+                        elif lost is not None:
+                            yield [lost(t, reason) for t in tasks]
+                        else:
+                            raise CfdbExecutionError(
+                                f"{_name(describe, tasks[0])} failed twice: {reason}"
+                            ) from None
+                        continue
+                    if reply[0] == "ok":
+                        yield reply[2]
+                        continue
+                    _, _, index, type_name, text, trace = reply
+                    task = tasks[index] if 0 <= index < len(tasks) else tasks[0]
+                    raise task_error(_name(describe, task), type_name, text, trace)
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)

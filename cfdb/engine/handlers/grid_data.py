@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from cfdb.errors import CfdbDataError, CfdbError, CfdbPluginError, CfdbSyntaxError
+from cfdb.exec import exec_options
 from cfdb.grid import designs as designs_mod
 from cfdb.grid import prepare
 from cfdb.grid.cell import GridData
@@ -60,6 +61,11 @@ def _options(node: CreateGrid | WhatIf, script: str) -> tuple[dict[str, Any], di
             raise CfdbSyntaxError(
                 f"unknown grid option {key!r}; known: {', '.join(sorted(GRID_OPTIONS))}"
             ).located(script, *(p.span if p else node.span("metrics")))
+    try:
+        exec_options(options)
+    except CfdbDataError as err:
+        p = node.option(err.option)
+        raise err.located(script, *(p.span if p else node.span("metrics"))) from None
     return params, options
 
 

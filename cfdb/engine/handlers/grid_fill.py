@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from cfdb.engine.handlers.grid_data import Prepared, _columns, _lookup, _prepare, _run
 from cfdb.errors import CfdbDataError
-from cfdb.exec import Executor, Progress, chunked, make_executor
+from cfdb.exec import Executor, Progress, chunked, exec_options, make_executor
 from cfdb.grid import scaling
 from cfdb.grid.cell import CellResult, CellTask, GridData, run_cells
 from cfdb.grid.metrics import METRICS
@@ -163,20 +163,24 @@ class RunConfig:
 
 
 def _run_config(session: Any, row: dict[str, Any], params: dict[str, Any]) -> RunConfig:
-    options = row["Options"]
-
-    def pick(key: str, default: Any) -> Any:
-        for source in (params, options):
-            if source.get(key) is not None:
-                return source[key]
-        return getattr(session, key, None) if getattr(session, key, None) is not None else default
-
+    # the statement's options, then the grid's, then the connection's defaults
+    defaults = {k: getattr(session, k, None) for k in ("executor", "n_jobs", "address")}
+    opts = exec_options(params, row["Options"], defaults)
     return RunConfig(
-        executor=str(pick("executor", "local")),
-        n_jobs=int(pick("n_jobs", 1)),
-        address=pick("address", None),
+        executor=opts.executor,
+        n_jobs=opts.n_jobs,
+        address=opts.address,
         progress=params.get("progress"),
     )
+
+
+def _describe(grid: str) -> Any:
+    return lambda task: f"cell {task.subset_id} of grid {grid}"
+
+
+def _lost(task: CellTask, reason: str) -> CellResult:
+    # a cell whose worker died twice is recorded as failed, with why
+    return CellResult(task.subset_id, status="failed", error=reason)
 
 
 def _train(
@@ -198,8 +202,12 @@ def _train(
         block = ids[block_start : block_start + _BLOCK]
         tasks = _tasks(session, row, prepared, block)
         # In-process, every cell is its own chunk: each is committed as soon as it finishes.
-        chunks = chunked(tasks, executor.workers) if executor.workers > 1 else [[t] for t in tasks]
-        results_iter = executor.map_chunks(run_cells, prepared.data, chunks)
+        chunks = (
+            chunked(tasks, executor.workers) if not executor.in_process else [[t] for t in tasks]
+        )
+        results_iter = executor.map_chunks(
+            run_cells, prepared.data, chunks, describe=_describe(grid), lost=_lost
+        )
         try:
             for results in results_iter:
                 with _hold_interrupts(), store.transaction():
@@ -227,7 +235,10 @@ def fill(
     params = params or {}
     row = gstore.require_grid(store, grid)
     grid = row["Name"]
+    config = _run_config(session, row, params)
+    executor = make_executor(config.executor, config.n_jobs, config.address)
     if params.get("retry_failed"):
+        executor.connect()  # an unreachable cluster fails before anything changes
         with store.transaction():
             store.execute("DELETE FROM GridCells WHERE Grid = ? AND Status = 'failed'", [grid])
     missing = gstore.missing_subsets(store, grid)
@@ -235,10 +246,9 @@ def fill(
     started = time.perf_counter()
     written = 0
     if missing and (limit is None or limit > 0):
-        config = _run_config(session, row, params)
+        executor.connect()  # an unreachable cluster fails here, before anything is written
         prepared = _prepare(session, row)
         budget = len(missing) if limit is None else min(limit, len(missing))
-        executor = make_executor(config.executor, config.n_jobs, config.address)
         with executor, Progress(f"grid {grid}", budget, enabled=config.progress) as progress:
             if row["Design"] == "permutations" and row["DesignArgs"].get("truncate") is not None:
                 written = _fill_truncated(
