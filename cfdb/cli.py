@@ -94,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         args_list.insert(0, "shell")
     args = build_parser().parse_args(args_list)
+    if getattr(args, "debug", False):
+        os.environ["CFDB_DEBUG"] = "1"  # errors from worker processes carry their traceback
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

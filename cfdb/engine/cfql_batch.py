@@ -52,6 +52,7 @@ from cfdb.ctable.instantiate import conditions as instantiate_conditions
 from cfdb.ctable.solve import Solver
 from cfdb.engine.handlers.models import columns_of, load_model, model_features
 from cfdb.errors import CfdbDataError, CfdbError, CfdbSyntaxError, CfdbUnsupportedError
+from cfdb.exec import exec_options, make_executor
 from cfdb.generators import GENERATORS, GenerationTask
 from cfdb.generators.base import DIRECTIONS
 from cfdb.generators.reuse import Member, PoolCF, choice_from_outcome, evaluate_batch
@@ -73,6 +74,8 @@ _QUERY_OPTIONS = {
     "pool",
     "min_change",
     "direction",
+    "executor",
+    "address",
 }
 BATCH_OPTIONS = {"reuse_threshold", "max_pool_checks", "construction", "persistent_pool"}
 #: Base-query rows allowed per prediction: more means Q_CF joins a relation not tied to pred.
@@ -318,6 +321,10 @@ def run_batch(
                 raise CfdbSyntaxError(
                     f"{key} applies to the whole batch: give it in BEGIN BATCH WITH (...)"
                 ).located(stmt.script, *node.param(key).span)
+        try:
+            exec_options(params)
+        except CfdbDataError as err:
+            raise err.located(stmt.script, *node.param(err.option).span) from None
         name = str(node.args.get("using") or DEFAULT_GENERATOR).lower()
         try:
             generator_cls = GENERATORS.get(name)
@@ -679,7 +686,10 @@ def _independent(
     for members in members_by_class.values():
         for m in members:
             by_generator.setdefault(id(m.generator), []).append(m)
-    n_jobs = max(int(q["params"].get("n_jobs", 1)) for q in queries)
+    jobs = [int(q["params"].get("n_jobs", 1)) for q in queries]
+    n_jobs = -1 if -1 in jobs else max(jobs)
+    where = exec_options(*(q["params"] for q in queries))
+    executor = make_executor(where.executor, n_jobs, where.address)
     choices: dict[Any, Any] = {}
     ids = itertools.count(1)
     for members in by_generator.values():
@@ -687,8 +697,8 @@ def _independent(
             members[0].generator,
             [(m.key, m.task) for m in members],
             time_limit=members[0].time_limit,
-            n_jobs=n_jobs,
             progress=advance,
+            executor=executor,
         )
         for m, outcome in zip(members, outcomes, strict=True):
             choices[m.key] = choice_from_outcome(outcome, ids)

@@ -3,14 +3,14 @@
 Pure: tasks in, verified CFs out; the engine reads the database and writes the results. Every
 candidate is verified (condition, immutable features, the model's output) before it counts; a
 generator that raises or overruns its deadline marks its task ``failed`` with the reason, and
-the other tasks go on. With ``n_jobs > 1`` tasks run in a local process pool, in chunks.
+the other tasks go on. Tasks run through an executor (:mod:`cfdb.exec`): in this process,
+in warm worker processes (in chunks), or on Ray.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -116,9 +116,22 @@ def coerce(rows: dict[str, Any], features: Sequence[FeatureSpec]) -> dict[str, n
 
 
 def _run_chunk(
-    generator: Generator, items: list[tuple[Any, GenerationTask]], time_limit: float | None
-) -> list[Outcome]:
-    return [run_task(generator, key, task, time_limit) for key, task in items]
+    shared: tuple[Generator, float | None], items: Sequence[tuple[int, Any, GenerationTask]]
+) -> list[tuple[int, Outcome]]:
+    generator, time_limit = shared
+    return [(i, run_task(generator, key, task, time_limit)) for i, key, task in items]
+
+
+def _describe(item: tuple[int, Any, GenerationTask]) -> str:
+    key = item[1]
+    if isinstance(key, tuple) and len(key) == 2:  # (query id, prediction id)
+        return f"prediction {key[1]} of query {key[0]}"
+    return f"prediction {key}"
+
+
+def _lost(item: tuple[int, Any, GenerationTask], reason: str) -> tuple[int, Outcome]:
+    # a prediction whose worker died twice is recorded as failed, with why
+    return item[0], Outcome(item[1], error=reason)
 
 
 def run_tasks(
@@ -128,30 +141,37 @@ def run_tasks(
     time_limit: float | None = None,
     n_jobs: int = 1,
     progress: Callable[[int], None] | None = None,
+    executor: Any = None,
 ) -> list[Outcome]:
     """Run every ``(key, task)``; outcomes in the order of ``items``.
 
     Args:
         generator: a fitted generator.
         time_limit: seconds per task (cooperative: the generator sees the deadline).
-        n_jobs: worker processes (1 runs in this process).
+        n_jobs: worker processes of the default (``local``) executor; 1 runs in this process.
         progress: called with the number of tasks just finished.
+        executor: a :class:`cfdb.exec.Executor` to run on instead (``n_jobs`` is then its own).
+            The fitted generator (model included) is shipped once per worker.
     """
-    if n_jobs <= 1 or len(items) < 2:
-        out = []
-        for key, task in items:
-            out.append(run_task(generator, key, task, time_limit))
-            if progress:
-                progress(1)
-        return out
-    size = max(1, min(64, len(items) // (n_jobs * 4) or 1))
-    chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
-    results: list[Outcome] = []
-    with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-        for outcomes in pool.map(
-            _run_chunk, [generator] * len(chunks), chunks, [time_limit] * len(chunks)
-        ):
-            results.extend(outcomes)
+    from cfdb.exec import chunked, make_executor
+
+    if executor is None:
+        executor = make_executor("local", n_jobs)
+    indexed = [(i, key, task) for i, (key, task) in enumerate(items)]
+    if executor.in_process or len(items) < 2:
+        chunks = [[item] for item in indexed]
+    else:
+        chunks = chunked(indexed, executor.workers, largest=64)
+    results: list[Outcome | None] = [None] * len(items)
+    stream = executor.map_chunks(
+        _run_chunk, (generator, time_limit), chunks, describe=_describe, lost=_lost
+    )
+    try:
+        for outcomes in stream:
+            for i, outcome in outcomes:
+                results[i] = outcome
             if progress:
                 progress(len(outcomes))
-    return results
+    finally:
+        stream.close()
+    return [r for r in results if r is not None]
