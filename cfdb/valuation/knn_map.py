@@ -33,8 +33,10 @@ The same formula holds for any tally utility, including ``soft`` (tests check bo
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from math import factorial
+from typing import Any
 
 import numpy as np
 from scipy.special import gammaln
@@ -123,6 +125,75 @@ def _soft_chunk(
     return out, float(constant)
 
 
+def part_rows(n_val: int, n_train: int, workers: int, chunk: int | None = None) -> int:
+    """Validation rows per part: what fits the memory budget, and at least ~2 parts per
+    worker so that every worker has some. Every executor uses the same parts and sums them in
+    the same order, so the values do not depend on where the parts ran (bit for bit)."""
+    if chunk:
+        return chunk
+    spread = max(_MIN_PART, -(-n_val // max(1, 2 * workers))) if workers > 1 else n_val
+    return max(1, min(chunk_rows(n_train), spread))
+
+
+#: Fewest validation rows in a part worth shipping on its own.
+_MIN_PART = 64
+
+
+def _soft_setup(
+    train: np.ndarray, labels: np.ndarray, gain: np.ndarray, k: int
+) -> tuple[Ranker, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    ranker = Ranker(train)
+    labels = np.asarray(labels).astype(np.int8 if gain.shape[1] <= 127 else np.int32)
+    return ranker, labels, _soft_coefficients(ranker.n, k)
+
+
+#: Per worker process: the ranker and buffers of the value being computed (by its identity).
+_STATE: dict[int, Any] = {}
+
+
+def _worker_state(shared: tuple[Any, ...], make: Any) -> Any:
+    key = id(shared)
+    if key not in _STATE:
+        _STATE.clear()  # one VALUATE at a time per worker
+        _STATE[key] = make()
+    return _STATE[key]
+
+
+def _soft_parts(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[int, Any, float]]:
+    """Executor task: the soft values of validation parts ``indices`` (see soft_values)."""
+    train, labels, val, gain, k, size = shared
+
+    def make() -> tuple[Any, ...]:
+        ranker, codes, coef = _soft_setup(train, labels, gain, k)
+        return ranker, codes, coef, _Workspace(size, ranker.n)
+
+    ranker, codes, coef, ws = _worker_state(shared, make)
+    out = []
+    for i in indices:
+        part = slice(i * size, min(len(gain), (i + 1) * size))
+        values, constant = _soft_chunk(ranker, val[part], codes, gain[part], k, coef, ws)
+        out.append((i, values, constant))
+    return out
+
+
+def _gather(executor: Any, fn: Any, shared: tuple[Any, ...], n_parts: int) -> list[Any]:
+    """Run ``fn`` over every part on ``executor``; per-part results in part order."""
+    results: list[Any] = [None] * n_parts
+    stream = executor.map_chunks(
+        fn,
+        shared,
+        [[i] for i in range(n_parts)],
+        describe=lambda i: f"validation rows part {i + 1} of {n_parts}",
+    )
+    try:
+        for done in stream:
+            for item in done:
+                results[item[0]] = item[1:]
+    finally:
+        stream.close()
+    return results
+
+
 def soft_values(
     train: np.ndarray,
     labels: np.ndarray,
@@ -132,6 +203,7 @@ def soft_values(
     *,
     n_jobs: int = 2,
     chunk: int | None = None,
+    executor: Any = None,
 ) -> np.ndarray:
     """Exact KNN-Shapley values (soft utility) of each training row of a map pipeline.
 
@@ -142,34 +214,41 @@ def soft_values(
         gain: the additive utility's gain matrix (validation rows × classes).
         k: the K of the KNN proxy.
         n_jobs: worker threads (sorting and BLAS release the GIL).
-        chunk: validation rows ranked at once (default: what fits ~96 MB per array).
+        chunk: validation rows ranked at once (default: :func:`part_rows`).
+        executor: a :class:`cfdb.exec.Executor` running the parts in other processes or on
+            Ray (its ``n_jobs`` replaces ``n_jobs``); the values equal the threads' bit for
+            bit.
 
     Returns:
         One value per training row; they sum to the utility of the full training set.
     """
-    ranker = Ranker(train)
-    labels = np.asarray(labels).astype(np.int8 if gain.shape[1] <= 127 else np.int32)
-    coef = _soft_coefficients(ranker.n, k)
-    size = chunk or chunk_rows(ranker.n)
+    remote = executor is not None and not executor.in_process
+    workers = executor.workers if remote else n_jobs
+    size = part_rows(len(gain), train.shape[0], workers, chunk)
     if gain.shape[1] == 2:  # group validation rows by gain difference (see _soft_chunk)
         perm = np.argsort(gain[:, 1] - gain[:, 0], kind="stable")
         gain, val = gain[perm], val[perm]
     parts = list(chunks(len(gain), size))
-    local = threading.local()
+    if remote:
+        per_part = _gather(executor, _soft_parts, (train, labels, val, gain, k, size), len(parts))
+    else:
+        ranker, codes, coef = _soft_setup(train, labels, gain, k)
+        local = threading.local()
 
-    def run(part: slice) -> tuple[np.ndarray, float]:
-        ws = getattr(local, "ws", None)
-        if ws is None:
-            ws = local.ws = _Workspace(size, ranker.n)
-        return _soft_chunk(ranker, val[part], labels, gain[part], k, coef, ws)
+        def run(part: slice) -> tuple[np.ndarray, float]:
+            ws = getattr(local, "ws", None)
+            if ws is None:
+                ws = local.ws = _Workspace(size, ranker.n)
+            return _soft_chunk(ranker, val[part], codes, gain[part], k, coef, ws)
 
-    total = np.zeros(ranker.n)
+        with ThreadPoolExecutor(max(1, min(n_jobs, len(parts)))) as pool:
+            per_part = list(pool.map(run, parts))
+    # summed in part order, wherever the parts ran
+    total = np.zeros(train.shape[0])
     constant = 0.0
-    workers = max(1, min(n_jobs, len(parts)))
-    with ThreadPoolExecutor(workers) as pool:
-        for out, const in pool.map(run, parts):
-            total += out
-            constant += const
+    for out, const in per_part:
+        total += out
+        constant += const
     total += constant
     return total
 
@@ -266,6 +345,41 @@ def _vote_chunk(
     return np.bincount(order.ravel(), weights=values.ravel(), minlength=n)
 
 
+def _vote_setup(
+    labels: np.ndarray, gain: np.ndarray, k: int, knn_utility: str
+) -> tuple[np.ndarray, Tallies, np.ndarray]:
+    labels = np.asarray(labels, dtype=np.intp)
+    tallies = Tallies(gain.shape[1], k)
+    return labels, tallies, np.bincount(labels, minlength=gain.shape[1])
+
+
+def _vote_part(
+    ranker: Ranker,
+    setup: tuple[np.ndarray, Tallies, np.ndarray],
+    val: np.ndarray,
+    gain: np.ndarray,
+    k: int,
+    knn_utility: str,
+) -> np.ndarray:
+    labels, tallies, class_counts = setup
+    utility = tally_utility(gain, tallies, knn_utility, k)
+    small = _small_coalitions(utility, tallies, class_counts, k)
+    return _vote_chunk(ranker, val, labels, utility, tallies, k, small)
+
+
+def _vote_parts(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[int, Any]]:
+    """Executor task: the values of validation parts ``indices`` (see vote_values)."""
+    train, labels, val, gain, k, knn_utility, size = shared
+    ranker, setup = _worker_state(
+        shared, lambda: (Ranker(train), _vote_setup(labels, gain, k, knn_utility))
+    )
+    out = []
+    for i in indices:
+        part = slice(i * size, min(len(gain), (i + 1) * size))
+        out.append((i, _vote_part(ranker, setup, val[part], gain[part], k, knn_utility)))
+    return out
+
+
 def vote_values(
     train: np.ndarray,
     labels: np.ndarray,
@@ -276,6 +390,7 @@ def vote_values(
     knn_utility: str = "vote",
     n_jobs: int = 2,
     chunk: int | None = None,
+    executor: Any = None,
 ) -> np.ndarray:
     """Exact KNN-Shapley values of each training row of a map pipeline, any tally utility.
 
@@ -288,29 +403,33 @@ def vote_values(
         knn_utility: ``vote`` (majority) or ``soft`` (slower than :func:`soft_values`).
         n_jobs: worker threads.
         chunk: validation rows ranked at once.
+        executor: as in :func:`soft_values`.
 
     Returns:
         One value per training row.
     """
-    ranker = Ranker(train)
-    labels = np.asarray(labels, dtype=np.intp)
+    remote = executor is not None and not executor.in_process
+    workers = executor.workers if remote else n_jobs
     n_classes = gain.shape[1]
-    tallies = Tallies(n_classes, k)
-    class_counts = np.bincount(labels, minlength=n_classes)
-    size = chunk or max(1, chunk_rows(ranker.n) // (2 * n_classes + 4))
+    budget = max(1, chunk_rows(train.shape[0]) // (2 * n_classes + 4))
+    size = chunk or min(budget, part_rows(len(gain), train.shape[0], workers))
     parts = list(chunks(len(gain), size))
-
-    def run(part: slice) -> np.ndarray:
-        utility = tally_utility(gain[part], tallies, knn_utility, k)
-        small = _small_coalitions(utility, tallies, class_counts, k)
-        return _vote_chunk(ranker, val[part], labels, utility, tallies, k, small)
-
-    total = np.zeros(ranker.n)
-    if n_jobs > 1 and len(parts) > 1:
-        with ThreadPoolExecutor(n_jobs) as pool:
-            for out in pool.map(run, parts):
-                total += out
+    if remote:
+        shared = (train, labels, val, gain, k, knn_utility, size)
+        per_part = [r[0] for r in _gather(executor, _vote_parts, shared, len(parts))]
     else:
-        for part in parts:
-            total += run(part)
+        ranker = Ranker(train)
+        setup = _vote_setup(labels, gain, k, knn_utility)
+
+        def run(part: slice) -> np.ndarray:
+            return _vote_part(ranker, setup, val[part], gain[part], k, knn_utility)
+
+        if n_jobs > 1 and len(parts) > 1:
+            with ThreadPoolExecutor(n_jobs) as pool:
+                per_part = list(pool.map(run, parts))
+        else:
+            per_part = [run(part) for part in parts]
+    total = np.zeros(train.shape[0])
+    for out in per_part:
+        total += out
     return total

@@ -107,6 +107,8 @@ class KnnShapley:
         k: the K of the nearest-neighbour proxy.
         knn_utility: ``soft`` (Jia et al. 2019) or ``vote`` (DataScope eq. 13).
         n_jobs: worker threads for the map path.
+        executor: a :class:`cfdb.exec.Executor` for the map path's validation parts instead of
+            threads (worker processes, Ray); the values are the same bit for bit.
         max_nodes: largest exact quadrature rule for joins (see
             :func:`cfdb.valuation.quadrature.shapley_nodes`).
 
@@ -120,12 +122,18 @@ class KnnShapley:
     name = "knn_shapley"
 
     def __init__(
-        self, k: int = 5, knn_utility: str = "soft", n_jobs: int = 2, max_nodes: int = 2048
+        self,
+        k: int = 5,
+        knn_utility: str = "soft",
+        n_jobs: int = 2,
+        max_nodes: int = 2048,
+        executor: Any = None,
     ) -> None:
         self.k = k
         self.knn_utility = knn_utility
         self.n_jobs = n_jobs
         self.max_nodes = max_nodes
+        self.executor = executor
 
     def fit(self, problem: Problem) -> Self:
         """Compute the values; returns ``self``.
@@ -159,11 +167,20 @@ class KnnShapley:
         info: dict[str, Any] = {"pipeline": pipeline.kind, "k": k, "knn_utility": kind}
         if pipeline.kind == MAP:
             if kind == "soft":
-                row_values = knn_map.soft_values(train, labels, val, gain, k, n_jobs=self.n_jobs)
+                row_values = knn_map.soft_values(
+                    train, labels, val, gain, k, n_jobs=self.n_jobs, executor=self.executor
+                )
             else:
                 _check_tallies(n_classes, k, kind, k)
                 row_values = knn_map.vote_values(
-                    train, labels, val, gain, k, knn_utility=kind, n_jobs=self.n_jobs
+                    train,
+                    labels,
+                    val,
+                    gain,
+                    k,
+                    knn_utility=kind,
+                    n_jobs=self.n_jobs,
+                    executor=self.executor,
                 )
             values = np.zeros(n_vars)
             values[pipeline.row_group] = row_values

@@ -17,7 +17,9 @@ Options (``WITH``): ``k`` (5), ``knn_utility`` (``soft`` | ``vote``), ``label``
 (``GroundTruth``), ``features`` (default: every column of the training query except the label
 and the base tables' primary keys), ``transformer`` (``default`` | ``none`` | a name the
 Python API registered), ``positive`` (the positive label of rate utilities), ``sensitive``
-(the validation column of ``equalized_odds``), ``n_jobs``, ``max_nodes``.
+(the validation column of ``equalized_odds``), ``n_jobs``, ``max_nodes``, ``executor`` and
+``address`` (:mod:`cfdb.exec`: ``local`` runs the map path's validation parts on ``n_jobs``
+threads, ``process`` and ``ray`` on workers; the values are the same bit for bit).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import pyarrow.compute as pc
 
 from cfdb.engine.handlers import handles
 from cfdb.errors import CfdbDataError, CfdbError, CfdbUnsupportedError
+from cfdb.exec import exec_options
 from cfdb.lang import provenance
 from cfdb.lang.parse import Statement
 from cfdb.lang.valuate_syntax import Valuate
@@ -60,6 +63,8 @@ _OPTIONS = (
     "sensitive",
     "n_jobs",
     "max_nodes",
+    "executor",
+    "address",
 )
 
 #: Python transformer objects the API registered for one statement, by name.
@@ -263,6 +268,16 @@ def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
             raise CfdbDataError(
                 f"unknown option {name!r} for VALUATE; known: {', '.join(_OPTIONS)}"
             ).located(script, *node.param(name).span)
+    try:
+        where = exec_options(options, default_n_jobs=min(4, os.cpu_count() or 1))
+    except CfdbDataError as err:
+        raise err.located(script, *node.param(err.option).span) from None
+    executor = where.make() if where.executor != "local" else None
+    if executor is not None:
+        try:
+            executor.connect()  # an unreachable cluster fails before anything is written
+        except CfdbError as err:
+            raise _locate(err, stmt, _option(node, options, "executor")) from None
     k = options.get("k", 5)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise CfdbDataError(f"k must be a positive integer, got {k!r}").located(
@@ -389,8 +404,9 @@ def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
     method = method_cls(
         k=k,
         knn_utility=knn_utility,
-        n_jobs=int(options.get("n_jobs", min(4, os.cpu_count() or 1))),
+        n_jobs=where.n_jobs if where.n_jobs > 0 else os.cpu_count() or 1,
         max_nodes=int(options.get("max_nodes", 2048)),
+        executor=executor,
     )
     try:
         result = method.fit(
