@@ -97,6 +97,8 @@ class Worker:
         self.key: Any = None
         self.task: Any = None
         self.inbox = inbox
+        with _LOCK:
+            _LIVE.add(self)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         self.send(("hello", [p for p in sys.path if p]))
@@ -141,6 +143,8 @@ class Worker:
         return f"the worker process exited with code {code}"
 
     def kill(self) -> None:
+        with _LOCK:
+            _LIVE.discard(self)
         if self.proc.poll() is None:
             self.proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -168,6 +172,7 @@ class _Job:
 
 
 _IDLE: list[Worker] = []
+_LIVE: set[Worker] = set()
 _LOCK = threading.Lock()
 _IDS = itertools.count(1)
 
@@ -207,6 +212,12 @@ def idle_workers() -> list[int]:
     """Process ids of the warm idle workers."""
     with _LOCK:
         return [w.proc.pid for w in _IDLE if w.alive()]
+
+
+def worker_pids() -> list[int]:
+    """Process ids of every worker this process started and has not stopped."""
+    with _LOCK:
+        return sorted(w.proc.pid for w in _LIVE if w.alive())
 
 
 def _payload(fn: Any, shared: Any) -> tuple[str, bytes]:
