@@ -63,8 +63,7 @@ def _run_chunk(fn: ChunkFn, boxed: list[Any], task_id: int, chunk: list[Any]) ->
 
 def _probe(address: str) -> None:
     """Fail fast when ``host:port`` does not accept connections (ray.init would wait long)."""
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
-    host, port = parts.hostname, parts.port
+    host, port = _host_port(address)
     if not host or not port:
         return
     try:
@@ -77,6 +76,30 @@ def _probe(address: str) -> None:
         ) from None
 
 
+def _host_port(address: str) -> tuple[str, int | None]:
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    return parts.hostname or "", parts.port
+
+
+def _local(host: str) -> bool:
+    if host in ("localhost", "127.0.0.1", "::1"):
+        return True
+    try:
+        return host in socket.gethostbyname_ex(socket.gethostname())[2]
+    except OSError:
+        return False
+
+
+def _same_cluster(ray: Any, address: str) -> bool:
+    """Whether this process's Ray connection is to the cluster at ``address``."""
+    try:
+        current = ray.get_runtime_context().gcs_address
+    except Exception:  # an older Ray without it: keep the connection
+        return True
+    (h1, p1), (h2, p2) = _host_port(current), _host_port(address)
+    return p1 == p2 and (h1 == h2 or (_local(h1) and _local(h2)))
+
+
 class RayExecutor(Executor):
     """Ray tasks, at most ``n_jobs`` chunks in flight (``-1``: the cluster's CPU count)."""
 
@@ -84,10 +107,13 @@ class RayExecutor(Executor):
 
     def connect(self) -> Any:
         ray = _ray()
+        explicit = self.address if self.address and self.address != "auto" else None
+        if explicit:
+            _probe(explicit)
         if ray.is_initialized():
-            return ray
-        if self.address and self.address != "auto":
-            _probe(self.address)
+            if explicit is None or _same_cluster(ray, explicit):
+                return ray
+            ray.shutdown()  # this statement names another cluster
         kwargs: dict[str, Any] = {"log_to_driver": False, "ignore_reinit_error": True}
         if not self.address:
             kwargs["include_dashboard"] = False

@@ -1,0 +1,136 @@
+"""The Ray executor against a real two-node local cluster (``ray start --head`` plus a second
+node), joined by address as a user would: grid cells, CF generation and VALUATE's validation
+parts give the in-process results; the shared value reaches each worker once; tasks spread
+over both nodes; a killed Ray worker's task is retried once, then recorded as lost."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cfdb
+from cfdb.exec import make_executor
+from cfdb.valuation import knn_map
+from tests.cfql.test_generation import Q_CF, Q_PRED
+from tests.conftest import toy_frame
+from tests.engine.test_grid_sql import grid_sql, make_db
+from tests.exec.ray_cluster import start_cluster, wait_for_nodes
+from tests.exec.test_pool import Tracker, dies
+
+pytestmark = pytest.mark.slow  # starting two Ray nodes takes ~30 s on a busy two-core machine
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray  # a dev dependency: these tests must run, never skip
+
+    if ray.is_initialized():
+        ray.shutdown()
+    running = start_cluster(nodes=2)
+    try:
+        ray.init(address=running.address, log_to_driver=False)
+        wait_for_nodes(ray, 2)
+        yield running
+    finally:
+        ray.shutdown()
+        running.stop()
+        shutil.rmtree(running.temp_dir, ignore_errors=True)
+
+
+def where(shared: Tracker, chunk: list[int]) -> list[tuple[int, str, int]]:
+    import ray
+
+    time.sleep(0.5)  # long enough that both single-CPU nodes get tasks
+    node = ray.get_runtime_context().get_node_id()
+    return [(x * shared.factor, node, os.getpid()) for x in chunk]
+
+
+def test_tasks_spread_over_both_nodes_and_the_shared_value_ships_once(cluster, tmp_path):
+    log = tmp_path / "unpickled.log"
+    shared = Tracker(str(log), 7)
+    executor = make_executor("ray", n_jobs=2, address=cluster.address)
+    got = [r for c in executor.map_chunks(where, shared, [[i] for i in range(8)]) for r in c]
+    assert sorted(r[0] for r in got) == [7 * i for i in range(8)]
+    assert len({r[1] for r in got}) == 2  # both nodes ran tasks
+    workers = {r[2] for r in got}
+    shipped = log.read_text().split()
+    # each worker process deserialized the shared value once, however many tasks it ran
+    assert len(shipped) == len(set(shipped)) and set(map(int, shipped)) == workers
+
+
+def test_grid_cells_on_the_cluster_equal_the_in_process_cells(cluster):
+    db = make_db(4, 31)
+    db.sql(grid_sql("here", "EXHAUSTIVE", extra=", lazy = false"))
+    db.sql(grid_sql("there", "EXHAUSTIVE", extra=", lazy = false"))
+    db.sql("MATERIALIZE GRID here")
+    out = db.sql(
+        f"MATERIALIZE GRID there WITH (executor = 'ray', address = '{cluster.address}', n_jobs = 2)"
+    ).fetchall()[0]
+    assert out[1] == 16
+    cells = "SELECT SubsetId, SliceId, Metric, Value FROM GridCells WHERE Grid = '{}' ORDER BY ALL"
+    assert db.sql(cells.format("here")).fetchall() == db.sql(cells.format("there")).fetchall()
+    db.close()
+
+
+def test_cf_generation_on_the_cluster_equals_in_process(cluster, loans):
+    def run(options: str) -> pd.DataFrame:
+        return (
+            loans.sql(
+                f"FOREACH pred IN ({Q_PRED}) GENERATE ({Q_CF}) USING random "
+                f"WITH (seed = 3{options})"
+            )
+            .df()
+            .drop(columns=["CfId"])
+            .sort_values(["income", "amount"])
+            .reset_index(drop=True)
+        )
+
+    remote = run(f", executor = 'ray', address = '{cluster.address}', n_jobs = 2")
+    pd.testing.assert_frame_equal(run(""), remote)
+
+
+@pytest.fixture
+def loans():
+    db = cfdb.connect()
+    db.load_instances(
+        toy_frame(), id="applicant", label="decision", split="part", immutable=["student"]
+    )
+    db.sql(
+        "CREATE MODEL rf AS random_forest WITH (n_estimators = 10, max_depth = 4) "
+        "TRAIN ON (SELECT * FROM Instances WHERE split = 'train');"
+        "PREDICT rf ON (SELECT * FROM Instances)"
+    )
+    yield db
+    db.close()
+
+
+@pytest.mark.parametrize("knn", ["soft", "vote"])
+def test_valuation_parts_on_the_cluster_are_bit_identical(cluster, knn):
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(300, 4))
+    labels = rng.integers(0, 2, 300)
+    val = rng.normal(size=(260, 4))
+    gain = np.eye(2)[rng.integers(0, 2, 260)]
+    fn = knn_map.soft_values if knn == "soft" else knn_map.vote_values
+    threads = fn(train, labels, val, gain, 3, n_jobs=2)
+    remote = fn(train, labels, val, gain, 3, executor=make_executor("ray", 2, cluster.address))
+    assert np.array_equal(threads, remote)
+
+
+def test_a_killed_ray_worker_is_retried_once_then_lost(cluster, tmp_path):
+    executor = make_executor("ray", n_jobs=2, address=cluster.address)
+    got = [
+        r
+        for c in executor.map_chunks(
+            dies, str(tmp_path), [[1, 2, 3], [4, 5]], lost=lambda x, why: (x, "lost")
+        )
+        for r in c
+    ]
+    assert sorted(got) == [(1, "ok"), (2, "ok"), (3, "ok"), (4, "ok"), (5, "lost")]
+    assert Path(tmp_path, "died-3").exists()
