@@ -106,10 +106,10 @@ class RayExecutor(Executor):
     name = "ray"
 
     def connect(self) -> Any:
-        ray = _ray()
         explicit = self.address if self.address and self.address != "auto" else None
         if explicit:
-            _probe(explicit)
+            _probe(explicit)  # before importing Ray: an unreachable cluster fails at once
+        ray = _ray()
         if ray.is_initialized():
             if explicit is None or _same_cluster(ray, explicit):
                 return ray
