@@ -178,6 +178,10 @@ def _soft_parts(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[i
 
 def _gather(executor: Any, fn: Any, shared: tuple[Any, ...], n_parts: int) -> list[Any]:
     """Run ``fn`` over every part on ``executor``; per-part results in part order."""
+    import time
+
+    from cfdb.exec.progress import Progress
+
     results: list[Any] = [None] * n_parts
     stream = executor.map_chunks(
         fn,
@@ -185,10 +189,13 @@ def _gather(executor: Any, fn: Any, shared: tuple[Any, ...], n_parts: int) -> li
         [[i] for i in range(n_parts)],
         describe=lambda i: f"validation rows part {i + 1} of {n_parts}",
     )
+    started = time.perf_counter()
     try:
-        for done in stream:
-            for item in done:
-                results[item[0]] = item[1:]
+        with Progress("valuation", n_parts, unit="parts") as progress:
+            for done in stream:
+                for item in done:
+                    results[item[0]] = item[1:]
+                progress.advance(len(done), time.perf_counter() - started)
     finally:
         stream.close()
     return results
