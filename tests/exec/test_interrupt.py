@@ -78,3 +78,32 @@ def test_ctrl_c_keeps_committed_cells_and_stops_the_workers(tmp_path):
         out = db.sql("MATERIALIZE GRID g LIMIT 3").fetchall()[0]
         assert out[1:4] == (3, kept, 64 - kept - 3)
         assert db.sql(dups).fetchall() == []
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_grid_has_its_cells_retried():
+    from cfdb.engine.handlers import grid_fill
+    from cfdb.exec.pool import idle_workers, worker_pids
+    from tests.engine.test_grid_sql import grid_sql, make_db
+
+    db = make_db(5, 3)
+    db.sql(grid_sql("here", "EXHAUSTIVE", extra=", lazy = false"))
+    db.sql(grid_sql("there", "EXHAUSTIVE", extra=", lazy = false"))
+    db.sql("MATERIALIZE GRID here")
+    killed: list[int] = []
+
+    def kill_a_busy_worker(grid: str, written: int) -> None:
+        busy = sorted(set(worker_pids()) - set(idle_workers()))
+        if grid == "there" and not killed and busy:
+            killed.append(busy[0])
+            os.kill(busy[0], signal.SIGKILL)  # as the out-of-memory killer would
+
+    grid_fill.COMMIT_LISTENERS.append(kill_a_busy_worker)
+    try:
+        out = db.sql("MATERIALIZE GRID there WITH (n_jobs = 2)").fetchall()[0]
+    finally:
+        grid_fill.COMMIT_LISTENERS.remove(kill_a_busy_worker)
+    assert killed and out[1] == 32 and out[4] == 0  # every cell trained, none failed
+    cells = "SELECT SubsetId, SliceId, Metric, Value FROM GridCells WHERE Grid = '{}' ORDER BY ALL"
+    assert db.sql(cells.format("here")).fetchall() == db.sql(cells.format("there")).fetchall()
+    db.close()
