@@ -1,0 +1,630 @@
+"""The explorer's web application (Starlette): routes, page assembly, error pages.
+
+Pages are rendered on the server (Jinja2) from the queries of :mod:`cfdb.serve.queries`,
+run through :mod:`cfdb.store.explore` (one read-only connection per request). Charts are
+plotly.js figures (:mod:`cfdb.serve.charts`) drawn by a few lines of JavaScript
+(``static/app.js``). The grid page's unit panel is filled from a JSON endpoint when a unit
+is clicked. Any error becomes a page that says what went wrong, never a traceback.
+
+Static files are a fixed table of three names; no part of a URL is ever joined to a path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from cfdb.errors import CfdbCatalogError, CfdbError, CfdbLockError, CfdbSchemaError
+from cfdb.serve import charts
+from cfdb.serve import queries as Q
+from cfdb.serve.sqlbox import run_sql
+from cfdb.store.catalog import quote
+from cfdb.store.explore import ExploreFile, Reader, Rows
+
+log = logging.getLogger("cfdb.serve")
+
+#: Most rows the heat map draws; larger grids are shown as bands of consecutive subsets.
+BANDS = 300
+#: Members listed in a subset's hover text.
+MEMBERS_SHOWN = 12
+PAGE = 25
+UNITS_PAGE = 100
+SQL_PAGE = 50
+MAX_PAIRS = 400
+
+_STATIC_DIR = Path(__file__).parent / "static"
+
+
+def _static_files() -> dict[str, tuple[Path, str]]:
+    plotly_js = resources.files("plotly") / "package_data" / "plotly.min.js"
+    return {
+        "plotly.min.js": (Path(str(plotly_js)), "text/javascript"),
+        "app.js": (_STATIC_DIR / "app.js", "text/javascript"),
+        "app.css": (_STATIC_DIR / "app.css", "text/css"),
+    }
+
+
+# -- formatting ------------------------------------------------------------------------------
+def fmt(value: Any) -> str:
+    """A cell of a table: numbers to 4 significant digits, lists joined, None as a dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        return f"{value:.4g}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, list | tuple):
+        return ", ".join(fmt(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def metrics_text(value: Any) -> str:
+    """A model's ``Metrics`` JSON as ``name=value`` pairs."""
+    if not value:
+        return "—"
+    try:
+        data = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return str(value)
+    if isinstance(data, dict):
+        return ", ".join(f"{k}={fmt(v)}" for k, v in data.items() if not isinstance(v, dict | list))
+    return fmt(data)
+
+
+def sql_href(sql: str) -> str:
+    return "/sql?" + urlencode({"q": sql})
+
+
+def _json(spec: Any) -> str:
+    # Safe inside <script type="application/json">: no "</" can close the element.
+    return json.dumps(spec, default=str, allow_nan=False).replace("</", "<\\/")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+# -- the application -------------------------------------------------------------------------
+class Explorer:
+    """Pages over one database file. ``read_only=False`` lets the SQL box write."""
+
+    def __init__(self, path: str, *, read_only: bool = True) -> None:
+        self.file = ExploreFile(path)
+        self.read_only = read_only
+        self.env = Environment(
+            loader=PackageLoader("cfdb.serve", "templates"),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["fmt"] = fmt
+        self.env.filters["metrics"] = metrics_text
+        self.env.filters["sqlhref"] = sql_href
+        self.env.filters["tojson_safe"] = lambda v: _json(_clean(v))
+        self.static = _static_files()
+        #: Last progress seen per grid, shown while another process holds the file.
+        self.progress: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def render(
+        self, template: str, request: Request, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        page = self.env.get_template(template).render(
+            request=request,
+            file=self.file,
+            read_only=self.read_only,
+            nav=context.pop("nav", ""),
+            **context,
+        )
+        return HTMLResponse(page, status_code=status)
+
+    def error_page(self, request: Request, exc: BaseException) -> HTMLResponse:
+        if isinstance(exc, CfdbLockError):
+            status, title = 503, "The database is busy"
+        elif isinstance(exc, CfdbCatalogError):
+            status, title = 404, "Not found"
+        elif isinstance(exc, CfdbSchemaError):
+            status, title = 422, "Not a cfdb database"
+        elif isinstance(exc, CfdbError):
+            status, title = 400, "Error"
+        elif isinstance(exc, HTTPException):
+            status, title = exc.status_code, "Not found" if exc.status_code == 404 else "Error"
+        else:
+            log.exception("internal error on %s", request.url.path)
+            status, title = 500, "Internal error"
+        if isinstance(exc, CfdbError):
+            text = exc.render()
+        elif isinstance(exc, HTTPException):
+            text = f"{request.url.path}: {exc.detail}"
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+        last = None
+        if isinstance(exc, CfdbLockError) and request.url.path.startswith("/grid/"):
+            name = request.path_params.get("name")
+            if name in self.progress:
+                seen, prog = self.progress[name]
+                last = {"seen": time.strftime("%H:%M:%S", time.localtime(seen)), **prog}
+        return self.render("error.html", request, status=status, title=title, text=text, last=last)
+
+    def view(self, fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def endpoint(request: Request) -> Response:
+            try:
+                return fn(request)
+            except Exception as exc:
+                return self.error_page(request, exc)
+
+        endpoint.__name__ = fn.__name__
+        return endpoint
+
+    def require_cfdb(self, r: Reader) -> None:
+        if r.schema_version() is None:
+            raise CfdbSchemaError(
+                f"{self.file.name} is a DuckDB database but not a cfdb database (it has no "
+                "cfdb_meta table)",
+                hint="open it with cfdb (cfdb shell FILE) to add cfdb's tables; the SQL box "
+                "still reads it",
+            )
+
+    # -- pages -------------------------------------------------------------------------------
+    def overview(self, request: Request) -> Response:
+        with self.file.reader() as r:
+            self.require_cfdb(r)
+            have = r.tables()
+            sections: list[tuple[str, Rows]] = []
+            counted = [t for t in Q.COUNTED if t.lower() in have]
+            sections.append(("Tables", r.rows(Q.counts(counted))))
+            if "instances" in have and "split" in [c.lower() for c in r.columns("Instances")]:
+                sections.append(("Instances per split", r.rows(Q.SPLITS)))
+            sections.append(("Features", r.rows(Q.FEATURES)))
+            sections.append(("Models", r.rows(Q.MODELS)))
+            grids = r.rows(Q.GRIDS)
+            runs = r.rows(Q.RUNS)
+            cfq = r.rows(Q.CFQUERIES)
+            batches = r.rows(Q.BATCHES)
+        return self.render(
+            "overview.html",
+            request,
+            nav="overview",
+            sections=sections,
+            grids=grids,
+            runs=runs,
+            cfq=cfq,
+            batches=batches,
+            size=self.file.size(),
+        )
+
+    def grids(self, request: Request) -> Response:
+        with self.file.reader() as r:
+            self.require_cfdb(r)
+            grids = r.rows(Q.GRIDS)
+        return self.render("grids.html", request, nav="grids", grids=grids)
+
+    def _grid_context(self, r: Reader, name: str, request: Request) -> dict[str, Any]:
+        q = request.query_params
+        found = r.rows(Q.GRID, {"grid": name}).dicts()
+        if not found:
+            raise CfdbCatalogError(f"there is no grid named {name!r}")
+        grid = found[0]
+        metrics = list(grid["Metrics"] or [])
+        metric = q.get("metric") if q.get("metric") in metrics else metrics[0]
+        order = q.get("order") if q.get("order") in Q.ORDERS else "size"
+        p: dict[str, Any] = {"grid": grid["Name"], "metric": metric, "bands": BANDS}
+        prog_rows = r.rows(Q.GRID_PROGRESS, p)
+        prog = prog_rows.dicts()[0]
+        prog["Expected"] = (prog["Subsets"] or 0) * (prog["Slices"] or 0) * (prog["Metrics"] or 0)
+        self.progress[grid["Name"]] = (time.time(), dict(prog))
+        slices = r.rows(Q.SLICES, p)
+        names = [str(s) for s in slices.column("Name")]
+        slice_ = q.get("slice") if q.get("slice") in names else (names[0] if names else "all")
+        p["slice"] = slice_
+        hib = r.scalar(
+            "SELECT HigherIsBetter FROM GridMetrics WHERE Grid = $grid AND Metric = $metric", p
+        )
+        ctx: dict[str, Any] = {
+            "grid": grid,
+            "metric": metric,
+            "metrics": metrics,
+            "order": order,
+            "orders": list(Q.ORDERS),
+            "slice": slice_,
+            "slices": names,
+            "prog": prog,
+            "sqls": [("progress", prog_rows.sql), ("slices", slices.sql)],
+        }
+        if not prog["Cells"]:
+            return ctx
+        slice_ids = slices.column("SliceId")
+        hm = r.rows(Q.heatmap(order), p)
+        bands: list[dict[str, Any]] = []
+        values: dict[tuple[int, int], float | None] = {}
+        for row in hm.dicts():
+            if not bands or bands[-1]["Band"] != row["Band"]:
+                bands.append(row)
+            if row["SliceId"] is not None:
+                values[(row["Band"], slice_ids.index(row["SliceId"]))] = row["Value"]
+        members: dict[int, tuple[int, list[str]]] = {}
+        sqls = ctx["sqls"]
+        sqls.append(("heat map", hm.sql))
+        if prog["Subsets"] <= BANDS:
+            mem = r.rows(Q.MEMBERS, {**p, "shown": MEMBERS_SHOWN})
+            sqls.append(("subset members", mem.sql))
+            members = {row[0]: (row[1], [str(m) for m in row[2]]) for row in mem.rows}
+        hover = [_band_hover(b, members) for b in bands]
+        ctx["heatmap"] = charts.heatmap(bands, names, values, hover, metric, hib is not False)
+        ctx["aggregated"] = prog["Subsets"] > BANDS
+        ctx["nbands"] = len(bands)
+        page = _int(q.get("upage"), 0)
+        units = r.rows(Q.UNIT_VALUES, {**p, "limit": UNITS_PAGE + 1, "offset": page * UNITS_PAGE})
+        sqls.append(("unit values", units.sql))
+        more = len(units.rows) > UNITS_PAGE
+        units.rows = units.rows[:UNITS_PAGE]
+        ctx["units"] = units
+        ctx["upage"] = page
+        ctx["umore"] = more
+        ctx["unit_chart"] = charts.unit_bars(units, metric)
+        means = r.rows(Q.SIZE_MEANS, p)
+        fits = r.rows(Q.SCALING_FITS, p)
+        sqls += [("mean per size", means.sql), ("scaling-law fits", fits.sql)]
+        ctx["scaling"] = charts.scaling(means, fits, metric)
+        ctx["fits"] = fits
+        return ctx
+
+    def grid(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        with self.file.reader() as r:
+            self.require_cfdb(r)
+            ctx = self._grid_context(r, name, request)
+        refresh = _int(request.query_params.get("refresh"), 0)
+        return self.render("grid.html", request, nav="grids", refresh=refresh, **ctx)
+
+    def grid_unit(self, request: Request) -> Response:
+        """JSON for the unit panel: values per slice, pairs as heat-map bands, curves."""
+        name = request.path_params["name"]
+        q = request.query_params
+        try:
+            with self.file.reader() as r:
+                self.require_cfdb(r)
+                found = r.rows(Q.GRID, {"grid": name}).dicts()
+                if not found:
+                    raise CfdbCatalogError(f"there is no grid named {name!r}")
+                grid = found[0]
+                metrics = list(grid["Metrics"] or [])
+                metric = q.get("metric") if q.get("metric") in metrics else metrics[0]
+                order = q.get("order") if q.get("order") in Q.ORDERS else "size"
+                p = {
+                    "grid": grid["Name"],
+                    "metric": metric,
+                    "unit": _int(q.get("unit"), -1),
+                    "slice": q.get("slice") or "all",
+                    "bands": BANDS,
+                    "limit": MAX_PAIRS,
+                }
+                unit = r.rows(Q.UNIT, p).dicts()
+                if not unit:
+                    raise CfdbCatalogError(f"grid {grid['Name']!r} has no unit {q.get('unit')!r}")
+                by_slice = r.rows(Q.UNIT_BY_SLICE, p)
+                pairs = r.rows(Q.UNIT_PAIRS, p)
+                band_of = dict(r.rows(Q.subset_bands(order), p).rows)
+                marg = r.rows(Q.UNIT_MARGINALS, p)
+                law = r.rows(Q.UNIT_LAW, p) if "unitscalinglaws" in r.tables() else Rows([], [])
+        except CfdbError as exc:
+            status = (
+                503
+                if isinstance(exc, CfdbLockError)
+                else 404
+                if isinstance(exc, CfdbCatalogError)
+                else 400
+            )
+            return JSONResponse({"error": exc.render()}, status_code=status)
+        band_pairs = sorted(
+            {
+                (band_of.get(w), band_of.get(x))
+                for w, x in zip(pairs.column("WithoutId"), pairs.column("WithId"), strict=True)
+            }
+            - {(None, None)},
+            key=str,
+        )
+        traces: list[dict[str, Any]] = []
+        if marg.rows:
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "markers",
+                    "name": "measured mean contribution",
+                    "x": marg.column("Size"),
+                    "y": marg.column("MeanDelta"),
+                    "error_y": {
+                        "type": "data",
+                        "array": [s or 0 for s in marg.column("StdDev")],
+                        "visible": True,
+                    },
+                }
+            )
+        for f in law.dicts():
+            if f["C"] is None or f["Alpha"] is None:
+                continue
+            xs, ys = charts.psi_curve(f["C"], f["Alpha"], f["MinSize"] or 1, f["MaxSize"] or 1)
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": f"ψ_k = c·k^(−α) ({f['Method']})",
+                    "x": xs,
+                    "y": ys,
+                }
+            )
+        curve = {
+            "data": traces,
+            "layout": {
+                "title": {
+                    "text": f"Unit {unit[0]['UnitId']}: marginal contribution by subset size ({p['slice']})",
+                    "font": {"size": 14},
+                },
+                "height": 300,
+                "margin": {"l": 60, "r": 20, "t": 36, "b": 48},
+                "xaxis": {
+                    "type": "log" if marg.rows and min(marg.column("Size")) >= 1 else "linear",
+                    "title": {"text": "|S| (units)"},
+                },
+                "yaxis": {"title": {"text": f"Δ {metric}"}},
+            },
+        }
+        body = {
+            "unit": _clean(unit[0]),
+            "metric": metric,
+            "columns": by_slice.columns,
+            "rows": _clean([list(r) for r in by_slice.rows]),
+            "pairs": [list(bp) for bp in band_pairs],
+            "npairs": len(pairs.rows),
+            "curve": _clean(curve) if traces else None,
+            "sql": [
+                {"title": t, "href": sql_href(s)}
+                for t, s in (
+                    ("values per slice", by_slice.sql),
+                    ("pairs", pairs.sql),
+                    ("contributions by size", marg.sql),
+                )
+            ],
+        }
+        return Response(json.dumps(body, default=str), media_type="application/json")
+
+    def cf_list(self, request: Request) -> Response:
+        with self.file.reader() as r:
+            self.require_cfdb(r)
+            cfq = r.rows(Q.CFQUERIES)
+            batches = r.rows(Q.BATCHES)
+        return self.render("cfs.html", request, nav="cfs", cfq=cfq, batches=batches)
+
+    def cf_query(self, request: Request) -> Response:
+        qid = _int(request.path_params["qid"], -1)
+        q = request.query_params
+        page = _int(q.get("page"), 0)
+        with self.file.reader() as r:
+            self.require_cfdb(r)
+            found = r.rows(Q.CFQUERY, {"query": qid}).dicts()
+            if not found:
+                raise CfdbCatalogError(f"there is no CFQL query {qid}")
+            query = found[0]
+            p = {"query": qid, "limit": PAGE + 1, "offset": page * PAGE}
+            status = r.rows(Q.CONDITION_STATUS, p)
+            feats = r.rows(Q.FEATURE_NAMES).column("Name")
+            optimal = None
+            for table, alias in (("Prediction_CFs", "PC"), ("CFs", "C")):
+                for col in r.columns(table):
+                    if col.lower() == "optimal":
+                        optimal = f"{alias}.{quote(col)}"
+            rows = r.rows(Q.cf_rows([quote(f) for f in feats], optimal), p)
+            groups = r.rows(Q.GROUP_FEATURES).column("Name")
+            group = q.get("group") if q.get("group") in groups else (groups[0] if groups else None)
+            burden = r.rows(Q.burden(quote(group)), p) if group else None
+            ncfs = r.scalar("SELECT count(*) FROM Prediction_CFs WHERE QueryId = $query", p)
+        more = len(rows.rows) > PAGE
+        items = [_cf_item(row, feats) for row in rows.dicts()[:PAGE]]
+        chart = None
+        if burden is not None and burden.rows:
+            chart = charts.bars(
+                burden.column("Group"),
+                burden.column("Burden"),
+                f"Burden per {group}: mean distance of each prediction's closest CF",
+                "burden",
+                [f"{n} predictions" for n in burden.column("Predictions")],
+            )
+        return self.render(
+            "cfquery.html",
+            request,
+            nav="cfs",
+            query=query,
+            conditions=status,
+            items=items,
+            rows_sql=rows.sql,
+            page=page,
+            more=more,
+            group=group,
+            groups=groups,
+            burden=burden,
+            burden_chart=chart,
+            ncfs=ncfs,
+            optimal_recorded=optimal is not None,
+        )
+
+    def value_list(self, request: Request) -> Response:
+        with self.file.reader() as r:
+            self.require_cfdb(r)
+            runs = r.rows(Q.RUNS)
+        return self.render("values.html", request, nav="values", runs=runs)
+
+    def value_run(self, request: Request) -> Response:
+        run = _int(request.path_params["run"], -1)
+        q = request.query_params
+        page = _int(q.get("page"), 0)
+        order = q.get("order") if q.get("order") in Q.TUPLE_ORDERS else "harmful"
+        with self.file.reader() as r:
+            self.require_cfdb(r)
+            found = r.rows(Q.RUN, {"run": run}).dicts()
+            if not found:
+                raise CfdbCatalogError(f"there is no valuation run {run}")
+            info = found[0]
+            relations = r.rows(Q.RELATIONS, {"run": run})
+            names = [str(n) for n in relations.column("Relation")]
+            relation = q.get("relation") if q.get("relation") in names else ""
+            p = {
+                "run": run,
+                "relation": relation,
+                "limit": PAGE + 1,
+                "offset": page * PAGE,
+                "bins": 40,
+                "points": 200,
+            }
+            tuples = r.rows(Q.tuples(order), p)
+            hist = r.rows(Q.HISTOGRAM, p)
+            curve = r.rows(Q.REPAIR_CURVE, p)
+        more = len(tuples.rows) > PAGE
+        tuples.rows = tuples.rows[:PAGE]
+        return self.render(
+            "run.html",
+            request,
+            nav="values",
+            info=info,
+            relations=relations,
+            names=names,
+            relation=relation,
+            order=order,
+            tuples=tuples,
+            page=page,
+            more=more,
+            hist=charts.histogram(hist) if hist.rows else None,
+            hist_sql=hist.sql,
+            repair=charts.repair(curve, info["Utility"] or "utility") if curve.rows else None,
+            repair_sql=curve.sql,
+        )
+
+    def sql(self, request: Request) -> Response:
+        q = request.query_params
+        text = (q.get("q") or "").strip()
+        page = _int(q.get("page"), 0)
+        result, error = None, None
+        if text:
+            try:
+                result = run_sql(
+                    self.file, text, page * SQL_PAGE, SQL_PAGE, read_only=self.read_only
+                )
+            except CfdbError as exc:
+                error = exc.render()
+                if self.read_only and "read-only" in error:
+                    error = (
+                        "This explorer opened the file read-only: the SQL box cannot write.\n"
+                        + error
+                    )
+        status = 400 if error else 200
+        return self.render(
+            "sql.html",
+            request,
+            status=status,
+            nav="sql",
+            text=text,
+            result=result,
+            error=error,
+            page=page,
+        )
+
+    def static_file(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.static:
+            raise HTTPException(404, "no such file")
+        path, media = self.static[name]
+        return FileResponse(path, media_type=media, headers={"Cache-Control": "max-age=3600"})
+
+    def not_found(self, request: Request, exc: Exception) -> Response:
+        return self.error_page(request, exc)
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return max(int(value), 0) if default >= 0 else int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _band_hover(band: dict[str, Any], members: dict[int, tuple[int, list[str]]]) -> str:
+    if band["Subsets"] == 1 and band["FirstId"] in members:
+        count, shown = members[band["FirstId"]]
+        more = f" … and {count - len(shown)} more" if count > len(shown) else ""
+        return f"subset #{band['FirstId']} ({band['Roles']}), {count} units:<br>{{{', '.join(shown)}{more}}}"
+    if band["Subsets"] == 1:
+        return (
+            f"subset #{band['FirstId']} ({band['Roles']}), {band['MinSize']} units: {{}}"
+            if band["MinSize"] == 0
+            else f"subset #{band['FirstId']} ({band['Roles']}), {band['MinSize']} units"
+        )
+    return (
+        f"{band['Subsets']} subsets ({band['Roles']}), sizes {band['MinSize']}–{band['MaxSize']}"
+        "<br>mean over the band"
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+        return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)))
+    return a == b
+
+
+def _cf_item(row: dict[str, Any], features: list[str]) -> dict[str, Any]:
+    diff = []
+    for f in features:
+        old, new = row[f"I.{f}"], row[f"C.{f}"]
+        diff.append(
+            {
+                "name": f,
+                "old": old,
+                "new": new,
+                "changed": row["CfId"] is not None and not _same(old, new),
+            }
+        )
+    return {**row, "diff": diff}
+
+
+def create_app(path: str, *, read_only: bool = True) -> Starlette:
+    """The explorer over the database file ``path``."""
+    ex = Explorer(path, read_only=read_only)
+    routes = [
+        Route("/", ex.view(ex.overview)),
+        Route("/grids", ex.view(ex.grids)),
+        Route("/grid/{name}", ex.view(ex.grid)),
+        Route("/grid/{name}/unit", ex.grid_unit),
+        Route("/cfs", ex.view(ex.cf_list)),
+        Route("/cfs/{qid}", ex.view(ex.cf_query)),
+        Route("/values", ex.view(ex.value_list)),
+        Route("/values/{run}", ex.view(ex.value_run)),
+        Route("/sql", ex.view(ex.sql)),
+        Route("/static/{name}", ex.view(ex.static_file)),
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: ex.not_found, 405: ex.not_found})
+    app.state.explorer = ex
+    return app
