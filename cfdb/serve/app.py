@@ -115,9 +115,10 @@ def _clean(value: Any) -> Any:
 class Explorer:
     """Pages over one database file. ``read_only=False`` lets the SQL box write."""
 
-    def __init__(self, path: str, *, read_only: bool = True) -> None:
+    def __init__(self, path: str, *, read_only: bool = True, bands: int = BANDS) -> None:
         self.file = ExploreFile(path)
         self.read_only = read_only
+        self.bands = bands
         self.env = Environment(
             loader=PackageLoader("cfdb.serve", "templates"),
             autoescape=select_autoescape(["html"]),
@@ -235,7 +236,7 @@ class Explorer:
         metrics = list(grid["Metrics"] or [])
         metric = q.get("metric") if q.get("metric") in metrics else metrics[0]
         order = q.get("order") if q.get("order") in Q.ORDERS else "size"
-        p: dict[str, Any] = {"grid": grid["Name"], "metric": metric, "bands": BANDS}
+        p: dict[str, Any] = {"grid": grid["Name"], "metric": metric, "bands": self.bands}
         prog_rows = r.rows(Q.GRID_PROGRESS, p)
         prog = prog_rows.dicts()[0]
         prog["Expected"] = (prog["Subsets"] or 0) * (prog["Slices"] or 0) * (prog["Metrics"] or 0)
@@ -272,13 +273,13 @@ class Explorer:
         members: dict[int, tuple[int, list[str]]] = {}
         sqls = ctx["sqls"]
         sqls.append(("heat map", hm.sql))
-        if prog["Subsets"] <= BANDS:
+        if prog["Subsets"] <= self.bands:
             mem = r.rows(Q.MEMBERS, {**p, "shown": MEMBERS_SHOWN})
             sqls.append(("subset members", mem.sql))
             members = {row[0]: (row[1], [str(m) for m in row[2]]) for row in mem.rows}
         hover = [_band_hover(b, members) for b in bands]
         ctx["heatmap"] = charts.heatmap(bands, names, values, hover, metric, hib is not False)
-        ctx["aggregated"] = prog["Subsets"] > BANDS
+        ctx["aggregated"] = prog["Subsets"] > self.bands
         ctx["nbands"] = len(bands)
         page = _int(q.get("upage"), 0)
         units = r.rows(Q.UNIT_VALUES, {**p, "limit": UNITS_PAGE + 1, "offset": page * UNITS_PAGE})
@@ -323,7 +324,7 @@ class Explorer:
                     "metric": metric,
                     "unit": _int(q.get("unit"), -1),
                     "slice": q.get("slice") or "all",
-                    "bands": BANDS,
+                    "bands": self.bands,
                     "limit": MAX_PAIRS,
                 }
                 unit = r.rows(Q.UNIT, p).dicts()
@@ -610,9 +611,10 @@ def _cf_item(row: dict[str, Any], features: list[str]) -> dict[str, Any]:
     return {**row, "diff": diff}
 
 
-def create_app(path: str, *, read_only: bool = True) -> Starlette:
-    """The explorer over the database file ``path``."""
-    ex = Explorer(path, read_only=read_only)
+def create_app(path: str, *, read_only: bool = True, bands: int = BANDS) -> Starlette:
+    """The explorer over the database file ``path``; grids of more than ``bands`` subsets
+    are drawn as that many bands."""
+    ex = Explorer(path, read_only=read_only, bands=bands)
     routes = [
         Route("/", ex.view(ex.overview)),
         Route("/grids", ex.view(ex.grids)),
