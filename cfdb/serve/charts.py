@@ -56,7 +56,8 @@ def heatmap(
             "autorange": "reversed",
             "tickvals": list(range(0, n, step)),
             "ticktext": labels[::step],
-            "title": {"text": "training subsets"},
+            "title": {"text": "training subsets", "standoff": 12},
+            "automargin": True,
         },
         xaxis={"title": {"text": "evaluation slice"}, "type": "category"},
     )
@@ -96,7 +97,7 @@ def unit_bars(units: Rows, metric: str) -> dict[str, Any]:
             f"Values of each unit ({metric}); click a bar to select its unit",
             barmode="group",
             height=320,
-            xaxis={"type": "category", "title": {"text": "unit"}},
+            xaxis={"type": "category", "automargin": True},
         ),
     }
 

@@ -247,10 +247,26 @@ FEATURE_NAMES = "SELECT Name, Type FROM Features ORDER BY Position"
 # -- data values -----------------------------------------------------------------------------
 RUN = "SELECT * FROM ValuationRuns WHERE RunId = $run"
 
-RELATIONS = """\
-SELECT Relation, count(*) AS Tuples, sum(Value) AS Total, avg(Value) AS Mean,
-       min(Value) AS Min, max(Value) AS Max, count(*) FILTER (WHERE Benefit < 0) AS Harmful
-FROM data_values($run) GROUP BY Relation ORDER BY Relation"""
+#: The values of the tuples a run's training rows come from (a run over a base table also
+#: values, at 0, the tuples its training query filtered out); every tuple when the run has no
+#: provenance (e.g. Shapley values of a grid stored as a run).
+VALUED = """\
+WITH v AS (
+    SELECT d.* FROM data_values($run) d
+    WHERE NOT EXISTS (SELECT 1 FROM Provenance WHERE RunId = $run)
+       OR EXISTS (SELECT 1 FROM Provenance p
+                  WHERE p.RunId = $run AND p.Relation = d.Relation AND p.TupleId = d.TupleId))
+"""
+
+RELATIONS = (
+    VALUED
+    + """\
+SELECT d.Relation, count(*) AS Tuples, count(v.TupleId) AS InTraining, sum(d.Value) AS Total,
+       avg(v.Value) AS MeanInTraining, min(d.Value) AS Min, max(d.Value) AS Max,
+       count(*) FILTER (WHERE d.Benefit < 0) AS Harmful
+FROM data_values($run) d LEFT JOIN v ON v.Relation = d.Relation AND v.TupleId = d.TupleId
+GROUP BY d.Relation ORDER BY d.Relation"""
+)
 
 #: Ranked tuples: most harmful first, or most valuable first.
 TUPLE_ORDERS = {"harmful": "Benefit ASC", "valuable": "Benefit DESC"}
@@ -265,26 +281,31 @@ ORDER BY {TUPLE_ORDERS[order]}, Relation, TupleId
 LIMIT $limit OFFSET $offset"""
 
 
-HISTOGRAM = """\
-WITH v AS (SELECT Relation, Value FROM data_values($run) WHERE Value IS NOT NULL),
-r AS (SELECT min(Value) AS lo, greatest(max(Value) - min(Value), 1e-12) AS w FROM v)
+HISTOGRAM = (
+    VALUED
+    + """\
+, r AS (SELECT min(Value) AS lo, greatest(max(Value) - min(Value), 1e-12) AS w FROM v)
 SELECT Relation, least(floor((Value - lo) / w * $bins), $bins - 1) AS Bin,
        lo + (least(floor((Value - lo) / w * $bins), $bins - 1) + 0.5) * w / $bins AS Center,
        count(*) AS Tuples
-FROM v, r GROUP BY ALL ORDER BY Relation, Bin"""
+FROM v, r WHERE Value IS NOT NULL GROUP BY ALL ORDER BY Relation, Bin"""
+)
 
-#: The repair curve: tuples examined most harmful first, and the utility the values predict
-#: once they are removed (the values of a run add up to its UtilityAll). At most ``$points``
-#: points per relation.
-REPAIR_CURVE = """\
-WITH o AS (
+#: The repair curve: the training tuples examined most harmful first, and the utility the
+#: values predict once they are removed (the values of a run add up to its UtilityAll). At
+#: most ``$points`` points per relation.
+REPAIR_CURVE = (
+    VALUED
+    + """\
+, o AS (
     SELECT Relation, Value,
            row_number() OVER (PARTITION BY Relation ORDER BY Benefit, TupleId) AS K,
            count(*) OVER (PARTITION BY Relation) AS N,
            sum(Value) OVER (PARTITION BY Relation ORDER BY Benefit, TupleId
                             ROWS UNBOUNDED PRECEDING) AS Removed
-    FROM data_values($run))
+    FROM v)
 SELECT Relation, K AS Examined, K / N AS Share,
        (SELECT UtilityAll FROM ValuationRuns WHERE RunId = $run) - Removed AS Predicted
 FROM o WHERE K % greatest(N // $points, 1) = 0 OR K = N OR K = 1
 ORDER BY Relation, K"""
+)

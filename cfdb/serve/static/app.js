@@ -36,7 +36,7 @@
         if (b[0] === null) return;
         shapes.push({
           type: "rect", xref: "x", yref: "y", x0: -0.5, x1: nslices - 0.5,
-          y0: b[0] - 0.5, y1: b[0] + 0.5, line: { color: b[1], width: 2 }
+          y0: b[0] - 0.5, y1: b[0] + 0.5, line: { color: b[1], width: 3 }
         });
       });
     });
