@@ -45,6 +45,8 @@ MEMBERS_SHOWN = 12
 PAGE = 25
 UNITS_PAGE = 100
 SQL_PAGE = 50
+#: Characters of a table cell shown; longer values end with an ellipsis.
+MAX_CELL = 400
 MAX_PAIRS = 400
 
 _STATIC_DIR = Path(__file__).parent / "static"
@@ -72,11 +74,14 @@ def fmt(value: Any) -> str:
         return f"{value:.4g}"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(bytes(value)):,} bytes>"
     if isinstance(value, list | tuple):
         return ", ".join(fmt(v) for v in value)
     if isinstance(value, dict):
         return ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
-    return str(value)
+    text = str(value)
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
 def metrics_text(value: Any) -> str:

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 from tests.serve.browser import browser, serving
 from tests.serve.helpers import oracle
+
+ACCURACY = """\
+SELECT M.Name AS model, I.split, count(*) AS n,
+       avg(CAST(P.Label = I.GroundTruth AS INTEGER)) AS accuracy
+FROM Predictions P JOIN Instances I USING (InstanceId) JOIN Models M USING (ModelId)
+GROUP BY ALL ORDER BY model, I.split"""
 
 
 def shoot(db: Path, out: Path) -> list[Path]:
     grid = oracle(db, "SELECT min(Name) FROM Grids")[0][0]
     query = oracle(db, "SELECT min(QueryId) FROM CFQueries")[0][0]
     run = oracle(db, "SELECT min(RunId) FROM ValuationRuns")[0][0]
-    pages = {"overview": "/", "sql": "/sql?q=SELECT+*+FROM+Models"}
+    pages = {"overview": "/", "sql": "/sql?" + urlencode({"q": ACCURACY})}
     if query is not None:
         pages["counterfactuals"] = f"/cfs/{query}?group=sex"
     if run is not None:
