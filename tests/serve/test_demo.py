@@ -30,7 +30,7 @@ def test_demo_pages(demo_db: Path) -> None:
             "/cfs": "No CFQL query has run",
             "/values": "No valuation run yet",
             "/grid/none": "no grid named",
-            "/sql?q=SELECT+Name+FROM+Models+ORDER+BY+Name": "<td>lr</td>",
+            "/sql?q=SELECT+Name+FROM+Models+ORDER+BY+Name": ">lr</td>",
         }
         for url, text in expected.items():
             r = c.get(url)
