@@ -25,6 +25,8 @@ from urllib.parse import urlencode
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -161,7 +163,8 @@ class Explorer:
         elif isinstance(exc, CfdbError):
             status, title = 400, "Error"
         elif isinstance(exc, HTTPException):
-            status, title = exc.status_code, "Not found" if exc.status_code == 404 else "Error"
+            status = exc.status_code
+            title = {404: "Not found", 403: "Refused"}.get(status, "Error")
         else:
             log.exception("internal error on %s", request.url.path)
             status, title = 500, "Internal error"
@@ -534,6 +537,10 @@ class Explorer:
     def sql(self, request: Request) -> Response:
         q = request.query_params
         text = (q.get("q") or "").strip()
+        # A page of another site may not make the browser run statements here (an <img> whose
+        # URL is a DELETE, with --no-read-only); browsers label such requests.
+        if text and request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+            raise HTTPException(403, "a statement sent from another site is refused")
         page = _int(q.get("page"), 0)
         result, error = None, None
         if text:
@@ -616,9 +623,16 @@ def _cf_item(row: dict[str, Any], features: list[str]) -> dict[str, Any]:
     return {**row, "diff": diff}
 
 
-def create_app(path: str, *, read_only: bool = True, bands: int = BANDS) -> Starlette:
+def create_app(
+    path: str,
+    *,
+    read_only: bool = True,
+    bands: int = BANDS,
+    allowed_hosts: list[str] | None = None,
+) -> Starlette:
     """The explorer over the database file ``path``; grids of more than ``bands`` subsets
-    are drawn as that many bands."""
+    are drawn as that many bands. With ``allowed_hosts``, requests naming another host are
+    refused (a web page cannot reach a localhost explorer by DNS rebinding)."""
     ex = Explorer(path, read_only=read_only, bands=bands)
     routes = [
         Route("/", ex.view(ex.overview)),
@@ -632,6 +646,13 @@ def create_app(path: str, *, read_only: bool = True, bands: int = BANDS) -> Star
         Route("/sql", ex.view(ex.sql)),
         Route("/static/{name}", ex.view(ex.static_file)),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: ex.not_found, 405: ex.not_found})
+    middleware = []
+    if allowed_hosts:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={404: ex.not_found, 405: ex.not_found},
+    )
     app.state.explorer = ex
     return app

@@ -86,7 +86,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cfdb: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=err)
         return 1
-    app = create_app(args.file, read_only=args.read_only)
+    # Bound to this machine: only requests that name it (no DNS rebinding from a web page).
+    local = args.host in ("127.0.0.1", "localhost")
+    allowed = ["127.0.0.1", "localhost"] if local else None
+    app = create_app(args.file, read_only=args.read_only, allowed_hosts=allowed)
     config = uvicorn.Config(
         app, log_level="info" if args.debug else "warning", access_log=args.debug
     )

@@ -310,3 +310,25 @@ def test_not_a_cfdb_file(tmp_path):
         r = c.get("/")
         assert r.status_code == 422 and "does not exist" in error_text(r.text)
     assert not (tmp_path / "missing.duckdb").exists()
+
+
+def test_cross_site_statements_and_foreign_hosts_are_refused(small_db):
+    from starlette.testclient import TestClient
+
+    from cfdb.serve.app import create_app
+
+    with TestClient(create_app(str(small_db), read_only=False)) as c:
+        r = c.get(
+            "/sql", params={"q": "DROP TABLE Models"}, headers={"Sec-Fetch-Site": "cross-site"}
+        )
+        assert r.status_code == 403 and "another site" in error_text(r.text)
+    assert oracle(small_db, "SELECT count(*) FROM Models")[0][0] == 1
+    local = ["127.0.0.1", "localhost"]
+    with TestClient(
+        create_app(str(small_db), allowed_hosts=local), base_url="http://evil.example"
+    ) as c:
+        assert c.get("/").status_code == 400
+    with TestClient(
+        create_app(str(small_db), allowed_hosts=local), base_url="http://localhost:8765"
+    ) as c:
+        assert c.get("/").status_code == 200
