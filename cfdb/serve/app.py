@@ -342,6 +342,10 @@ class Explorer:
                 pairs = r.rows(Q.UNIT_PAIRS, p)
                 band_of = dict(r.rows(Q.subset_bands(order), p).rows)
                 marg = r.rows(Q.UNIT_MARGINALS, p)
+                hib = r.scalar(
+                    "SELECT HigherIsBetter FROM GridMetrics WHERE Grid = $grid AND Metric = $metric",
+                    p,
+                )
                 law = r.rows(Q.UNIT_LAW, p) if "unitscalinglaws" in r.tables() else Rows([], [])
         except CfdbError as exc:
             status = (
@@ -360,6 +364,8 @@ class Explorer:
             - {(None, None)},
             key=str,
         )
+        # Contributions are oriented as the laws are: positive helps, whatever the metric.
+        sign = -1.0 if hib is False else 1.0
         traces: list[dict[str, Any]] = []
         if marg.rows:
             traces.append(
@@ -368,7 +374,7 @@ class Explorer:
                     "mode": "markers",
                     "name": "measured mean contribution",
                     "x": marg.column("Size"),
-                    "y": marg.column("MeanDelta"),
+                    "y": [None if v is None else sign * v for v in marg.column("MeanDelta")],
                     "error_y": {
                         "type": "data",
                         "array": [s or 0 for s in marg.column("StdDev")],
@@ -402,7 +408,12 @@ class Explorer:
                     "type": "log" if marg.rows and min(marg.column("Size")) >= 1 else "linear",
                     "title": {"text": "|S| (units)"},
                 },
-                "yaxis": {"title": {"text": f"Δ {metric}"}},
+                "yaxis": {
+                    "title": {
+                        "text": f"Δ {metric}"
+                        + (" (lower is better: negated)" if hib is False else "")
+                    }
+                },
             },
         }
         body = {
