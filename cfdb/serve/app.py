@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -34,22 +31,16 @@ from starlette.routing import Route
 from cfdb.errors import CfdbCatalogError, CfdbError, CfdbLockError, CfdbSchemaError
 from cfdb.serve import charts
 from cfdb.serve import queries as Q
+from cfdb.serve.formatting import clean, fmt, int_param, metrics_text, sql_href, to_json
+from cfdb.serve.grid_page import BANDS, grid_context, unit_panel
 from cfdb.serve.sqlbox import run_sql
 from cfdb.store.catalog import quote
 from cfdb.store.explore import ExploreFile, Reader, Rows
 
 log = logging.getLogger("cfdb.serve")
 
-#: Most rows the heat map draws; larger grids are shown as bands of consecutive subsets.
-BANDS = 300
-#: Members listed in a subset's hover text.
-MEMBERS_SHOWN = 12
 PAGE = 25
-UNITS_PAGE = 100
 SQL_PAGE = 50
-#: Characters of a table cell shown; longer values end with an ellipsis.
-MAX_CELL = 400
-MAX_PAIRS = 400
 
 _STATIC_DIR = Path(__file__).parent / "static"
 
@@ -61,61 +52,6 @@ def _static_files() -> dict[str, tuple[Path, str]]:
         "app.js": (_STATIC_DIR / "app.js", "text/javascript"),
         "app.css": (_STATIC_DIR / "app.css", "text/css"),
     }
-
-
-# -- formatting ------------------------------------------------------------------------------
-def fmt(value: Any) -> str:
-    """A cell of a table: numbers to 4 significant digits, lists joined, None as a dash."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        return f"{value:.4g}"
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, bytes | bytearray | memoryview):
-        return f"<{len(bytes(value)):,} bytes>"
-    if isinstance(value, list | tuple):
-        return ", ".join(fmt(v) for v in value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
-    text = str(value)
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
-
-
-def metrics_text(value: Any) -> str:
-    """A model's ``Metrics`` JSON as ``name=value`` pairs."""
-    if not value:
-        return "—"
-    try:
-        data = json.loads(value) if isinstance(value, str) else value
-    except ValueError:
-        return str(value)
-    if isinstance(data, dict):
-        return ", ".join(f"{k}={fmt(v)}" for k, v in data.items() if not isinstance(v, dict | list))
-    return fmt(data)
-
-
-def sql_href(sql: str) -> str:
-    return "/sql?" + urlencode({"q": sql})
-
-
-def _json(spec: Any) -> str:
-    # Safe inside <script type="application/json">: no "</" can close the element.
-    return json.dumps(spec, default=str, allow_nan=False).replace("</", "<\\/")
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
 
 
 # -- the application -------------------------------------------------------------------------
@@ -135,7 +71,7 @@ class Explorer:
         self.env.filters["fmt"] = fmt
         self.env.filters["metrics"] = metrics_text
         self.env.filters["sqlhref"] = sql_href
-        self.env.filters["tojson_safe"] = lambda v: _json(_clean(v))
+        self.env.filters["tojson_safe"] = lambda v: to_json(clean(v))
         self.static = _static_files()
         #: Last progress seen per grid, shown while another process holds the file.
         self.progress: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -235,204 +171,26 @@ class Explorer:
             grids = r.rows(Q.GRIDS)
         return self.render("grids.html", request, nav="grids", grids=grids)
 
-    def _grid_context(self, r: Reader, name: str, request: Request) -> dict[str, Any]:
-        q = request.query_params
-        found = r.rows(Q.GRID, {"grid": name}).dicts()
-        if not found:
-            raise CfdbCatalogError(f"there is no grid named {name!r}")
-        grid = found[0]
-        metrics = list(grid["Metrics"] or [])
-        metric = q.get("metric") if q.get("metric") in metrics else metrics[0]
-        order = q.get("order") if q.get("order") in Q.ORDERS else "size"
-        p: dict[str, Any] = {"grid": grid["Name"], "metric": metric, "bands": self.bands}
-        prog_rows = r.rows(Q.GRID_PROGRESS, p)
-        prog = prog_rows.dicts()[0]
-        prog["Expected"] = (prog["Subsets"] or 0) * (prog["Slices"] or 0) * (prog["Metrics"] or 0)
-        self.progress[grid["Name"]] = (time.time(), dict(prog))
-        slices = r.rows(Q.SLICES, p)
-        names = [str(s) for s in slices.column("Name")]
-        slice_ = q.get("slice") if q.get("slice") in names else (names[0] if names else "all")
-        p["slice"] = slice_
-        hib = r.scalar(
-            "SELECT HigherIsBetter FROM GridMetrics WHERE Grid = $grid AND Metric = $metric", p
-        )
-        ctx: dict[str, Any] = {
-            "grid": grid,
-            "metric": metric,
-            "metrics": metrics,
-            "order": order,
-            "orders": list(Q.ORDERS),
-            "slice": slice_,
-            "slices": names,
-            "prog": prog,
-            "sqls": [("progress", prog_rows.sql), ("slices", slices.sql)],
-        }
-        if not prog["Cells"]:
-            return ctx
-        slice_ids = slices.column("SliceId")
-        hm = r.rows(Q.heatmap(order), p)
-        bands: list[dict[str, Any]] = []
-        values: dict[tuple[int, int], float | None] = {}
-        for row in hm.dicts():
-            if not bands or bands[-1]["Band"] != row["Band"]:
-                bands.append(row)
-            if row["SliceId"] is not None:
-                values[(row["Band"], slice_ids.index(row["SliceId"]))] = row["Value"]
-        members: dict[int, tuple[int, list[str]]] = {}
-        sqls = ctx["sqls"]
-        sqls.append(("heat map", hm.sql))
-        if prog["Subsets"] <= self.bands:
-            mem = r.rows(Q.MEMBERS, {**p, "shown": MEMBERS_SHOWN})
-            sqls.append(("subset members", mem.sql))
-            members = {row[0]: (row[1], [str(m) for m in row[2]]) for row in mem.rows}
-        hover = [_band_hover(b, members) for b in bands]
-        ctx["heatmap"] = charts.heatmap(bands, names, values, hover, metric, hib is not False)
-        ctx["aggregated"] = prog["Subsets"] > self.bands
-        ctx["nbands"] = len(bands)
-        page = _int(q.get("upage"), 0)
-        units = r.rows(Q.UNIT_VALUES, {**p, "limit": UNITS_PAGE + 1, "offset": page * UNITS_PAGE})
-        sqls.append(("unit values", units.sql))
-        more = len(units.rows) > UNITS_PAGE
-        units.rows = units.rows[:UNITS_PAGE]
-        ctx["units"] = units
-        ctx["upage"] = page
-        ctx["umore"] = more
-        ctx["unit_chart"] = charts.unit_bars(units, metric)
-        means = r.rows(Q.SIZE_MEANS, p)
-        fits = r.rows(Q.SCALING_FITS, p)
-        sqls += [("mean per size", means.sql), ("scaling-law fits", fits.sql)]
-        ctx["scaling"] = charts.scaling(means, fits, metric)
-        ctx["fits"] = fits
-        return ctx
-
     def grid(self, request: Request) -> Response:
         name = request.path_params["name"]
         with self.file.reader() as r:
             self.require_cfdb(r)
-            ctx = self._grid_context(r, name, request)
-        refresh = _int(request.query_params.get("refresh"), 0)
+            ctx = grid_context(r, name, request.query_params, self.bands)
+        self.progress[ctx["grid"]["Name"]] = (time.time(), dict(ctx["prog"]))
+        refresh = int_param(request.query_params.get("refresh"), 0)
         return self.render("grid.html", request, nav="grids", refresh=refresh, **ctx)
 
     def grid_unit(self, request: Request) -> Response:
-        """JSON for the unit panel: values per slice, pairs as heat-map bands, curves."""
-        name = request.path_params["name"]
-        q = request.query_params
+        """JSON for the unit panel (:func:`cfdb.serve.grid_page.unit_panel`)."""
         try:
             with self.file.reader() as r:
                 self.require_cfdb(r)
-                found = r.rows(Q.GRID, {"grid": name}).dicts()
-                if not found:
-                    raise CfdbCatalogError(f"there is no grid named {name!r}")
-                grid = found[0]
-                metrics = list(grid["Metrics"] or [])
-                metric = q.get("metric") if q.get("metric") in metrics else metrics[0]
-                order = q.get("order") if q.get("order") in Q.ORDERS else "size"
-                p = {
-                    "grid": grid["Name"],
-                    "metric": metric,
-                    "unit": _int(q.get("unit"), -1),
-                    "slice": q.get("slice") or "all",
-                    "bands": self.bands,
-                    "limit": MAX_PAIRS,
-                }
-                unit = r.rows(Q.UNIT, p).dicts()
-                if not unit:
-                    raise CfdbCatalogError(f"grid {grid['Name']!r} has no unit {q.get('unit')!r}")
-                by_slice = r.rows(Q.UNIT_BY_SLICE, p)
-                pairs = r.rows(Q.UNIT_PAIRS, p)
-                band_of = dict(r.rows(Q.subset_bands(order), p).rows)
-                marg = r.rows(Q.UNIT_MARGINALS, p)
-                hib = r.scalar(
-                    "SELECT HigherIsBetter FROM GridMetrics WHERE Grid = $grid AND Metric = $metric",
-                    p,
-                )
-                law = r.rows(Q.UNIT_LAW, p) if "unitscalinglaws" in r.tables() else Rows([], [])
+                body = unit_panel(r, request.path_params["name"], request.query_params, self.bands)
         except CfdbError as exc:
-            status = (
-                503
-                if isinstance(exc, CfdbLockError)
-                else 404
-                if isinstance(exc, CfdbCatalogError)
-                else 400
-            )
+            status = 503 if isinstance(exc, CfdbLockError) else 400
+            if isinstance(exc, CfdbCatalogError):
+                status = 404
             return JSONResponse({"error": exc.render()}, status_code=status)
-        band_pairs = sorted(
-            {
-                (band_of.get(w), band_of.get(x))
-                for w, x in zip(pairs.column("WithoutId"), pairs.column("WithId"), strict=True)
-            }
-            - {(None, None)},
-            key=str,
-        )
-        # Contributions are oriented as the laws are: positive helps, whatever the metric.
-        sign = -1.0 if hib is False else 1.0
-        traces: list[dict[str, Any]] = []
-        if marg.rows:
-            traces.append(
-                {
-                    "type": "scatter",
-                    "mode": "markers",
-                    "name": "measured mean contribution",
-                    "x": marg.column("Size"),
-                    "y": [None if v is None else sign * v for v in marg.column("MeanDelta")],
-                    "error_y": {
-                        "type": "data",
-                        "array": [s or 0 for s in marg.column("StdDev")],
-                        "visible": True,
-                    },
-                }
-            )
-        for f in law.dicts():
-            if f["C"] is None or f["Alpha"] is None:
-                continue
-            xs, ys = charts.psi_curve(f["C"], f["Alpha"], f["MinSize"] or 1, f["MaxSize"] or 1)
-            traces.append(
-                {
-                    "type": "scatter",
-                    "mode": "lines",
-                    "name": f"ψ_k = c·k^(−α) ({f['Method']})",
-                    "x": xs,
-                    "y": ys,
-                }
-            )
-        curve = {
-            "data": traces,
-            "layout": {
-                "title": {
-                    "text": f"Unit {unit[0]['UnitId']}: marginal contribution by subset size ({p['slice']})",
-                    "font": {"size": 14},
-                },
-                "height": 300,
-                "margin": {"l": 60, "r": 20, "t": 36, "b": 48},
-                "xaxis": {
-                    "type": "log" if marg.rows and min(marg.column("Size")) >= 1 else "linear",
-                    "title": {"text": "|S| (units)"},
-                },
-                "yaxis": {
-                    "title": {
-                        "text": f"Δ {metric}"
-                        + (" (lower is better: negated)" if hib is False else "")
-                    }
-                },
-            },
-        }
-        body = {
-            "unit": _clean(unit[0]),
-            "metric": metric,
-            "columns": by_slice.columns,
-            "rows": _clean([list(r) for r in by_slice.rows]),
-            "pairs": [list(bp) for bp in band_pairs],
-            "npairs": len(pairs.rows),
-            "curve": _clean(curve) if traces else None,
-            "sql": [
-                {"title": t, "href": sql_href(s)}
-                for t, s in (
-                    ("values per slice", by_slice.sql),
-                    ("pairs", pairs.sql),
-                    ("contributions by size", marg.sql),
-                )
-            ],
-        }
         return Response(json.dumps(body, default=str), media_type="application/json")
 
     def cf_list(self, request: Request) -> Response:
@@ -443,9 +201,9 @@ class Explorer:
         return self.render("cfs.html", request, nav="cfs", cfq=cfq, batches=batches)
 
     def cf_query(self, request: Request) -> Response:
-        qid = _int(request.path_params["qid"], -1)
+        qid = int_param(request.path_params["qid"], -1)
         q = request.query_params
-        page = _int(q.get("page"), 0)
+        page = int_param(q.get("page"), 0)
         with self.file.reader() as r:
             self.require_cfdb(r)
             found = r.rows(Q.CFQUERY, {"query": qid}).dicts()
@@ -501,9 +259,9 @@ class Explorer:
         return self.render("values.html", request, nav="values", runs=runs)
 
     def value_run(self, request: Request) -> Response:
-        run = _int(request.path_params["run"], -1)
+        run = int_param(request.path_params["run"], -1)
         q = request.query_params
-        page = _int(q.get("page"), 0)
+        page = int_param(q.get("page"), 0)
         order = q.get("order") if q.get("order") in Q.TUPLE_ORDERS else "harmful"
         with self.file.reader() as r:
             self.require_cfdb(r)
@@ -552,7 +310,7 @@ class Explorer:
         # URL is a DELETE, with --no-read-only); browsers label such requests.
         if text and request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
             raise HTTPException(403, "a statement sent from another site is refused")
-        page = _int(q.get("page"), 0)
+        page = int_param(q.get("page"), 0)
         result, error = None, None
         if text:
             try:
@@ -587,30 +345,6 @@ class Explorer:
 
     def not_found(self, request: Request, exc: Exception) -> Response:
         return self.error_page(request, exc)
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return max(int(value), 0) if default >= 0 else int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _band_hover(band: dict[str, Any], members: dict[int, tuple[int, list[str]]]) -> str:
-    if band["Subsets"] == 1 and band["FirstId"] in members:
-        count, shown = members[band["FirstId"]]
-        more = f" … and {count - len(shown)} more" if count > len(shown) else ""
-        return f"subset #{band['FirstId']} ({band['Roles']}), {count} units:<br>{{{', '.join(shown)}{more}}}"
-    if band["Subsets"] == 1:
-        return (
-            f"subset #{band['FirstId']} ({band['Roles']}), {band['MinSize']} units: {{}}"
-            if band["MinSize"] == 0
-            else f"subset #{band['FirstId']} ({band['Roles']}), {band['MinSize']} units"
-        )
-    return (
-        f"{band['Subsets']} subsets ({band['Roles']}), sizes {band['MinSize']}–{band['MaxSize']}"
-        "<br>mean over the band"
-    )
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -243,3 +243,69 @@ def repair(rows: Rows, utility: str) -> dict[str, Any]:
             yaxis={"title": {"text": f"{utility} (sum of the remaining values)"}},
         ),
     }
+
+
+def unit_curve(
+    unit_id: str,
+    slice_: str,
+    metric: str,
+    marg: Rows,
+    law: Rows,
+    higher_is_better: bool | None,
+) -> dict[str, Any] | None:
+    """A unit's mean marginal contribution per subset size (``marginal_by_size``) and its
+    fitted ψ_k = c·k^(−α) (``unit_scaling_laws``); ``None`` when there is neither."""
+    # Contributions are oriented as the laws are: positive helps, whatever the metric.
+    sign = -1.0 if higher_is_better is False else 1.0
+    traces: list[dict[str, Any]] = []
+    if marg.rows:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "measured mean contribution",
+                "x": marg.column("Size"),
+                "y": [None if v is None else sign * v for v in marg.column("MeanDelta")],
+                "error_y": {
+                    "type": "data",
+                    "array": [s or 0 for s in marg.column("StdDev")],
+                    "visible": True,
+                },
+            }
+        )
+    for f in law.dicts():
+        if f["C"] is None or f["Alpha"] is None:
+            continue
+        xs, ys = psi_curve(f["C"], f["Alpha"], f["MinSize"] or 1, f["MaxSize"] or 1)
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"ψ_k = c·k^(−α) ({f['Method']})",
+                "x": xs,
+                "y": ys,
+            }
+        )
+    if not traces:
+        return None
+    return {
+        "data": traces,
+        "layout": {
+            "title": {
+                "text": f"Unit {unit_id}: marginal contribution by subset size ({slice_})",
+                "font": {"size": 14},
+            },
+            "height": 300,
+            "margin": {"l": 60, "r": 20, "t": 36, "b": 48},
+            "xaxis": {
+                "type": "log" if marg.rows and min(marg.column("Size")) >= 1 else "linear",
+                "title": {"text": "|S| (units)"},
+            },
+            "yaxis": {
+                "title": {
+                    "text": f"Δ {metric}"
+                    + (" (lower is better: negated)" if higher_is_better is False else "")
+                }
+            },
+        },
+    }
