@@ -100,6 +100,18 @@ def grid_context(
     ctx["upage"] = page
     ctx["umore"] = more
     ctx["unit_chart"] = charts.unit_bars(units, metric)
+    if r.scalar(Q.GROUP_PAIRS, p):
+        strikes = r.rows(Q.STRIKES, p)
+        sqls.append(("strikes", strikes.sql))
+        ctx["strikes"] = strikes
+        mine = [row for row in strikes.dicts() if str(row["Slice"]) == slice_]
+        ctx["strike_chart"] = charts.bars(
+            [row["Group"] for row in mine],
+            [row["Value"] for row in mine],
+            f"Data strikes on slice {slice_}: {metric} of all data minus {metric} without the group",
+            f"Δ {metric}",
+            [f"{row['UnitsRemoved']} units removed" for row in mine],
+        )
     means = r.rows(Q.SIZE_MEANS, p)
     fits = r.rows(Q.SCALING_FITS, p)
     sqls += [("mean per size", means.sql), ("scaling-law fits", fits.sql)]

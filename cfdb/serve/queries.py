@@ -192,6 +192,16 @@ SCALING_FITS = """\
 SELECT Slice, Form, A, B, C, R2, Points, MinSize, MaxSize
 FROM scaling_law($grid) WHERE Metric = $metric ORDER BY Slice, Form"""
 
+GROUP_PAIRS = "SELECT count(*) FROM SubsetPairs WHERE Grid = $grid AND Kind = 'group'"
+
+#: Data strikes: the full set against the set without each group (the memo's moves to a row
+#: with less data).
+STRIKES = """\
+SELECT "Group", Slice, Value, FullValue, StruckValue, UnitsRemoved
+FROM strikes($grid) WHERE Metric = $metric
+ORDER BY Slice, "Group"
+"""
+
 # -- counterfactuals -------------------------------------------------------------------------
 CFQUERY = "SELECT * FROM CFQueries WHERE QueryId = $query"
 

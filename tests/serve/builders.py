@@ -31,6 +31,11 @@ CREATE GRID homesgrid TRAIN ON (SELECT * FROM Instances WHERE split = 'train') U
   EVALUATE ON (SELECT * FROM Instances WHERE split = 'test') SLICE BY student
   MODEL logistic_regression METRIC accuracy, log_loss;
 MATERIALIZE GRID homesgrid;
+CREATE GRID strikesgrid TRAIN ON (SELECT * FROM Instances WHERE split = 'train')
+  SUBSETS STRIKES BY home
+  EVALUATE ON (SELECT * FROM Instances WHERE split = 'test')
+  MODEL logistic_regression METRIC accuracy;
+MATERIALIZE GRID strikesgrid;
 CREATE GRID pending TRAIN ON (SELECT * FROM Instances WHERE split = 'train')
   SUBSETS PERMUTATIONS 3
   EVALUATE ON (SELECT * FROM Instances WHERE split = 'test')

@@ -24,6 +24,7 @@ PAGES = [
     ("/grids", 0),
     ("/grid/homesgrid", 3),
     ("/grid/pending", 0),
+    ("/grid/strikesgrid", 4),
     ("/cfs", 0),
     ("/cfs/1", 1),
     ("/cfs/2", 0),

@@ -17,6 +17,7 @@ PAGES = [
     "/grid/homesgrid",
     "/grid/homesgrid?metric=log_loss&order=design&slice=true",
     "/grid/pending",
+    "/grid/strikesgrid",
     "/cfs",
     "/cfs/1",
     "/cfs/1?group=student",
@@ -147,6 +148,20 @@ def test_unit_panel_bad_unit(client):
     r = client.get("/grid/homesgrid/unit", params={"unit": 99})
     assert r.status_code == 404 and "no unit" in r.json()["error"]
     assert client.get("/grid/nope/unit?unit=1").status_code == 404
+
+
+def test_strikes_chart_is_the_strikes_macro(client, small_db):
+    page = client.get("/grid/strikesgrid").text
+    fig = spec(page, "strikes")["data"][0]
+    want = oracle(
+        small_db,
+        "SELECT \"Group\", Value FROM strikes('strikesgrid') WHERE Slice = 'all' "
+        "AND Metric = 'accuracy' ORDER BY \"Group\"",
+    )
+    assert len(want) == 3
+    assert fig["x"] == [g for g, _ in want]
+    assert fig["y"] == pytest.approx([v for _, v in want])
+    assert 'id="strikes"' not in client.get("/grid/homesgrid").text
 
 
 def test_grid_without_cells_says_so(client, small_db):
