@@ -107,7 +107,8 @@ def test_read_write_sql_box(small_db: Path, tmp_path: Path) -> None:
 
 
 def test_cfdb_serve_command(small_db: Path, tmp_path: Path) -> None:
-    import httpx
+    import urllib.error
+    import urllib.request
 
     help_text = _cfdb(tmp_path, "serve", "--help").stdout
     for option in ("--port", "--host", "--read-only", "--no-read-only", "127.0.0.1"):
@@ -132,12 +133,13 @@ def test_cfdb_serve_command(small_db: Path, tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while True:
             try:
-                r = httpx.get(m.group(1), timeout=30)
+                with urllib.request.urlopen(m.group(1), timeout=30) as r:
+                    status, text = r.status, r.read().decode()
                 break
-            except httpx.ConnectError:
+            except (urllib.error.URLError, ConnectionError):
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
-        assert r.status_code == 200 and "small.duckdb" in r.text
+        assert status == 200 and "small.duckdb" in text
     finally:
         proc.terminate()
         proc.wait(timeout=30)
