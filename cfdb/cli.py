@@ -20,7 +20,7 @@ from cfdb import __version__
 from cfdb.api import Database, connect
 from cfdb.repl import Shell, show_exception
 
-COMMANDS = ("shell", "run", "demo")
+COMMANDS = ("shell", "run", "demo", "serve")
 
 #: The history file of the interactive shell, unless ``CFDB_HISTORY`` names another one.
 DEFAULT_HISTORY = "~/.cfdb_history"
@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--debug", action="store_true", help="show tracebacks with errors")
     demo.set_defaults(func=cmd_demo)
+
+    from cfdb.serve.command import add_parser as add_serve  # imports no web stack
+
+    add_serve(sub)
     return parser
 
 
