@@ -111,7 +111,7 @@ def test_csv_and_line_modes() -> None:
     text = fmt.render_result("line", ["a", "long"], None, [(1, None), (2, "x")], total=3)
     assert text == "   a = 1\nlong = NULL\n\n   a = 2\nlong = x\n\n… 1 more row\n3 rows"
     with pytest.raises(ValueError, match="unknown output mode"):
-        fmt.render_result("html", ["a"], None, [])
+        fmt.render_result("nonsense", ["a"], None, [])
 
 
 def test_names_in_columns() -> None:

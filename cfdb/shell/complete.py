@@ -220,15 +220,19 @@ class Names:
         before = statement[: len(statement) - len(word)]
         words = [w.upper() for w in _WORDS_RE.findall(before)]
         special = list(self._special(words, before))
-        if special:
-            for name, kind in special:
-                if name.lower().startswith(word.lower()):
-                    yield name, -len(word), name, kind
+        lower = word.islower()
+        for name, kind in special:
+            if name.lower().startswith(word.lower()):
+                insert = name.lower() if kind == "keyword" and lower else name
+                yield insert, -len(word), name, kind
+        # names of a kind that fits here replace the rest; the next word of a cfdb
+        # statement comes first, then everything else
+        if not word or any(kind != "keyword" for _, kind in special):
             return
-        if not word:
-            return
+        offered = {name for name, _ in special}
         for insert, shown, kind in self.general(word):
-            yield insert, -len(word), shown, kind
+            if shown not in offered:
+                yield insert, -len(word), shown, kind
 
     def _special(self, words: Sequence[str], before: str) -> Iterator[tuple[str, str]]:
         from cfdb.datasets import DATASETS

@@ -211,6 +211,11 @@ class Shell:
     def print(self, text: str, style: str | None = None) -> None:
         self.out.out(text, style=style, highlight=False)
 
+    def emit(self, text: str) -> None:
+        """Write a result as is: no tab expansion or styling (tabs and ascii modes need it)."""
+        self.out.file.write(text + "\n")
+        self.out.file.flush()
+
     def note(self, text: str) -> None:
         """A secondary message (``OK``, the timer) on the result stream."""
         self.print(text, style="dim")
@@ -359,7 +364,7 @@ class Shell:
             self.mode, columns, types, head, tail=tail, total=total, options=self.options
         )
         if text is not None:
-            self.print(text)
+            self.emit(text)
 
     def _ok(self, count: int | None = None) -> None:
         if count is not None:

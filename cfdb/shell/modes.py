@@ -167,8 +167,7 @@ def _grid(columns: list[str], rows: list[Sequence[Any]], types: Any, opts: Optio
     widths = [
         max([cell_len(c)] + [cell_len(r[i]) for r in cells] + [1]) for i, c in enumerate(columns)
     ]
-    right = [fmt.is_numeric_type(t) for t in types] if types else [False] * len(columns)
-    return cells, widths, right
+    return cells, widths
 
 
 # -- the modes ---------------------------------------------------------------------------------
@@ -212,7 +211,7 @@ def _tcl(columns: list[str], rows: list[Sequence[Any]], types: Any, opts: Option
 
 
 def _insert(columns: list[str], rows: list[Sequence[Any]], types: Any, opts: Options) -> str:
-    table = '"' + opts.table.replace('"', '""') + '"'
+    table = opts.table if opts.table.isidentifier() else '"' + opts.table.replace('"', '""') + '"'
     names = ",".join(c if c.isidentifier() else '"' + c.replace('"', '""') + '"' for c in columns)
     return "\n".join(
         f"INSERT INTO {table}({names}) VALUES({','.join(sql_literal(v) for v in row)});"
@@ -222,7 +221,11 @@ def _insert(columns: list[str], rows: list[Sequence[Any]], types: Any, opts: Opt
 
 def _json(columns: list[str], rows: list[Sequence[Any]], types: Any, opts: Options) -> str:
     objects = [
-        json.dumps({c: _json_value(v) for c, v in zip(columns, row)}, ensure_ascii=False)
+        json.dumps(
+            {c: _json_value(v) for c, v in zip(columns, row)},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
         for row in rows
     ]
     return "[" + ",\n".join(objects) + "]" if objects else "[]"
@@ -230,7 +233,11 @@ def _json(columns: list[str], rows: list[Sequence[Any]], types: Any, opts: Optio
 
 def _jsonlines(columns: list[str], rows: list[Sequence[Any]], types: Any, opts: Options) -> str:
     return "\n".join(
-        json.dumps({c: _json_value(v) for c, v in zip(columns, row)}, ensure_ascii=False)
+        json.dumps(
+            {c: _json_value(v) for c, v in zip(columns, row)},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
         for row in rows
     )
 
@@ -257,7 +264,7 @@ def _tabulate(style: str) -> Callable[[list[str], list[Sequence[Any]], Any, Opti
 
 
 def _column(columns: list[str], rows: list[Sequence[Any]], types: Any, opts: Options) -> str:
-    cells, widths, _ = _grid(columns, rows, types, opts)
+    cells, widths = _grid(columns, rows, types, opts)
     for i, w in enumerate(opts.widths[: len(widths)]):
         widths[i] = max(widths[i], abs(w))
     lines = []
@@ -274,16 +281,14 @@ def _drawn(chars: str) -> Callable[[list[str], list[Sequence[Any]], Any, Options
     h, v, tl, tj, tr, ml, mc, mr, bl, bj, br = chars
 
     def render(columns: list[str], rows: list[Sequence[Any]], types: Any, opts: Options) -> str:
-        cells, widths, right = _grid(columns, rows, types, opts)
+        cells, widths = _grid(columns, rows, types, opts)
 
         def rule(left: str, mid: str, end: str) -> str:
             return left + mid.join(h * (w + 2) for w in widths) + end
 
         def line(values: Sequence[str], header: bool = False) -> str:
-            parts = [
-                _pad(x, w, right[i] and not header) if not header else x.center(w)
-                for i, (x, w) in enumerate(zip(values, widths))
-            ]
+            # headers centred, values left-aligned, as DuckDB's table and box modes do
+            parts = [x.center(w) if header else _pad(x, w) for x, w in zip(values, widths)]
             return v + v.join(f" {p} " for p in parts) + v
 
         out = [rule(tl, tj, tr)]
