@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+
+import cfdb
+from cfdb.shell import Shell
 
 
 def _duckdb_binary() -> Path:
@@ -54,3 +59,25 @@ def spawn_shell(tmp_path: Path, term: str, *args: str, timeout: int = 90) -> obj
     )
     child.expect("cfdb>")
     return child
+
+
+class Captured:
+    """A shell on an in-memory database whose output and errors are kept as text."""
+
+    def __init__(self, db: cfdb.Database, **options: object) -> None:
+        self._out, self._err = io.StringIO(), io.StringIO()
+        self.shell = Shell(
+            db,
+            out=Console(file=self._out, width=100),
+            err=Console(file=self._err, width=100),
+            **options,  # type: ignore[arg-type]
+        )
+
+    def run(self, script: str, **options: object) -> bool:
+        return self.shell.run_script(script, **options)  # type: ignore[arg-type]
+
+    def take(self) -> tuple[str, str]:
+        """Output and errors since the last call."""
+        out, err = self._out.getvalue(), self._err.getvalue()
+        self._out.seek(0), self._out.truncate(), self._err.seek(0), self._err.truncate()
+        return out, err

@@ -3,7 +3,6 @@ completion, and the interactive prompt driven through a pseudo-terminal."""
 
 from __future__ import annotations
 
-import io
 import re
 import subprocess
 import time
@@ -11,33 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 import cfdb
 from cfdb.repl import Shell, first_word, is_blank, make_completer, split_units
-from tests.shell_helpers import run_duckdb_cli, spawn_shell
-
-
-class Captured:
-    """A shell on an in-memory database whose output and errors are kept as text."""
-
-    def __init__(self, db: cfdb.Database, **options: object) -> None:
-        self._out, self._err = io.StringIO(), io.StringIO()
-        self.shell = Shell(
-            db,
-            out=Console(file=self._out, width=100),
-            err=Console(file=self._err, width=100),
-            **options,  # type: ignore[arg-type]
-        )
-
-    def run(self, script: str, **options: object) -> bool:
-        return self.shell.run_script(script, **options)  # type: ignore[arg-type]
-
-    def take(self) -> tuple[str, str]:
-        """Output and errors since the last call."""
-        out, err = self._out.getvalue(), self._err.getvalue()
-        self._out.seek(0), self._out.truncate(), self._err.seek(0), self._err.truncate()
-        return out, err
+from tests.shell_helpers import Captured, run_duckdb_cli, spawn_shell
 
 
 @pytest.fixture

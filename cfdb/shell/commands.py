@@ -380,12 +380,15 @@ def _open(shell: Shell, args: list[str], raw: str) -> bool:
     path = files[0] if files else None
     if path and "--new" in flags and os.path.exists(path):
         os.unlink(path)
-    db = connect(
-        path,
-        read_only="--readonly" in flags,
-        allow_pickle=shell.db.session.allow_pickle,
-    )
-    shell.db.close()
+    session = shell.db.session
+    old = (session.store.path, session.store.read_only, session.allow_pickle)
+    shell.db.close()  # first: DuckDB refuses a second connection to the same file
+    try:
+        db = connect(path, read_only="--readonly" in flags, allow_pickle=old[2])
+    except Exception:
+        shell.db = connect(old[0], read_only=old[1], allow_pickle=old[2])
+        shell._attach_state()
+        raise
     shell.db, shell.name = db, path
     shell.in_transaction = False
     shell._attach_state()
