@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -38,16 +39,21 @@ def run_duckdb_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def spawn_shell(tmp_path: Path, term: str, *args: str, timeout: int = 90) -> object:
-    """``cfdb shell ARGS`` in a pseudo-terminal, waiting for its first prompt."""
+def spawn_shell(tmp_path: Path, term: str, *args: str, timeout: int = 90, cpr: bool = False) -> Any:
+    """``cfdb shell ARGS`` in a pseudo-terminal, waiting for its first prompt.
+
+    With ``cpr`` prompt_toolkit asks the terminal where the cursor is (the caller answers,
+    see :func:`answer_cpr`); it draws the bottom toolbar only when it knows.
+    """
     pexpect = pytest.importorskip("pexpect")
     env = dict(
         os.environ,
         TERM=term,
-        PROMPT_TOOLKIT_NO_CPR="1",
         CFDB_HISTORY=str(tmp_path / "history"),
         NO_COLOR="1",
     )
+    if not cpr:
+        env["PROMPT_TOOLKIT_NO_CPR"] = "1"
     child = pexpect.spawn(
         sys.executable,
         ["-m", "cfdb", "shell", *args],
@@ -57,7 +63,10 @@ def spawn_shell(tmp_path: Path, term: str, *args: str, timeout: int = 90) -> obj
         timeout=timeout,  # generous: a loaded machine slows the child a lot
         dimensions=(50, 120),
     )
-    child.expect("cfdb>")
+    if cpr:
+        expect_answering_cpr(child, "cfdb>")
+    else:
+        child.expect("cfdb>")
     return child
 
 
@@ -81,3 +90,9 @@ class Captured:
         out, err = self._out.getvalue(), self._err.getvalue()
         self._out.seek(0), self._out.truncate(), self._err.seek(0), self._err.truncate()
         return out, err
+
+
+def expect_answering_cpr(child: Any, text: str) -> None:
+    """Wait for ``text``, answering prompt_toolkit's cursor position requests on the way."""
+    while child.expect_exact(["\x1b[6n", text]) == 0:
+        child.send("\x1b[40;1R")

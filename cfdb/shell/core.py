@@ -313,9 +313,13 @@ class Shell:
     def _interrupted(self) -> bool:
         """After Ctrl-C: roll back what the statement (or the open transaction) did."""
         rolled_back = False
-        with suppress(Exception):
-            self.db.sql("ROLLBACK")
-            rolled_back = True
+        store = getattr(getattr(self.db, "session", None), "store", None)
+        if store is not None and store.is_open:
+            # on the store, not through the session: its hooks would query first, and an
+            # interrupted transaction refuses everything but ROLLBACK
+            with suppress(CfdbError):
+                store.execute("ROLLBACK")
+                rolled_back = True
         self.in_transaction = False
         return self.fail(
             "interrupted" + ("; the transaction was rolled back" if rolled_back else "")
