@@ -324,3 +324,33 @@ def test_keep_lock_holds_the_file(tmp_path: Path) -> None:
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+def test_completion_by_context(sh: Captured) -> None:
+    from cfdb.generators.base import GENERATORS
+    from cfdb.shell.complete import Names
+
+    sh.run(
+        "create table Instances_x (growth int, age int); create table other_t (grown int);"
+        "LOAD DATASET adult; CREATE MODEL lr AS logistic_regression TRAIN ON "
+        "(SELECT * FROM Instances LIMIT 200);"
+    )
+    sh.take()
+    sh.shell.completion = Names(sh.shell)
+    sh.shell.completion.load_keywords()
+    sh.shell.completion.refresh()
+    text = "select * from Instances_x AS I join other_t o on true where I.gro"
+    assert _complete(sh.shell, text) == ["growth"]
+    assert _complete(sh.shell, "select * from other_t o where o.") == ["grown"]
+    assert _complete(sh.shell, 'select * from "Instances_x" where Instances_x.a') == ["age"]
+    assert set(_complete(sh.shell, "LOAD ")) >= {"DATASET", "INSTANCES"}
+    assert _complete(sh.shell, "LOAD DATASET ad") == ["adult"]
+    assert _complete(sh.shell, "PREDICT ") == ["lr"]
+    assert _complete(sh.shell, "DROP MODEL IF EXISTS l") == ["lr"]
+    assert "logistic_regression" in _complete(sh.shell, "CREATE MODEL m AS lo")
+    foreach = "FOREACH p IN (SELECT * FROM Predictions) GENERATE (SELECT * FROM CFs) USING "
+    assert _complete(sh.shell, foreach) == GENERATORS.names()
+    assert "reuse_threshold" in _complete(sh.shell, foreach + "dice WITH (")
+    assert "mode" in _complete(sh.shell, "LOAD INSTANCES FROM 'x.csv' WITH (label = 'y', ")
+    assert "retry_failed" in _complete(sh.shell, "MATERIALIZE GRID g WITH (")
+    assert _complete(sh.shell, "select * from t join u using (") == []

@@ -241,9 +241,8 @@ class Names:
 
         last = words[-1] if words else ""
         tail = before.rstrip()
-        ends_word = before != tail or not before  # the cursor is after a space
-        if not ends_word:
-            return
+        if before and not before[-1].isspace() and before[-1] not in "(,":
+            return  # the cursor is inside something else (a string, a dotted name, ...)
         # the next keyword of a cfdb statement
         prefixes = statement_prefixes()
         for prefix in prefixes:
