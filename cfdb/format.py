@@ -1,4 +1,5 @@
-"""Text rendering for the command line: result tables, CSV and line modes, errors, name lists.
+"""Text rendering for the command line: duckbox tables, line mode, errors, name lists (the
+shell's other output modes are in :mod:`cfdb.shell.modes`).
 
 Everything here is a pure function from column names, type names and row tuples (or an
 exception) to a string, except :func:`take_rows` and :func:`print_relation`, which read any
@@ -278,25 +279,6 @@ def render_lines(
     tail = [_more_rows(total - len(rows))] if total > len(rows) else []
     tail.append(row_count(total))
     return "\n\n".join([out, "\n".join(tail)]) if out else "\n".join(tail)
-
-
-def render_result(
-    mode: str,
-    columns: Sequence[str],
-    types: Sequence[str] | None,
-    rows: Sequence[Sequence[Any]],
-    *,
-    total: int | None = None,
-    max_width: int | None = None,
-) -> str:
-    """A result in one of the shell's output modes (:data:`cfdb.shell.modes.MODES`)."""
-    from cfdb.shell import modes
-
-    mode = "duckbox" if mode == "table_with_types" else mode
-    text = modes.render(
-        mode, columns, types, rows, total=total, options=modes.Options(max_width=max_width)
-    )
-    return text or ""
 
 
 def take_rows(relation: Any, limit: int | None) -> tuple[list[tuple[Any, ...]], int]:

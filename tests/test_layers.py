@@ -37,6 +37,7 @@ RANKS = {
     "demo": 5,
     "format": 5,
     "repl": 6,
+    "shell": 6,
     "cli": 7,
     "__main__": 8,
     "__init__": 5,

@@ -147,7 +147,7 @@ def _exit(shell: Shell, args: list[str], raw: str) -> bool:
 
 
 # -- output ------------------------------------------------------------------------------------
-@command(".mode", "?MODE? ?TABLE?", "set the output mode (.help mode lists them); TABLE for insert")
+@command(".mode", "?MODE? ?TABLE?", "set the output mode (see Modes in .help); TABLE for insert")
 def _mode(shell: Shell, args: list[str], raw: str) -> bool:
     if not args:
         shell.print(f"current output mode: {shell.mode}")

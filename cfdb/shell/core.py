@@ -418,7 +418,8 @@ class Shell:
         from cfdb.shell.commands import run_command
 
         try:
-            return run_command(self, line)
+            with cancel_on_sigint(lambda: self.db.interrupt()):  # .import, .dump, .shell
+                return run_command(self, line)
         except KeyboardInterrupt:
             return self.fail("interrupted")
         except Exception as exc:

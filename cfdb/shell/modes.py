@@ -97,13 +97,17 @@ def render(
         raise ValueError(f"unknown output mode {mode!r}; expected one of {', '.join(MODES)}")
     if mode == "duckbox" and opts.transpose:
         shown = [*rows, *tail]
-        return fmt.render_table(
+        text = fmt.render_table(
             ["column", *[str(i + 1) for i in range(len(shown))]],
             None,
             [(c, *[r[i] for r in shown]) for i, c in enumerate(columns)],
             max_width=opts.max_width,
             null=opts.nullvalue,
-        ) + (f" (of {total:,} rows)" if total is not None and total > len(shown) else "")
+        )
+        box, _, _ = text.rpartition("\n")
+        total = len(shown) if total is None else total
+        more = f" ({len(shown):,} shown)" if total > len(shown) else ""
+        return f"{box}\n{fmt.row_count(total)}{more}, {len(columns)} columns"
     if mode == "duckbox":
         return fmt.render_table(
             columns, types, rows, tail=tail, total=total, max_width=opts.max_width,
