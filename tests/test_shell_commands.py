@@ -292,3 +292,10 @@ def test_an_open_transaction_keeps_the_lock(tmp_path: Path) -> None:
         assert "in-memory database 'scratch'" in (sh.shell.kept_reason or "")
     finally:
         db.close()
+
+
+def test_mode_option_of_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from cfdb.cli import main
+
+    assert main(["shell", "--mode", "jsonlines", "-c", "select 1 as a union all select 2;"]) == 0
+    assert capsys.readouterr().out == '{"a":1}\n{"a":2}\n'
