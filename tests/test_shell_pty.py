@@ -13,6 +13,9 @@ from tests.shell_helpers import expect_answering_cpr, run_duckdb_cli, spawn_shel
 
 pexpect = pytest.importorskip("pexpect")
 
+# Each test starts the shell in a terminal: seconds each on a busy machine.
+pytestmark = pytest.mark.slow
+
 CROSS_JOIN = "SELECT sum(a.range * b.range) FROM range(1000000) a, range(1000000) b;"
 
 
@@ -29,7 +32,6 @@ def _wait_until_busy(pid: int, seconds: float = 0.5, timeout: float = 60) -> Non
         time.sleep(0.05)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 @pytest.mark.parametrize("term", ["xterm", "dumb"])
 def test_ctrl_c_cancels_a_long_cross_join(tmp_path: Path, term: str) -> None:
