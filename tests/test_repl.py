@@ -355,3 +355,20 @@ def test_completion_by_context(sh: Captured) -> None:
     assert "mode" in _complete(sh.shell, "LOAD INSTANCES FROM 'x.csv' WITH (label = 'y', ")
     assert "retry_failed" in _complete(sh.shell, "MATERIALIZE GRID g WITH (")
     assert _complete(sh.shell, "select * from t join u using (") == []
+
+
+def test_highlighting_marks_cfdb_keywords(sh: Captured) -> None:
+    from prompt_toolkit.document import Document
+
+    from cfdb.shell.complete import make_lexer
+
+    lexer = make_lexer(sh.shell)
+    line = "FOREACH p IN (select 1) GENERATE (select 1) USING dice"
+    styled = lexer.lex_document(Document(line))(0)
+    words = {text.strip().upper(): style for style, text in styled if text.strip()}
+    keyword = "class:pygments.keyword"
+    for word in ("FOREACH", "GENERATE", "SELECT", "USING"):
+        assert words[word].startswith(keyword), (word, words[word])
+    assert not words["DICE"].startswith(keyword)
+    sh.shell.highlight = False
+    assert all(style == "" for style, _ in lexer.lex_document(Document(line))(0))
