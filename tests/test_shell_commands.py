@@ -281,7 +281,7 @@ def test_an_open_transaction_keeps_the_lock(tmp_path: Path) -> None:
     db = cfdb.connect(tmp_path / "x.duckdb")
     sh = Captured(db, share=True, name="x.duckdb")
     try:
-        sh.run("create table t (a int); begin; insert into t values (1);")
+        sh.run("create table t (a int); /* open one */ -- here\nbegin; insert into t values (1);")
         sh.shell.release_lock()
         assert sh.shell.kept_reason == "a transaction is open" and db.session.store.is_open
         sh.run("commit;")

@@ -326,6 +326,11 @@ class Shell:
         )
 
     def _track_transaction(self, text: str) -> None:
+        text = "\n".join(
+            line
+            for line in _BLOCK_COMMENT_RE.sub("", text).split("\n")
+            if not line.strip().startswith("--")
+        )
         word = first_word(text)
         if word in ("BEGIN", "START") and "BATCH" not in text.upper().split()[:2]:
             self.in_transaction = True
