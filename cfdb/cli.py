@@ -18,7 +18,8 @@ from rich.console import Console
 
 from cfdb import __version__
 from cfdb.api import Database, connect
-from cfdb.repl import Shell, show_exception
+from cfdb.shell import Shell, show_exception
+from cfdb.shell.modes import MODES
 
 COMMANDS = ("shell", "run", "demo", "serve")
 
@@ -47,8 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     shell.add_argument(
         "--keep-lock",
         action="store_true",
-        help="keep the file open (and locked) between statements; by default the shell "
-        "releases it after each input so other processes can open the file",
+        help="keep the file open (and locked) between statements, as .share off does; by "
+        "default the shell releases it after each input so other processes can open the file "
+        "(the session's temporary tables, settings and macros are kept either way)",
+    )
+    shell.add_argument(
+        "--mode",
+        metavar="MODE",
+        choices=MODES,
+        help=f"output mode, as .mode MODE ({', '.join(MODES)}; default: duckbox)",
     )
     shell.set_defaults(func=cmd_shell)
 
@@ -132,17 +140,19 @@ def cmd_shell(args: argparse.Namespace) -> int:
     if db is None:
         return 1
     shell = Shell(db, debug=args.debug, name=args.file)
+    if args.mode:
+        shell.mode = args.mode
     try:
         if args.command is not None:
             return 0 if shell.run_script(args.command) else 1
         if not sys.stdin.isatty():
             return 0 if shell.run_script(sys.stdin.read()) else 1
-        shell.release = _is_file(args.file) and not args.keep_lock
+        shell.share = _is_file(args.file) and not args.keep_lock
         history = os.environ.get("CFDB_HISTORY", DEFAULT_HISTORY) or None
         plain = os.environ.get("TERM", "") in ("", "dumb", "unknown") or not sys.stdout.isatty()
         return shell.repl(history=history, plain=plain)
     finally:
-        db.close()
+        shell.db.close()  # .open may have replaced the database
 
 
 def cmd_run(args: argparse.Namespace) -> int:

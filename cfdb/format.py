@@ -1,4 +1,5 @@
-"""Text rendering for the command line: result tables, CSV and line modes, errors, name lists.
+"""Text rendering for the command line: duckbox tables, line mode, errors, name lists (the
+shell's other output modes are in :mod:`cfdb.shell.modes`).
 
 Everything here is a pure function from column names, type names and row tuples (or an
 exception) to a string, except :func:`take_rows` and :func:`print_relation`, which read any
@@ -15,6 +16,7 @@ import math
 import re
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from itertools import islice
@@ -27,8 +29,6 @@ from cfdb.errors import CfdbError
 #: How a SQL NULL is shown in table and line modes.
 NULL = "NULL"
 
-#: Output modes of the shell (``.mode``).
-MODES = ("table", "csv", "line")
 
 #: Rows shown by default before "… N more rows".
 DEFAULT_MAX_ROWS = 40
@@ -52,10 +52,10 @@ def is_numeric_type(type_name: str) -> bool:
     return bool(_NUMERIC_TYPE_RE.match(type_name.strip()))
 
 
-def format_value(value: Any) -> str:
+def format_value(value: Any, null: str = NULL) -> str:
     """A value as shown in a table cell: ``NULL``, ``true``/``false``, numbers, ISO dates."""
     if value is None:
-        return NULL
+        return null
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -138,9 +138,11 @@ def render_table(
     types: Sequence[str] | None,
     rows: Sequence[Sequence[Any]],
     *,
+    tail: Sequence[Sequence[Any]] = (),
     total: int | None = None,
     max_width: int | None = None,
     max_cell_width: int = MAX_CELL_WIDTH,
+    null: str = NULL,
 ) -> str:
     """A boxed table: names and types as the header, numbers right-aligned, NULL as ``NULL``.
 
@@ -148,19 +150,25 @@ def render_table(
         columns: column names.
         types: DuckDB type names, one per column (``None`` to infer alignment from values).
         rows: the rows to show.
+        tail: the last rows of a result that was cut in the middle: shown after a row of
+            ``…``, and the footer says how many rows were shown.
         total: how many rows the result has (more than ``len(rows)`` when it was cut); a
-            "… N more rows" line and the row count follow the table.
+            "… N more rows" line and the row count follow the table (without ``tail``).
+        null: how NULL is shown.
         max_width: the terminal width; middle columns are left out (shown as ``…``) so the
             table fits. ``None`` for no limit.
         max_cell_width: cells wider than this are cut with an ellipsis.
     """
-    total = len(rows) if total is None else total
+    shown_rows = len(rows) + len(tail)
+    total = shown_rows if total is None else total
+    gap = bool(tail) and total > shown_rows
+    rows = [*rows, *tail]
     ncols = len(columns)
     type_names = list(types) if types is not None else [""] * ncols
     right = [
         is_numeric_type(t) if t else _values_numeric(rows, i) for i, t in enumerate(type_names)
     ]
-    cells = [[_cell_lines(format_value(v), max_cell_width) for v in row] for row in rows]
+    cells = [[_cell_lines(format_value(v, null), max_cell_width) for v in row] for row in rows]
     heads = [
         [crop(str(name), max_cell_width)] + ([crop(t, max_cell_width)] if types else [])
         for name, t in zip(columns, type_names)
@@ -199,10 +207,14 @@ def render_table(
         if types:
             out += row_lines([[h[1]] for h in heads])
         out.append(line("├", "┼", "┤"))
-        for row in cells:
+        for k, row in enumerate(cells):
+            if gap and k == shown_rows - len(tail):
+                out += row_lines([[ELLIPSIS] for _ in range(ncols)])
             out += row_lines(row)
         out.append(line("└", "┴", "┘"))
-    if total > len(rows):
+    if gap:
+        notes.insert(0, f"{shown_rows:,} shown")
+    elif total > len(rows):
         out.append(_more_rows(total - len(rows)))
     out.append(", ".join([row_count(total), *notes]))
     return "\n".join(out)
@@ -246,7 +258,11 @@ def render_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def render_lines(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, total: int | None = None
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    total: int | None = None,
+    null: str = NULL,
 ) -> str:
     """One ``name = value`` line per column, a blank line between rows, then the row count."""
     total = len(rows) if total is None else total
@@ -255,32 +271,14 @@ def render_lines(
     for row in rows:
         blocks.append(
             "\n".join(
-                f"{_pad(name, width, True)} = {format_value(v)}" for name, v in zip(columns, row)
+                f"{_pad(name, width, True)} = {format_value(v, null)}"
+                for name, v in zip(columns, row)
             )
         )
     out = "\n\n".join(blocks)
     tail = [_more_rows(total - len(rows))] if total > len(rows) else []
     tail.append(row_count(total))
     return "\n\n".join([out, "\n".join(tail)]) if out else "\n".join(tail)
-
-
-def render_result(
-    mode: str,
-    columns: Sequence[str],
-    types: Sequence[str] | None,
-    rows: Sequence[Sequence[Any]],
-    *,
-    total: int | None = None,
-    max_width: int | None = None,
-) -> str:
-    """A result in one of :data:`MODES`."""
-    if mode == "csv":
-        return render_csv(columns, rows)
-    if mode == "line":
-        return render_lines(columns, rows, total=total)
-    if mode == "table":
-        return render_table(columns, types, rows, total=total, max_width=max_width)
-    raise ValueError(f"unknown output mode {mode!r}; expected one of {', '.join(MODES)}")
 
 
 def take_rows(relation: Any, limit: int | None) -> tuple[list[tuple[Any, ...]], int]:
@@ -291,6 +289,33 @@ def take_rows(relation: Any, limit: int | None) -> tuple[list[tuple[Any, ...]], 
     )
     rows = list(rows_iter if limit is None else islice(rows_iter, limit))
     return rows, len(rows) + sum(1 for _ in rows_iter)
+
+
+def take_head_tail(
+    relation: Any, limit: int | None
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+    """The first and last rows of a relation (``limit`` in all, head first; all rows if None
+    or the result is short enough) and its row count, in one run."""
+    iter_rows = getattr(type(relation), "iter_rows", None)
+    rows_iter: Iterator[tuple[Any, ...]] = (
+        iter(iter_rows(relation)) if iter_rows is not None else iter(relation.fetchall())
+    )
+    if limit is None:
+        rows = list(rows_iter)
+        return rows, [], len(rows)
+    head = list(islice(rows_iter, limit))
+    keep = limit // 2  # half the budget from each end (the head gets the odd one), as DuckDB
+    tail: deque[tuple[Any, ...]] = deque(maxlen=max(keep, 1))
+    count = len(head)
+    for row in rows_iter:
+        tail.append(row)
+        count += 1
+    if count <= limit or keep == 0:
+        return head, [], count
+    # head and tail are contiguous unless the deque dropped rows; either way this slice is
+    # the last ``keep`` rows of the result.
+    last = [*head, *tail][-keep:]
+    return head[: limit - keep], last, count
 
 
 def print_relation(relation: Any, out: Any, *, max_rows: int = DEFAULT_MAX_ROWS) -> None:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import cfdb
 from tests.conftest import toy_frame
+from tests.shell_helpers import DUCKDB_CLI
 
 
 def duckdb_cli() -> str:
-    candidate = Path(sys.executable).with_name("duckdb")
-    found = str(candidate) if candidate.exists() else shutil.which("duckdb")
+    # the binary itself: the duckdb-cli package's `duckdb` command is a Python wrapper
+    found = str(DUCKDB_CLI) if DUCKDB_CLI.exists() else shutil.which("duckdb")
     if not found:
         pytest.fail("the duckdb CLI (PyPI package duckdb-cli) is not installed")
     return found

@@ -11,8 +11,7 @@ import pytest
 
 import cfdb
 from cfdb.cli import main
-
-DUCKDB_CLI = Path(sys.executable).with_name("duckdb")
+from tests.shell_helpers import DUCKDB_CLI
 
 
 def cfdb_cmd(

@@ -38,6 +38,7 @@ RANKS = {
     "format": 5,
     "repl": 6,
     "serve": 6,
+    "shell": 6,
     "cli": 7,
     "__main__": 8,
     "__init__": 5,

@@ -3,44 +3,17 @@ completion, and the interactive prompt driven through a pseudo-terminal."""
 
 from __future__ import annotations
 
-import io
-import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 import cfdb
 from cfdb.repl import Shell, first_word, is_blank, make_completer, split_units
-
-DUCKDB_CLI = Path(sys.executable).with_name("duckdb")
-
-
-class Captured:
-    """A shell on an in-memory database whose output and errors are kept as text."""
-
-    def __init__(self, db: cfdb.Database, **options: object) -> None:
-        self._out, self._err = io.StringIO(), io.StringIO()
-        self.shell = Shell(
-            db,
-            out=Console(file=self._out, width=100),
-            err=Console(file=self._err, width=100),
-            **options,  # type: ignore[arg-type]
-        )
-
-    def run(self, script: str, **options: object) -> bool:
-        return self.shell.run_script(script, **options)  # type: ignore[arg-type]
-
-    def take(self) -> tuple[str, str]:
-        """Output and errors since the last call."""
-        out, err = self._out.getvalue(), self._err.getvalue()
-        self._out.seek(0), self._out.truncate(), self._err.seek(0), self._err.truncate()
-        return out, err
+from tests.shell_helpers import Captured, run_duckdb_cli, spawn_shell
 
 
 @pytest.fixture
@@ -163,10 +136,12 @@ def test_cfdb_statement_result_is_shown(sh: Captured) -> None:
 def test_rows_are_cut_at_maxrows(sh: Captured) -> None:
     assert sh.run("select * from range(100) t(i);")
     out, _ = sh.take()
-    assert out.rstrip().endswith("… 60 more rows\n100 rows")
+    # duckbox: the first and last 20 rows around a row of '…'
+    assert out.rstrip().endswith("100 rows, 40 shown")
+    assert re.search(r"│ +19 │\n│ +… │\n│ +80 │", out) and "│ 20 │" not in out
     assert sh.run(".maxrows 5\nselect * from range(100) t(i);")
     out, _ = sh.take()
-    assert "… 95 more rows" in out
+    assert re.search(r"│ +2 │\n│ +… │\n│ +98 │\n│ +99 │", out) and "100 rows, 5 shown" in out
     assert sh.run(".maxrows 0\nselect * from range(100) t(i);")
     out, _ = sh.take()
     assert "more rows" not in out and re.search(r"│ +99 │", out)
@@ -177,10 +152,10 @@ def test_modes(sh: Captured) -> None:
     assert sh.take()[0] == 'a,b,c\n1,,"x,y"\n'
     assert sh.run(".mode line\nselect 1 as a, 'x' as bb;")
     assert sh.take()[0] == " a = 1\nbb = x\n\n1 row\n"
-    assert not sh.run(".mode html")
-    assert "usage: .mode table|csv|line" in sh.take()[1]
+    assert not sh.run(".mode nonsense")
+    assert "mode should be one of: ascii box column csv duckbox" in sh.take()[1]
     assert sh.run(".mode\n")
-    assert sh.take()[0] == "line\n"
+    assert sh.take()[0] == "current output mode: line\n"
 
 
 def test_timer(sh: Captured) -> None:
@@ -198,22 +173,22 @@ def test_tables_and_schema(sh: Captured) -> None:
     out, _ = sh.take()
     assert "alpha" in out and "zeta" in out and "Instances" not in out
     assert sh.run(".schema zeta")
-    assert sh.take()[0] == "zeta\n  a  INTEGER  NOT NULL\n  b  VARCHAR\n"
+    assert sh.take()[0] == "CREATE TABLE zeta(a INTEGER NOT NULL, b VARCHAR);\n"
     assert sh.run(".schema")
     out, _ = sh.take()
-    assert "alpha\n  x  INTEGER" in out and "zeta\n  a" in out and "Models\n" in out
+    assert "CREATE VIEW alpha AS SELECT 1 AS x;" in out and "CREATE TABLE Models(" in out
     assert not sh.run(".schema nothing_here")
-    assert "no table or view named 'nothing_here'" in sh.take()[1]
+    assert "nothing named like 'nothing_here'" in sh.take()[1]
 
 
-def test_help_explains_the_lock_release() -> None:
+def test_help_explains_sharing() -> None:
     db = cfdb.connect()
-    captured = Captured(db, release=True)
+    captured = Captured(db, share=True)
     assert captured.run(".help")
     out, _ = captured.take()
-    for text in (".schema [TABLE]", ".timer on|off", ".mode table|csv|line", "--keep-lock"):
+    for text in (".schema ?PATTERN?", ".timer on|off", ".mode ?MODE? ?TABLE?", ".share off"):
         assert text in out
-    assert "TEMP" in out and "SET" in out
+    assert "temporary tables" in out and "SET options" in out
     db.close()
 
 
@@ -243,9 +218,12 @@ def _complete(shell: Shell, text: str) -> list[str]:
 
 
 def test_completion_of_keywords_names_and_dot_commands(sh: Captured) -> None:
+    from cfdb.shell.complete import Names
+
     sh.run('create table loans (income int, "home type" varchar);')
-    sh.shell.load_keywords()
-    sh.shell.refresh_names()
+    sh.shell.completion = Names(sh.shell)
+    sh.shell.completion.load_keywords()
+    sh.shell.completion.refresh()
     assert "select" in _complete(sh.shell, "sel")
     assert "SELECT" in _complete(sh.shell, "SEL")
     assert "DATASET" in _complete(sh.shell, "LOAD DATA")  # a cfdb keyword
@@ -254,7 +232,7 @@ def test_completion_of_keywords_names_and_dot_commands(sh: Captured) -> None:
     assert '"home type"' in _complete(sh.shell, "select ho")
     assert _complete(sh.shell, ".sc") == [".schema"]
     assert "loans" in _complete(sh.shell, ".schema lo")
-    assert _complete(sh.shell, ".mode c") == ["csv"]
+    assert _complete(sh.shell, ".mode cs") == ["csv"]
 
 
 # -- the interactive prompt in a pseudo-terminal -----------------------------------------------
@@ -262,35 +240,11 @@ pexpect = pytest.importorskip("pexpect")
 
 
 def _spawn(tmp_path: Path, term: str, *args: str) -> pexpect.spawn:
-    env = dict(
-        os.environ,
-        TERM=term,
-        PROMPT_TOOLKIT_NO_CPR="1",
-        CFDB_HISTORY=str(tmp_path / "history"),
-        NO_COLOR="1",
-    )
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "cfdb", "shell", *args],
-        cwd=str(tmp_path),
-        env=env,
-        encoding="utf-8",
-        timeout=90,  # generous: a loaded machine slows the child a lot
-        dimensions=(50, 120),
-    )
-    child.expect("cfdb>")
-    return child
+    return spawn_shell(tmp_path, term, *args)
 
 
 def _readable_by_duckdb_cli(path: Path, query: str) -> subprocess.CompletedProcess[str]:
-    if not DUCKDB_CLI.exists():
-        pytest.skip("the duckdb CLI (duckdb-cli package) is not installed")
-    return subprocess.run(
-        [str(DUCKDB_CLI), "-readonly", str(path), "-c", query],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_duckdb_cli("-readonly", str(path), "-c", query)
 
 
 @pytest.mark.parametrize("term", ["xterm", "dumb"])
@@ -313,8 +267,7 @@ def test_interactive_session(tmp_path: Path, term: str) -> None:
         child.send(".tables\r")
         child.expect(r"\st\s")
         child.send(".schema t\r")
-        child.expect(r"a +INTEGER")
-        child.expect(r"label +VARCHAR")
+        child.expect(r'CREATE TABLE t\(a INTEGER, "label" VARCHAR\);')
 
         child.send(".timer on\r")
         child.send("select 1 as one;\r")
@@ -371,3 +324,51 @@ def test_keep_lock_holds_the_file(tmp_path: Path) -> None:
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+def test_completion_by_context(sh: Captured) -> None:
+    from cfdb.generators.base import GENERATORS
+    from cfdb.shell.complete import Names
+
+    sh.run(
+        "create table Instances_x (growth int, age int); create table other_t (grown int);"
+        # completion reads model names from the catalog; a row is all it needs (training
+        # one would take seconds)
+        "INSERT INTO Models (ModelId, Name, Kind) VALUES (1, 'lr', 'logistic_regression');"
+    )
+    sh.take()
+    sh.shell.completion = Names(sh.shell)
+    sh.shell.completion.load_keywords()
+    sh.shell.completion.refresh()
+    text = "select * from Instances_x AS I join other_t o on true where I.gro"
+    assert _complete(sh.shell, text) == ["growth"]
+    assert _complete(sh.shell, "select * from other_t o where o.") == ["grown"]
+    assert _complete(sh.shell, 'select * from "Instances_x" where Instances_x.a') == ["age"]
+    assert set(_complete(sh.shell, "LOAD ")) >= {"DATASET", "INSTANCES"}
+    assert _complete(sh.shell, "LOAD DATASET ad") == ["adult"]
+    assert _complete(sh.shell, "PREDICT ") == ["lr"]
+    assert _complete(sh.shell, "DROP MODEL IF EXISTS l") == ["lr"]
+    assert "logistic_regression" in _complete(sh.shell, "CREATE MODEL m AS lo")
+    foreach = "FOREACH p IN (SELECT * FROM Predictions) GENERATE (SELECT * FROM CFs) USING "
+    assert _complete(sh.shell, foreach) == GENERATORS.names()
+    assert "reuse_threshold" in _complete(sh.shell, foreach + "dice WITH (")
+    assert "mode" in _complete(sh.shell, "LOAD INSTANCES FROM 'x.csv' WITH (label = 'y', ")
+    assert "retry_failed" in _complete(sh.shell, "MATERIALIZE GRID g WITH (")
+    assert _complete(sh.shell, "select * from t join u using (") == []
+
+
+def test_highlighting_marks_cfdb_keywords(sh: Captured) -> None:
+    from prompt_toolkit.document import Document
+
+    from cfdb.shell.complete import make_lexer
+
+    lexer = make_lexer(sh.shell)
+    line = "FOREACH p IN (select 1) GENERATE (select 1) USING dice"
+    styled = lexer.lex_document(Document(line))(0)
+    words = {text.strip().upper(): style for style, text in styled if text.strip()}
+    keyword = "class:pygments.keyword"
+    for word in ("FOREACH", "GENERATE", "SELECT", "USING"):
+        assert words[word].startswith(keyword), (word, words[word])
+    assert not words["DICE"].startswith(keyword)
+    sh.shell.highlight = False
+    assert all(style == "" for style, _ in lexer.lex_document(Document(line))(0))
