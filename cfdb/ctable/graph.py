@@ -47,10 +47,13 @@ from cfdb.ctable.condition import (
     normalize,
     variables,
 )
+from cfdb.ctable.shapes import decide_blocks
 from cfdb.ctable.solve import Solver
 from cfdb.types import FeatureSpec
 
 CONSTRUCTIONS = ("naive", "atoms")
+# Bulk decisions keep two n × n boolean matrices: 2 × 400 MB at this size.
+_SYMBOLIC_MAX_NODES = 20_000
 
 
 @dataclass
@@ -64,6 +67,8 @@ class Graph:
         witness_refuted: pairs refuted by a sample point.
         exact_prechecks: pairs decided by set/interval containment or structure.
         transitive: edges inferred by transitivity.
+        symbolic: pairs decided in bulk per pair of condition shapes (see ``shapes``).
+        eliminations: z3 quantifier eliminations run for those (one per pair of shapes).
         seconds: construction time.
     """
 
@@ -74,6 +79,8 @@ class Graph:
     witness_refuted: int = 0
     exact_prechecks: int = 0
     transitive: int = 0
+    symbolic: int = 0
+    eliminations: int = 0
     seconds: float = 0.0
 
 
@@ -82,6 +89,7 @@ def build(
     features: Sequence[FeatureSpec],
     construction: str = "atoms",
     seed: int = 0,
+    symbolic_min_pairs: int | None = 64,
 ) -> Graph:
     """The implication graph of normalized, satisfiable ``conditions``.
 
@@ -90,6 +98,9 @@ def build(
         features: the feature space.
         construction: ``naive`` or ``atoms``.
         seed: for the witness sample points.
+        symbolic_min_pairs: ``atoms`` decides the pairs between two condition shapes in bulk
+            (one quantifier elimination, then numpy) when the shapes have at least this many
+            pairs of conditions between them; ``None`` turns it off.
     """
     if construction not in CONSTRUCTIONS:
         raise ValueError(f"unknown construction {construction!r}")
@@ -113,7 +124,7 @@ def build(
                     if implies(i, j):
                         graph.edges.add((i, j))
     else:
-        _atoms(conditions, features, graph, implies, seed, solver)
+        _atoms(conditions, features, graph, implies, seed, solver, symbolic_min_pairs)
     graph.solver_calls = solver.calls
     graph.seconds = time.perf_counter() - started
     _RANGES.clear()
@@ -127,19 +138,46 @@ def _atoms(
     implies: Any,
     seed: int,
     solver: Solver,
+    symbolic_min_pairs: int | None,
 ) -> None:
     domains = Domains(features)
     n = len(conditions)
+    # Pairs of shapes with many pairs of conditions between them are decided in bulk first;
+    # the per-pair machinery below only sees what is left.
+    blocks = (
+        decide_blocks(conditions, solver, min_pairs=symbolic_min_pairs)
+        if symbolic_min_pairs is not None and n <= _SYMBOLIC_MAX_NODES
+        else None
+    )
+    if blocks is not None:
+        graph.eliminations = blocks.eliminations
     # A valid condition (true in every world, e.g. ``c <> d`` over disjoint domains) is
     # implied by everything; the variable buckets below rely on knowing which ones are.
-    valid = [c == TRUE or not solver.satisfiable(Not(c)) for c in conditions]
+    known_valid = blocks.valid if blocks is not None else {}
+    valid = [
+        c == TRUE or (known_valid[i] if i in known_valid else not solver.satisfiable(Not(c)))
+        for i, c in enumerate(conditions)
+    ]
     # Buckets: variable -> nodes whose condition mentions it (Algorithm 1's map B).
     buckets: dict[str, list[int]] = {}
     var_sets = [variables(c) for c in conditions]
     for i, vs in enumerate(var_sets):
         for v in vs:
             buckets.setdefault(v.lower(), []).append(i)
-    sat = witnesses(conditions, features, seed)
+    share = None
+    needed = None
+    if blocks is not None:
+        # Candidate pairs as a matrix; witness points are only drawn for the nodes of pairs
+        # that the bulk decisions left open.
+        incidence = np.zeros((n, max(1, len(buckets))), dtype=np.float32)
+        for k, members in enumerate(buckets.values()):
+            incidence[members, k] = 1.0
+        share = (incidence @ incidence.T) > 0
+        share[:, np.flatnonzero(valid)] = True
+        np.fill_diagonal(share, False)
+        left_open = share & ~blocks.decided
+        needed = np.flatnonzero(left_open.any(axis=1) | left_open.any(axis=0))
+    sat = witnesses(conditions, features, seed, nodes=needed)
     packed = np.packbits(sat, axis=1) if sat.size else np.zeros((n, 0), np.uint8)
     pools = value_pools(conditions, features)
     rng = np.random.default_rng(seed + 1)
@@ -149,19 +187,31 @@ def _atoms(
     # candidates are tried strongest first, so a proven i ⇒ j brings j's finished row along.
     weakness = sat.sum(axis=1) if sat.size else np.zeros(n)
     successors: dict[int, set[int]] = {}
+    # With bulk decisions, finished rows live in a matrix (a Python set per row would cost
+    # more than deciding the pairs did).
+    adjacency = np.zeros((n, n), dtype=bool) if blocks is not None else None
     for i in sorted(range(n), key=lambda k: (-weakness[k], k)):
         # Candidates: nodes sharing a variable with i, plus valid conditions (TRUE).
-        candidates: set[int] = set()
-        for v in var_sets[i]:
-            candidates.update(buckets[v.lower()])
-        candidates.update(j for j in range(n) if valid[j])
-        candidates.discard(i)
         row: set[int] = set()
         successors[i] = row
-        if not candidates:
+        if share is not None:
+            cand = np.flatnonzero(share[i])
+        else:
+            candidates: set[int] = set()
+            for v in var_sets[i]:
+                candidates.update(buckets[v.lower()])
+            candidates.update(j for j in range(n) if valid[j])
+            candidates.discard(i)
+            cand = np.fromiter(sorted(candidates), dtype=np.int64)
+        if not len(cand):
             continue
-        cand = np.fromiter(sorted(candidates), dtype=np.int64)
         graph.pairs_considered += len(cand)
+        if adjacency is not None:
+            known = blocks.decided[i, cand]
+            if known.any():
+                graph.symbolic += int(known.sum())
+                adjacency[i, cand[known]] = blocks.edge[i, cand[known]]
+                cand = cand[~known]
         # A sample point satisfying cond[i] but not cond[j] refutes i ⇒ j.
         refuted = (
             (packed[i][None, :] & ~packed[cand]).any(axis=1)
@@ -193,10 +243,19 @@ def _atoms(
             if edge:
                 row.add(j)
                 if j in successors:
-                    inferred = (successors[j] & open_) - row - {i}
+                    if adjacency is not None:
+                        inferred = {k for k in open_ if adjacency[j, k]} - row - {i}
+                    else:
+                        inferred = (successors[j] & open_) - row - {i}
                     graph.transitive += len(inferred)
                     row |= inferred
-        graph.edges.update((i, j) for j in row)
+        if adjacency is not None:
+            adjacency[i, list(row)] = True
+        else:
+            graph.edges.update((i, j) for j in row)
+    if adjacency is not None:
+        rows, cols = np.nonzero(adjacency)
+        graph.edges.update(zip(rows.tolist(), cols.tolist(), strict=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,8 +284,12 @@ def witnesses(
     seed: int = 0,
     per_node: int = 8,
     shared: int = 256,
+    nodes: np.ndarray | None = None,
 ) -> np.ndarray:
     """A boolean matrix: does sample point ``p`` satisfy condition ``i``?
+
+    With ``nodes``, points are drawn for those conditions only and the other rows are False
+    (their pairs are decided elsewhere).
 
     The points mix values around every constant of every condition (each constant, ±1 and
     ±0.5 for numbers) and every domain value, drawn at random, plus points built from each
@@ -239,7 +302,11 @@ def witnesses(
     rows: list[dict[str, Any]] = []
     for _ in range(shared):
         rows.append({k: v[rng.integers(len(v))] for k, v in pools.items()})
-    for cond in conditions:
+    chosen = range(len(conditions)) if nodes is None else nodes.tolist()
+    if nodes is not None and not len(nodes):
+        return np.zeros((len(conditions), 0), dtype=bool)
+    for index in chosen:
+        cond = conditions[index]
         # Points meant to satisfy the condition, and points meant to violate it: a point that
         # violates b but satisfies a refutes a ⇒ b.
         negated = normalize(Not(cond), domains)
@@ -251,11 +318,10 @@ def witnesses(
     if not rows or not features:
         return np.zeros((len(conditions), 0), dtype=bool)
     columns = _columns(rows, features)
-    return (
-        np.stack([evaluate(c, columns, len(rows)) for c in conditions])
-        if conditions
-        else (np.zeros((0, len(rows)), dtype=bool))
-    )
+    out = np.zeros((len(conditions), len(rows)), dtype=bool)
+    for index in chosen:
+        out[index] = evaluate(conditions[index], columns, len(rows))
+    return out
 
 
 def value_pools(
