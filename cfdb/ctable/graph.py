@@ -21,6 +21,7 @@ condensation, which is ordered topologically, strongest conditions first.
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 import time
 from collections.abc import Sequence
@@ -73,7 +74,7 @@ class Graph:
     """
 
     n: int
-    edges: set[tuple[int, int]] = field(default_factory=set)
+    _edges: set[tuple[int, int]] = field(default_factory=set)
     solver_calls: int = 0
     pairs_considered: int = 0
     witness_refuted: int = 0
@@ -82,6 +83,27 @@ class Graph:
     symbolic: int = 0
     eliminations: int = 0
     seconds: float = 0.0
+    adjacency: np.ndarray | None = None
+
+    @property
+    def edges(self) -> set[tuple[int, int]]:
+        """The edges as a set of pairs (built from the adjacency matrix on first use)."""
+        if self.adjacency is not None and not self._edges:
+            rows, cols = np.nonzero(self.adjacency)
+            self._edges = set(zip(rows.tolist(), cols.tolist(), strict=True))
+        return self._edges
+
+    def edge_count(self) -> int:
+        return int(self.adjacency.sum()) if self.adjacency is not None else len(self._edges)
+
+    def edge_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The edges as two index arrays, sorted by (from, to)."""
+        if self.adjacency is not None:
+            return np.nonzero(self.adjacency)
+        if not self.edges:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        pairs = np.array(sorted(self.edges), dtype=np.int64)
+        return pairs[:, 0], pairs[:, 1]
 
 
 def build(
@@ -254,8 +276,7 @@ def _atoms(
         else:
             graph.edges.update((i, j) for j in row)
     if adjacency is not None:
-        rows, cols = np.nonzero(adjacency)
-        graph.edges.update(zip(rows.tolist(), cols.tolist(), strict=True))
+        graph.adjacency = adjacency
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,34 +615,52 @@ class Condensation:
     successors: dict[int, set[int]]
 
 
-def condense(n: int, edges: set[tuple[int, int]]) -> Condensation:
-    """Strongly connected components, the condensation's edges and a topological order."""
+def condense(n: int, edges: set[tuple[int, int]] | tuple[np.ndarray, np.ndarray]) -> Condensation:
+    """Strongly connected components, the condensation's edges and a topological order.
+
+    ``edges`` is a set of pairs or two index arrays (``Graph.edge_arrays()``)."""
     if n == 0:
         return Condensation([], [], {})
-    rows = [i for i, _ in edges]
-    cols = [j for _, j in edges]
-    matrix = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    if isinstance(edges, tuple):
+        rows, cols = np.asarray(edges[0], np.int64), np.asarray(edges[1], np.int64)
+    elif edges:
+        pairs = np.array(sorted(edges), dtype=np.int64)
+        rows, cols = pairs[:, 0], pairs[:, 1]
+    else:
+        rows = cols = np.zeros(0, np.int64)
+    matrix = csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
     count, labels = connected_components(matrix, directed=True, connection="strong")
     # Renumber classes by their first node so ids are stable and readable.
-    first: dict[int, int] = {}
-    for label in labels.tolist():
-        first.setdefault(label, len(first))
-    classes = [first[label] for label in labels.tolist()]
+    _, first_seen = np.unique(labels, return_index=True)
+    renumber = np.empty(count, dtype=np.int64)
+    renumber[np.argsort(first_seen, kind="stable")] = np.arange(count)
+    class_of = renumber[labels]
+    classes = class_of.tolist()
+    # Edges between classes, de-duplicated.
+    ci, cj = class_of[rows], class_of[cols]
+    between = ci != cj
+    # Sort-based de-duplication (numpy's hash-based unique is slow on these keys).
+    keys = np.sort(ci[between] * count + cj[between])
+    if len(keys):
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    class_pairs = np.stack([keys // count, keys % count], axis=1)
     successors: dict[int, set[int]] = {c: set() for c in range(count)}
-    indegree = dict.fromkeys(range(count), 0)
-    for i, j in edges:
-        ci, cj = classes[i], classes[j]
-        if ci != cj and cj not in successors[ci]:
-            successors[ci].add(cj)
-            indegree[cj] += 1
-    ready = sorted(c for c, d in indegree.items() if d == 0)
+    indegree = np.zeros(count, dtype=np.int64)
+    if len(class_pairs):
+        np.add.at(indegree, class_pairs[:, 1], 1)
+        starts = np.searchsorted(class_pairs[:, 0], np.arange(count + 1))
+        for c in np.unique(class_pairs[:, 0]).tolist():
+            successors[c] = set(class_pairs[starts[c] : starts[c + 1], 1].tolist())
+    # Kahn's algorithm, smallest ready class first (a deterministic order).
+    ready = [c for c in range(count) if indegree[c] == 0]
+    heapq.heapify(ready)
+    degree = indegree.tolist()
     order = []
     while ready:
-        c = ready.pop(0)
+        c = heapq.heappop(ready)
         order.append(c)
-        for s in sorted(successors[c]):
-            indegree[s] -= 1
-            if indegree[s] == 0:
-                ready.append(s)
-        ready.sort()
+        for s in successors[c]:
+            degree[s] -= 1
+            if degree[s] == 0:
+                heapq.heappush(ready, s)
     return Condensation(classes, order, successors)
