@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=5000)
     parser.add_argument("--thresholds", default="0,1,3,5,7,9,11")
     parser.add_argument("--per-group", type=int, default=503)
+    parser.add_argument(
+        "--graph-only", action="store_true", help="run part 1 (graph construction) only"
+    )
     args = parser.parse_args()
 
     db = cfdb.connect()
@@ -115,6 +118,8 @@ def main() -> None:
                 f"{a[7]:8.2f} {a[6]:7d} {naive_s} {naive_calls} {speed}"
             )
 
+    if args.graph_only:
+        return
     print()
     print(f"2. Generator calls and mean L0 against the reuse threshold ({args.nodes} conditions)")
     print(

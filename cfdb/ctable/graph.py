@@ -21,6 +21,7 @@ condensation, which is ordered topologically, strongest conditions first.
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 import time
 from collections.abc import Sequence
@@ -47,10 +48,13 @@ from cfdb.ctable.condition import (
     normalize,
     variables,
 )
+from cfdb.ctable.shapes import decide_blocks
 from cfdb.ctable.solve import Solver
 from cfdb.types import FeatureSpec
 
 CONSTRUCTIONS = ("naive", "atoms")
+# Bulk decisions keep two n × n boolean matrices: 2 × 400 MB at this size.
+_SYMBOLIC_MAX_NODES = 20_000
 
 
 @dataclass
@@ -64,17 +68,42 @@ class Graph:
         witness_refuted: pairs refuted by a sample point.
         exact_prechecks: pairs decided by set/interval containment or structure.
         transitive: edges inferred by transitivity.
+        symbolic: pairs decided in bulk per pair of condition shapes (see ``shapes``).
+        eliminations: z3 quantifier eliminations run for those (one per pair of shapes).
         seconds: construction time.
     """
 
     n: int
-    edges: set[tuple[int, int]] = field(default_factory=set)
+    _edges: set[tuple[int, int]] = field(default_factory=set)
     solver_calls: int = 0
     pairs_considered: int = 0
     witness_refuted: int = 0
     exact_prechecks: int = 0
     transitive: int = 0
+    symbolic: int = 0
+    eliminations: int = 0
     seconds: float = 0.0
+    adjacency: np.ndarray | None = None
+
+    @property
+    def edges(self) -> set[tuple[int, int]]:
+        """The edges as a set of pairs (built from the adjacency matrix on first use)."""
+        if self.adjacency is not None and not self._edges:
+            rows, cols = np.nonzero(self.adjacency)
+            self._edges = set(zip(rows.tolist(), cols.tolist(), strict=True))
+        return self._edges
+
+    def edge_count(self) -> int:
+        return int(self.adjacency.sum()) if self.adjacency is not None else len(self._edges)
+
+    def edge_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The edges as two index arrays, sorted by (from, to)."""
+        if self.adjacency is not None:
+            return np.nonzero(self.adjacency)
+        if not self.edges:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        pairs = np.array(sorted(self.edges), dtype=np.int64)
+        return pairs[:, 0], pairs[:, 1]
 
 
 def build(
@@ -82,6 +111,7 @@ def build(
     features: Sequence[FeatureSpec],
     construction: str = "atoms",
     seed: int = 0,
+    symbolic_min_pairs: int | None = 64,
 ) -> Graph:
     """The implication graph of normalized, satisfiable ``conditions``.
 
@@ -90,6 +120,9 @@ def build(
         features: the feature space.
         construction: ``naive`` or ``atoms``.
         seed: for the witness sample points.
+        symbolic_min_pairs: ``atoms`` decides the pairs between two condition shapes in bulk
+            (one quantifier elimination, then numpy) when the shapes have at least this many
+            pairs of conditions between them; ``None`` turns it off.
     """
     if construction not in CONSTRUCTIONS:
         raise ValueError(f"unknown construction {construction!r}")
@@ -113,7 +146,7 @@ def build(
                     if implies(i, j):
                         graph.edges.add((i, j))
     else:
-        _atoms(conditions, features, graph, implies, seed, solver)
+        _atoms(conditions, features, graph, implies, seed, solver, symbolic_min_pairs)
     graph.solver_calls = solver.calls
     graph.seconds = time.perf_counter() - started
     _RANGES.clear()
@@ -127,19 +160,46 @@ def _atoms(
     implies: Any,
     seed: int,
     solver: Solver,
+    symbolic_min_pairs: int | None,
 ) -> None:
     domains = Domains(features)
     n = len(conditions)
+    # Pairs of shapes with many pairs of conditions between them are decided in bulk first;
+    # the per-pair machinery below only sees what is left.
+    blocks = (
+        decide_blocks(conditions, solver, min_pairs=symbolic_min_pairs)
+        if symbolic_min_pairs is not None and n <= _SYMBOLIC_MAX_NODES
+        else None
+    )
+    if blocks is not None:
+        graph.eliminations = blocks.eliminations
     # A valid condition (true in every world, e.g. ``c <> d`` over disjoint domains) is
     # implied by everything; the variable buckets below rely on knowing which ones are.
-    valid = [c == TRUE or not solver.satisfiable(Not(c)) for c in conditions]
+    known_valid = blocks.valid if blocks is not None else {}
+    valid = [
+        c == TRUE or (known_valid[i] if i in known_valid else not solver.satisfiable(Not(c)))
+        for i, c in enumerate(conditions)
+    ]
     # Buckets: variable -> nodes whose condition mentions it (Algorithm 1's map B).
     buckets: dict[str, list[int]] = {}
     var_sets = [variables(c) for c in conditions]
     for i, vs in enumerate(var_sets):
         for v in vs:
             buckets.setdefault(v.lower(), []).append(i)
-    sat = witnesses(conditions, features, seed)
+    share = None
+    needed = None
+    if blocks is not None:
+        # Candidate pairs as a matrix; witness points are only drawn for the nodes of pairs
+        # that the bulk decisions left open.
+        incidence = np.zeros((n, max(1, len(buckets))), dtype=np.float32)
+        for k, members in enumerate(buckets.values()):
+            incidence[members, k] = 1.0
+        share = (incidence @ incidence.T) > 0
+        share[:, np.flatnonzero(valid)] = True
+        np.fill_diagonal(share, False)
+        left_open = share & ~blocks.decided
+        needed = np.flatnonzero(left_open.any(axis=1) | left_open.any(axis=0))
+    sat = witnesses(conditions, features, seed, nodes=needed)
     packed = np.packbits(sat, axis=1) if sat.size else np.zeros((n, 0), np.uint8)
     pools = value_pools(conditions, features)
     rng = np.random.default_rng(seed + 1)
@@ -149,19 +209,31 @@ def _atoms(
     # candidates are tried strongest first, so a proven i ⇒ j brings j's finished row along.
     weakness = sat.sum(axis=1) if sat.size else np.zeros(n)
     successors: dict[int, set[int]] = {}
+    # With bulk decisions, finished rows live in a matrix (a Python set per row would cost
+    # more than deciding the pairs did).
+    adjacency = np.zeros((n, n), dtype=bool) if blocks is not None else None
     for i in sorted(range(n), key=lambda k: (-weakness[k], k)):
         # Candidates: nodes sharing a variable with i, plus valid conditions (TRUE).
-        candidates: set[int] = set()
-        for v in var_sets[i]:
-            candidates.update(buckets[v.lower()])
-        candidates.update(j for j in range(n) if valid[j])
-        candidates.discard(i)
         row: set[int] = set()
         successors[i] = row
-        if not candidates:
+        if share is not None:
+            cand = np.flatnonzero(share[i])
+        else:
+            candidates: set[int] = set()
+            for v in var_sets[i]:
+                candidates.update(buckets[v.lower()])
+            candidates.update(j for j in range(n) if valid[j])
+            candidates.discard(i)
+            cand = np.fromiter(sorted(candidates), dtype=np.int64)
+        if not len(cand):
             continue
-        cand = np.fromiter(sorted(candidates), dtype=np.int64)
         graph.pairs_considered += len(cand)
+        if adjacency is not None:
+            known = blocks.decided[i, cand]
+            if known.any():
+                graph.symbolic += int(known.sum())
+                adjacency[i, cand[known]] = blocks.edge[i, cand[known]]
+                cand = cand[~known]
         # A sample point satisfying cond[i] but not cond[j] refutes i ⇒ j.
         refuted = (
             (packed[i][None, :] & ~packed[cand]).any(axis=1)
@@ -193,10 +265,18 @@ def _atoms(
             if edge:
                 row.add(j)
                 if j in successors:
-                    inferred = (successors[j] & open_) - row - {i}
+                    if adjacency is not None:
+                        inferred = {k for k in open_ if adjacency[j, k]} - row - {i}
+                    else:
+                        inferred = (successors[j] & open_) - row - {i}
                     graph.transitive += len(inferred)
                     row |= inferred
-        graph.edges.update((i, j) for j in row)
+        if adjacency is not None:
+            adjacency[i, list(row)] = True
+        else:
+            graph.edges.update((i, j) for j in row)
+    if adjacency is not None:
+        graph.adjacency = adjacency
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,8 +305,12 @@ def witnesses(
     seed: int = 0,
     per_node: int = 8,
     shared: int = 256,
+    nodes: np.ndarray | None = None,
 ) -> np.ndarray:
     """A boolean matrix: does sample point ``p`` satisfy condition ``i``?
+
+    With ``nodes``, points are drawn for those conditions only and the other rows are False
+    (their pairs are decided elsewhere).
 
     The points mix values around every constant of every condition (each constant, ±1 and
     ±0.5 for numbers) and every domain value, drawn at random, plus points built from each
@@ -239,7 +323,11 @@ def witnesses(
     rows: list[dict[str, Any]] = []
     for _ in range(shared):
         rows.append({k: v[rng.integers(len(v))] for k, v in pools.items()})
-    for cond in conditions:
+    chosen = range(len(conditions)) if nodes is None else nodes.tolist()
+    if nodes is not None and not len(nodes):
+        return np.zeros((len(conditions), 0), dtype=bool)
+    for index in chosen:
+        cond = conditions[index]
         # Points meant to satisfy the condition, and points meant to violate it: a point that
         # violates b but satisfies a refutes a ⇒ b.
         negated = normalize(Not(cond), domains)
@@ -251,11 +339,10 @@ def witnesses(
     if not rows or not features:
         return np.zeros((len(conditions), 0), dtype=bool)
     columns = _columns(rows, features)
-    return (
-        np.stack([evaluate(c, columns, len(rows)) for c in conditions])
-        if conditions
-        else (np.zeros((0, len(rows)), dtype=bool))
-    )
+    out = np.zeros((len(conditions), len(rows)), dtype=bool)
+    for index in chosen:
+        out[index] = evaluate(conditions[index], columns, len(rows))
+    return out
 
 
 def value_pools(
@@ -528,34 +615,52 @@ class Condensation:
     successors: dict[int, set[int]]
 
 
-def condense(n: int, edges: set[tuple[int, int]]) -> Condensation:
-    """Strongly connected components, the condensation's edges and a topological order."""
+def condense(n: int, edges: set[tuple[int, int]] | tuple[np.ndarray, np.ndarray]) -> Condensation:
+    """Strongly connected components, the condensation's edges and a topological order.
+
+    ``edges`` is a set of pairs or two index arrays (``Graph.edge_arrays()``)."""
     if n == 0:
         return Condensation([], [], {})
-    rows = [i for i, _ in edges]
-    cols = [j for _, j in edges]
-    matrix = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    if isinstance(edges, tuple):
+        rows, cols = np.asarray(edges[0], np.int64), np.asarray(edges[1], np.int64)
+    elif edges:
+        pairs = np.array(sorted(edges), dtype=np.int64)
+        rows, cols = pairs[:, 0], pairs[:, 1]
+    else:
+        rows = cols = np.zeros(0, np.int64)
+    matrix = csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
     count, labels = connected_components(matrix, directed=True, connection="strong")
     # Renumber classes by their first node so ids are stable and readable.
-    first: dict[int, int] = {}
-    for label in labels.tolist():
-        first.setdefault(label, len(first))
-    classes = [first[label] for label in labels.tolist()]
+    _, first_seen = np.unique(labels, return_index=True)
+    renumber = np.empty(count, dtype=np.int64)
+    renumber[np.argsort(first_seen, kind="stable")] = np.arange(count)
+    class_of = renumber[labels]
+    classes = class_of.tolist()
+    # Edges between classes, de-duplicated.
+    ci, cj = class_of[rows], class_of[cols]
+    between = ci != cj
+    # Sort-based de-duplication (numpy's hash-based unique is slow on these keys).
+    keys = np.sort(ci[between] * count + cj[between])
+    if len(keys):
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    class_pairs = np.stack([keys // count, keys % count], axis=1)
     successors: dict[int, set[int]] = {c: set() for c in range(count)}
-    indegree = dict.fromkeys(range(count), 0)
-    for i, j in edges:
-        ci, cj = classes[i], classes[j]
-        if ci != cj and cj not in successors[ci]:
-            successors[ci].add(cj)
-            indegree[cj] += 1
-    ready = sorted(c for c, d in indegree.items() if d == 0)
+    indegree = np.zeros(count, dtype=np.int64)
+    if len(class_pairs):
+        np.add.at(indegree, class_pairs[:, 1], 1)
+        starts = np.searchsorted(class_pairs[:, 0], np.arange(count + 1))
+        for c in np.unique(class_pairs[:, 0]).tolist():
+            successors[c] = set(class_pairs[starts[c] : starts[c + 1], 1].tolist())
+    # Kahn's algorithm, smallest ready class first (a deterministic order).
+    ready = [c for c in range(count) if indegree[c] == 0]
+    heapq.heapify(ready)
+    degree = indegree.tolist()
     order = []
     while ready:
-        c = ready.pop(0)
+        c = heapq.heappop(ready)
         order.append(c)
-        for s in sorted(successors[c]):
-            indegree[s] -= 1
-            if indegree[s] == 0:
-                ready.append(s)
-        ready.sort()
+        for s in successors[c]:
+            degree[s] -= 1
+            if degree[s] == 0:
+                heapq.heappush(ready, s)
     return Condensation(classes, order, successors)

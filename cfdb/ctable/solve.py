@@ -10,7 +10,7 @@ conjunction of single-variable atoms, needs no solver call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import z3
@@ -71,7 +71,8 @@ class Solver:
                 self._vars[key] = z3.Real(f"y_{spec.name}", self.context)
         return self._vars[key]
 
-    def _domain_bounds(self, names: Iterable[str]) -> list[Any]:
+    def domain_bounds(self, names: Iterable[str]) -> list[Any]:
+        """The domain constraints of the variables ``names`` (categorical index ranges)."""
         out = []
         for name in names:
             if self.domains.spec(name).is_categorical:
@@ -80,19 +81,33 @@ class Solver:
                 out.append(z3.And(v >= 0, v < size))
         return out
 
-    def encode(self, cond: Cond) -> Any:
-        """The z3 term of a condition."""
+    def encode(
+        self,
+        cond: Cond,
+        constant: Callable[[Cmp], Any] | None = None,
+        member: Callable[[Member, Any], Any] | None = None,
+    ) -> Any:
+        """The z3 term of a condition.
+
+        For shapes of conditions (constants as parameters): ``constant`` gives the term that
+        stands for each numeric comparison's constant, and ``member`` the term of a
+        categorical membership (given the variable's index term), or ``None`` to encode it
+        as usual.
+        """
         ctx = self.context
         if isinstance(cond, Const):
             return z3.BoolVal(cond.value, ctx)
         if isinstance(cond, Member):
             v = self.var(cond.var)
+            if member is not None and (term := member(cond, v)) is not None:
+                return term
             index = self._index[cond.var.lower()]
             terms = [v == index[x] for x in sorted(cond.values) if x in index]
             inside = z3.Or(terms) if terms else z3.BoolVal(False, ctx)
             return z3.Not(inside) if cond.negated else inside
         if isinstance(cond, Cmp):
-            return _op(self.var(cond.var), cond.op, _num(cond.value, ctx))
+            value = constant(cond) if constant is not None else _num(cond.value, ctx)
+            return _op(self.var(cond.var), cond.op, value)
         if isinstance(cond, VarCmp):
             left, right = self.var(cond.left), self.var(cond.right)
             if self.domains.spec(cond.left).is_categorical:
@@ -107,11 +122,11 @@ class Solver:
                 return z3.Or(pairs) if pairs else z3.BoolVal(False, ctx)
             return _op(left, cond.op, right)
         if isinstance(cond, Not):
-            return z3.Not(self.encode(cond.item))
+            return z3.Not(self.encode(cond.item, constant, member))
         if isinstance(cond, And):
-            return z3.And([self.encode(c) for c in cond.items])
+            return z3.And([self.encode(c, constant, member) for c in cond.items])
         if isinstance(cond, Or):
-            return z3.Or([self.encode(c) for c in cond.items])
+            return z3.Or([self.encode(c, constant, member) for c in cond.items])
         raise TypeError(f"not a condition: {cond!r}")
 
     # -- questions --------------------------------------------------------------------------
@@ -119,7 +134,7 @@ class Solver:
         self.calls += 1
         self.solver.push()
         try:
-            self.solver.add(*self._domain_bounds(names), term)
+            self.solver.add(*self.domain_bounds(names), term)
             answer = self.solver.check()
         finally:
             self.solver.pop()

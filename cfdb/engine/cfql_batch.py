@@ -396,7 +396,7 @@ def run_batch(
         "NaiveSolverCalls": None,
         "NaiveSeconds": None,
     }
-    edges: list[tuple[int, int, int, int]] = []
+    edges: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     plans: list[dict[str, Any]] = []
     next_class = 1
     for key, members in groups.items():
@@ -416,15 +416,24 @@ def run_batch(
                 plan_stats["NaiveSolverCalls"] or 0
             ) + naive.solver_calls
             plan_stats["NaiveSeconds"] = (plan_stats["NaiveSeconds"] or 0.0) + naive.seconds
-        cond = condense(len(unique), graph.edges)
+        edge_from, edge_to = graph.edge_arrays()
+        cond = condense(len(unique), (edge_from, edge_to))
         class_of_hash = {}
         for idx, (_, r) in enumerate(unique):
             class_of_hash[r["Hash"]] = next_class + cond.classes[idx]
         for _, r in members:
             r["ClassId"] = class_of_hash[r["Hash"]]
-        for i, j in sorted(graph.edges):
-            (qi, ri), (qj, rj) = unique[i], unique[j]
-            edges.append((qi["QueryId"], ri["PredictionId"], qj["QueryId"], rj["PredictionId"]))
+        if len(edge_from):
+            query_ids = np.array([q["QueryId"] for q, _ in unique], dtype=np.int64)
+            prediction_ids = np.array([r["PredictionId"] for _, r in unique], dtype=np.int64)
+            edges.append(
+                (
+                    query_ids[edge_from],
+                    prediction_ids[edge_from],
+                    query_ids[edge_to],
+                    prediction_ids[edge_to],
+                )
+            )
         n_classes = len(set(cond.classes))
         plans.append(
             {
@@ -445,7 +454,7 @@ def run_batch(
         plan_stats["Nodes"] += len(members)
         plan_stats["UniqueConditions"] += len(unique)
         plan_stats["Classes"] += n_classes
-        plan_stats["Edges"] += len(graph.edges)
+        plan_stats["Edges"] += graph.edge_count()
         plan_stats["SolverCalls"] += graph.solver_calls
         plan_stats["GraphSeconds"] += graph.seconds
     if edges:

@@ -54,7 +54,13 @@ from cfdb.ctable.condition import (
     value_string,
 )
 from cfdb.errors import CfdbUnsupportedError
-from cfdb.generators.smt_model import CompiledModel, InputColumn, domain_of
+from cfdb.generators.smt_model import (
+    CompiledModel,
+    InputColumn,
+    domain_of,
+    input_ranges,
+    layer_ranges,
+)
 from cfdb.types import FeatureSpec
 
 #: Relative resolution of strict comparisons on real features, in MADs.
@@ -168,7 +174,12 @@ class Encoding:
         self.slack = Fraction(0)
         for i, f in enumerate(features):
             self._declare(i, f)
-        if compiled.is_linear:
+        #: Networks: per numeric feature, the range the ReLU analysis assumed (tasks whose
+        #: instance lies outside it are not representable).
+        self.network_range: dict[str, tuple[float, float]] = {}
+        if compiled.is_network:
+            self.scores = self._network_scores()
+        elif compiled.is_linear:
             self.scores = self._linear_scores()
         else:
             self.scores = self._tree_scores()
@@ -292,6 +303,66 @@ class Encoding:
             self.slack = max(self.slack, 2 * error)
         return out
 
+    # -- ReLU networks ------------------------------------------------------------------------
+    def _network_scores(self) -> list[Any]:
+        """Scores of a ReLU network (as in MACE): every hidden unit is a real ``h`` tied to
+        its pre-activation ``p`` (a linear term of the layer below); a unit that interval
+        propagation over the features' ranges shows always active is ``h = p``, always
+        inactive ``h = 0``, and any other gets a Boolean ``a`` with facts ``a → h = p``,
+        ``a → p ≥ 0``, ``¬a → h = 0``, ``¬a → p ≤ 0``. Once the Booleans are fixed every
+        fact is linear, so the search polishes each activation region with its linear
+        program. Weights are used exactly (no rounding), so the scores are exact."""
+        c = self.compiled
+        assert c.coef is not None
+        ctx = self.ctx
+        for col in c.columns:
+            if col.table is None:
+                spec = self.by_name[col.feature.lower()]
+                self.network_range[col.feature] = (
+                    float(spec.min) if spec.min is not None else -math.inf,
+                    float(spec.max) if spec.max is not None else math.inf,
+                )
+        # The input columns as terms.
+        inputs: list[Any] = []
+        for col in c.columns:
+            if col.table is None:
+                scale = 1 / Fraction(col.std)
+                inputs.append(
+                    real(ctx, scale) * self.real_of(col.feature)
+                    - real(ctx, scale * Fraction(col.mean))
+                )
+            else:
+                parts = [
+                    real(ctx, Fraction(x)) * self.shadow(col.feature, v)
+                    for v, x in col.table
+                    if x != 0
+                ]
+                inputs.append(z3.Sum(parts) if parts else real(ctx, Fraction(0)))
+        ranges = input_ranges(c.columns, self.features)
+        for layer, (w, b) in enumerate(c.hidden):
+            lo, hi = layer_ranges(w, b, ranges)
+            # Float rounding of the bounds themselves: only trust a clear sign.
+            eps = 1e-9 * (1.0 + np.maximum(np.abs(np.nan_to_num(lo)), np.abs(np.nan_to_num(hi))))
+            units: list[Any] = []
+            for u in range(w.shape[1]):
+                pre = _affine(ctx, inputs, w[:, u], b[u])
+                if lo[u] > eps[u]:
+                    h = z3.Real(f"h!{layer}!{u}", ctx)
+                    self.fact(None, h == pre)
+                elif hi[u] < -eps[u]:
+                    h = real(ctx, Fraction(0))
+                else:
+                    h = z3.Real(f"h!{layer}!{u}", ctx)
+                    a = z3.Bool(f"relu!{layer}!{u}", ctx)
+                    self.fact(a, h == pre)
+                    self.fact(a, pre >= 0)
+                    self.fact(z3.Not(a), h == 0)
+                    self.fact(z3.Not(a), pre <= 0)
+                units.append(h)
+            inputs = units
+            ranges = np.stack([np.maximum(lo, 0.0), np.maximum(hi, 0.0)], axis=1)
+        return [_affine(ctx, inputs, c.coef[k], c.intercept[k]) for k in range(c.n_scores)]
+
     # -- tree models --------------------------------------------------------------------------
     def _tree_scores(self) -> list[Any]:
         c = self.compiled
@@ -390,7 +461,8 @@ class Encoding:
     ) -> None:
         """Assert that the predicted class is ``target`` (any other than ``original`` if None)."""
         classes = range(self.compiled.n_classes)
-        lp = self.compiled.is_linear  # tree scores are fixed by the leaves
+        # Tree scores are fixed by the leaves; linear and network scores need the LP.
+        lp = self.compiled.is_linear or self.compiled.is_network
         if target is not None:
             for k in classes:
                 if k != target:
@@ -521,6 +593,12 @@ class Encoding:
 _NEGATE = {"=": "<>", "<>": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 
 
+def _affine(ctx: z3.Context, terms: list[Any], weights: np.ndarray, bias: float) -> Any:
+    """``Σ w·t + b`` with the float weights as exact fractions (zero weights left out)."""
+    parts = [real(ctx, Fraction(float(w))) * t for t, w in zip(terms, weights, strict=True) if w]
+    return z3.Sum([*parts, real(ctx, Fraction(float(bias)))])
+
+
 def _false(enc: Encoding) -> Any:
     return z3.BoolVal(False, enc.ctx)
 
@@ -596,6 +674,9 @@ def instance_terms(enc: Encoding, x: dict[str, Any]) -> TaskTerms | None:
         y = enc.numeric[f.name]
         name = f.name
         v = Fraction(float(value))
+        assumed = enc.network_range.get(name)
+        if assumed is not None and not assumed[0] <= float(value) <= assumed[1]:
+            return None  # the network's ReLU analysis assumed the observed range
         if f.type == "integer":
             v = Fraction(round(v))
         out.x[name] = v

@@ -18,6 +18,9 @@ supported estimator reduces to that shape, exactly as its own ``predict`` comput
 * ``GradientBoostingClassifier``: ``init + learning_rate · Σ leaves``; two classes: class 1
   iff the score is ``>= 0``.
 * ``HistGradientBoostingClassifier``: ``baseline + Σ leaves``; two classes: ``> 0``.
+* ``MLPClassifier`` with ReLU hidden layers: the output layer's pre-activations over the last
+  hidden layer are the scores; two classes (a logistic output): class 1 iff the score is
+  ``> 0`` (probability above 1/2); more (softmax): the argmax.
 * ``XGBClassifier`` (``gbtree``; ``binary:logistic``, ``multi:softprob``/``softmax``): the
   margin ``Σ leaves + base``; for ``binary:logistic`` the base is ``logit(base_score)``
   (XGBoost 3 stores ``base_score`` as a vector string such as ``'[5.01E-1]'``), for
@@ -114,6 +117,8 @@ class CompiledModel:
         margin: how much a winning score must beat the others in the exact encoding.
         float32_sums: the estimator adds leaves in float32 (XGBoost).
         regression: the single score is a regressor's output (no decision rule).
+        hidden: networks: the hidden layers ``(W, b)`` (``h = max(0, x W + b)``), input
+            first; ``coef``/``intercept`` are then the output layer over the last one.
     """
 
     name: str
@@ -128,10 +133,15 @@ class CompiledModel:
     margin: float = 0.0
     float32_sums: bool = False
     regression: bool = False
+    hidden: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @property
     def is_linear(self) -> bool:
-        return self.coef is not None
+        return self.coef is not None and not self.hidden
+
+    @property
+    def is_network(self) -> bool:
+        return bool(self.hidden)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,6 +180,7 @@ def compile_model(model: Model, features: list[FeatureSpec]) -> CompiledModel:
         "GradientBoostingClassifier": _gradient_boosting,
         "HistGradientBoostingClassifier": _hist_gradient_boosting,
         "XGBClassifier": _xgboost,
+        "MLPClassifier": _mlp,
     }
     if kind not in compilers and hasattr(est, "coef_") and hasattr(est, "decision_function"):
         kind = "LogisticRegression"  # any sklearn linear classifier predicts the same way
@@ -177,7 +188,7 @@ def compile_model(model: Model, features: list[FeatureSpec]) -> CompiledModel:
         raise CfdbUnsupportedError(
             f"the smt generator cannot encode model {model.name!r} of kind {model.kind!r} "
             f"({type(est).__name__}); it supports linear models, linear SVMs, decision trees, "
-            "random forests, gradient boosting and XGBoost"
+            "random forests, gradient boosting, XGBoost and ReLU networks"
         )
     compiled = compilers[kind](model, est, columns)
     compiled.margin = _margin(compiled, features)
@@ -248,6 +259,72 @@ def _calibrated(model: Model, est: Any, columns: list[InputColumn]) -> CompiledM
     return CompiledModel(
         model.name, columns, len(est.classes_), coef.shape[0], coef=coef, intercept=intercept
     )
+
+
+def _mlp(model: Model, est: Any, columns: list[InputColumn]) -> CompiledModel:
+    if est.activation != "relu":
+        raise CfdbUnsupportedError(
+            f"the smt generator encodes networks with ReLU activations; model {model.name!r} "
+            f"uses {est.activation!r}"
+        )
+    weights = [np.asarray(w, dtype=np.float64) for w in est.coefs_]
+    biases = [np.asarray(b, dtype=np.float64) for b in est.intercepts_]
+    check_width(model, weights[0].shape[0], columns)
+    hidden = list(zip(weights[:-1], biases[:-1], strict=True))
+    out_w, out_b = weights[-1], biases[-1]
+    n_classes = len(est.classes_)
+    # A logistic output (two classes) has one unit: class 1 iff its pre-activation is > 0.
+    return CompiledModel(
+        model.name,
+        columns,
+        n_classes,
+        out_w.shape[1],
+        coef=out_w.T.copy(),
+        intercept=out_b.copy(),
+        hidden=hidden,
+    )
+
+
+def input_ranges(columns: list[InputColumn], features: list[FeatureSpec]) -> np.ndarray:
+    """Per featurized column, the interval ``[lo, hi]`` it spans over the features' observed
+    ranges (``±inf`` where a numeric feature has no bound)."""
+    specs = {f.name: f for f in features}
+    out = np.empty((len(columns), 2))
+    for j, col in enumerate(columns):
+        if col.table is not None:
+            values = [v for _, v in col.table] or [0.0]
+            out[j] = (min(values), max(values))
+            continue
+        spec = specs.get(col.feature)
+        lo = float(spec.min) if spec is not None and spec.min is not None else -math.inf
+        hi = float(spec.max) if spec is not None and spec.max is not None else math.inf
+        ends = sorted(((lo - col.mean) / col.std, (hi - col.mean) / col.std))
+        out[j] = ends
+    return out
+
+
+def layer_ranges(w: np.ndarray, b: np.ndarray, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Interval bounds of ``x W + b`` for ``x`` in the boxes ``inputs`` (n x 2)."""
+    pos, neg = np.maximum(w, 0.0), np.minimum(w, 0.0)
+    with np.errstate(invalid="ignore"):
+        lo = _dot(inputs[:, 0], pos) + _dot(inputs[:, 1], neg) + b
+        hi = _dot(inputs[:, 1], pos) + _dot(inputs[:, 0], neg) + b
+    return np.nan_to_num(lo, nan=-math.inf), np.nan_to_num(hi, nan=math.inf)
+
+
+def _dot(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    # 0 · inf is 0 here: a zero weight ignores an unbounded input.
+    terms = np.where(w == 0.0, 0.0, x[:, None] * w)
+    return terms.sum(axis=0)
+
+
+def forward(compiled: CompiledModel, x: np.ndarray) -> np.ndarray:
+    """The last hidden layer's activations of featurized rows ``x`` (``x`` itself for models
+    without hidden layers)."""
+    h = x
+    for w, b in compiled.hidden:
+        h = np.maximum(h @ w + b, 0.0)
+    return h
 
 
 def check_width(model: Model, width: int, columns: list[InputColumn]) -> None:
@@ -423,11 +500,15 @@ def _xgboost(model: Model, est: Any, columns: list[InputColumn]) -> CompiledMode
 
 def _margin(compiled: CompiledModel, features: list[FeatureSpec]) -> float:
     """A bound on how far the estimator's floating-point scores can be from exact ones."""
-    if compiled.is_linear:
+    if compiled.is_linear or compiled.is_network:
         assert compiled.coef is not None
         reach = np.array([_column_reach(c, features) for c in compiled.columns])
+        # Through a network, bound every layer's magnitude (ReLU never increases it); each
+        # layer's float64 rounding is relative to it.
+        for w, b in compiled.hidden:
+            reach = np.abs(w).T @ reach + np.abs(b)
         scale = float(np.max(np.abs(compiled.coef) @ reach + np.abs(compiled.intercept)))
-        return REL_MARGIN_64 * max(scale, 1.0)
+        return REL_MARGIN_64 * (len(compiled.hidden) + 1) * max(scale, 1.0)
     tops = sum(float(np.max(np.abs(t.value))) if t.value.size else 0.0 for t in compiled.trees)
     scale = tops + float(np.max(np.abs(compiled.intercept), initial=0.0))
     if compiled.float32_sums:
@@ -467,9 +548,9 @@ def tree_leaf(tree: Tree, x: np.ndarray, split: str) -> np.ndarray:
 
 def scores(compiled: CompiledModel, x: np.ndarray) -> np.ndarray:
     """The n x n_scores scores of featurized rows ``x`` (float64)."""
-    if compiled.is_linear:
+    if compiled.is_linear or compiled.is_network:
         assert compiled.coef is not None
-        return x @ compiled.coef.T + compiled.intercept
+        return forward(compiled, x) @ compiled.coef.T + compiled.intercept
     out = np.tile(compiled.intercept[: compiled.n_scores], (len(x), 1)).astype(np.float64)
     for tree in compiled.trees:
         leaf = tree_leaf(tree, x, compiled.split)
@@ -498,6 +579,8 @@ def is_finite_model(compiled: CompiledModel) -> bool:
     parts = [compiled.intercept]
     if compiled.coef is not None:
         parts.append(compiled.coef)
+    for w, b in compiled.hidden:
+        parts += [w, b]
     for t in compiled.trees:
         parts += [t.value, t.threshold]
     return all(bool(np.all(np.isfinite(p))) for p in parts) and math.isfinite(compiled.margin)

@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from cfdb.store.catalog import insert_arrow, next_id, quote
@@ -102,17 +103,22 @@ def insert_batch(store: Store, summary: Mapping[str, Any]) -> None:
     )
 
 
-def insert_edges(store: Store, batch_id: int, edges: Sequence[tuple[int, int, int, int]]) -> None:
+def insert_edges(store: Store, batch_id: int, edges: Sequence[Sequence[Any]]) -> None:
+    """Implication edges as blocks of four equal-length id arrays (from query, from
+    prediction, to query, to prediction)."""
+    columns = [
+        np.concatenate([np.asarray(block[k], np.int64) for block in edges]) for k in range(4)
+    ]
     insert_arrow(
         store,
         "ImplicationEdges",
         pa.table(
             {
-                "BatchId": pa.array([batch_id] * len(edges), pa.int64()),
-                "FromQueryId": pa.array([e[0] for e in edges], pa.int64()),
-                "FromPredictionId": pa.array([e[1] for e in edges], pa.int64()),
-                "ToQueryId": pa.array([e[2] for e in edges], pa.int64()),
-                "ToPredictionId": pa.array([e[3] for e in edges], pa.int64()),
+                "BatchId": pa.array(np.full(len(columns[0]), batch_id, np.int64)),
+                "FromQueryId": pa.array(columns[0]),
+                "FromPredictionId": pa.array(columns[1]),
+                "ToQueryId": pa.array(columns[2]),
+                "ToPredictionId": pa.array(columns[3]),
             }
         ),
     )

@@ -73,3 +73,24 @@ def test_structural_proofs_match_possible_worlds(a, b):
     if decided is not None and a != FALSE:
         worlds = ~evaluate(a, COLUMNS) | evaluate(b, COLUMNS)
         assert decided == bool(worlds.all()), (to_sql(a), to_sql(b))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(conditions, min_size=2, max_size=10))
+def test_bulk_decisions_per_shape_give_the_graph_of_possible_worlds(conds):
+    # Every pair of shapes decided by quantifier elimination (min_pairs=1), against the
+    # per-pair construction and against possible worlds.
+    nodes = _nodes(conds)
+    if not nodes:
+        return
+    bulk = build(nodes, FEATURES, "atoms", symbolic_min_pairs=1)
+    per_pair = build(nodes, FEATURES, "atoms", symbolic_min_pairs=None)
+    assert bulk.edges == per_pair.edges
+    sat = np.stack([evaluate(c, COLUMNS) for c in nodes])
+    expected = {
+        (i, j)
+        for i in range(len(nodes))
+        for j in range(len(nodes))
+        if i != j and not (sat[i] & ~sat[j]).any()
+    }
+    assert bulk.edges == expected
