@@ -146,6 +146,7 @@ def test_failures_name_page_block_and_line(tmp_path: Path, monkeypatch) -> None:
         run_page(page)
 
 
+@pytest.mark.slow  # a page trains models and generates counterfactuals: seconds each
 @pytest.mark.parametrize("page", pages(), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_page_runs(page: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
