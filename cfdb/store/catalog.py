@@ -83,6 +83,32 @@ def is_reserved(column: str) -> bool:
 
 
 # -- features ----------------------------------------------------------------------------------
+def key_instances(store: Store) -> bool:
+    """Declare ``Instances.InstanceId`` the primary key, if the table has none and its ids are
+    unique and not NULL (a hand-built table may break that; it is then left alone).
+
+    With the key, every statement sees ``InstanceId`` as the rows' identity, never a feature,
+    and ``VALUATE`` over ``Instances`` writes values keyed by ``InstanceId``.
+    """
+    if not store.table_exists(INSTANCES):
+        return False
+    has_key = store.execute(
+        "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'Instances' "
+        "AND schema_name = current_schema() AND constraint_type = 'PRIMARY KEY'"
+    )[0][0]
+    if has_key:
+        return True
+    if not any(c.lower() == "instanceid" for c, _ in store.columns(INSTANCES)):
+        return False
+    bad = store.execute(
+        "SELECT count(*) - count(DISTINCT InstanceId) + count(*) - count(InstanceId) FROM Instances"
+    )[0][0]
+    if bad:
+        return False
+    store.execute("ALTER TABLE Instances ADD PRIMARY KEY (InstanceId)")
+    return True
+
+
 def read_features(store: Store) -> list[FeatureSpec]:
     """The ``Features`` rows, in position order."""
     rows = store.execute(

@@ -256,4 +256,8 @@ def whatif(session: Any, node: WhatIf, stmt: Statement) -> pa.Table:
         .append_column("SubsetId", pa.array([sid] * n, pa.int64()))
         .append_column("Reused", pa.array([reused] * n, pa.bool_()))
         .append_column("RowsChanged", pa.array([changed] * n, pa.int64()))
+        .append_column(
+            "NotFeatures",
+            pa.array([row["Options"].get("not_features", [])] * n, pa.list_(pa.string())),
+        )
     )
