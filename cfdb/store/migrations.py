@@ -68,9 +68,10 @@ def check_version(store: Store) -> int:
 
 def _key_instances(store: Store) -> None:
     # Instances' columns follow the data, so its key is declared here, not in a DDL file.
-    from cfdb.store.catalog import key_instances
+    from cfdb.store.catalog import create_counterfactuals_view, key_instances
 
     key_instances(store)
+    create_counterfactuals_view(store)
 
 
 #: Steps a migration needs beyond its SQL file: data-dependent tables.
