@@ -266,9 +266,9 @@ def create_counterfactuals_view(store: Store, features: Sequence[str] | None = N
         f"""CREATE OR REPLACE VIEW {COUNTERFACTUALS} AS
 SELECT pc.PredictionId, p.ModelId, m.Name AS Model, p.InstanceId, p.Label, p.Score,
        pc.CfId, c.Label AS CfLabel, pc.QueryId, pc.Distance, pc.Reused, c.Generator,
-       list_transform(ch, lambda x: x.Feature) AS Changed, ch AS Changes,
+       list_transform(ch, lambda cfdb_change: cfdb_change.Feature) AS Changed, ch AS Changes,
        struct_pack({original}) AS Instance, struct_pack({cf}) AS CF
-FROM (SELECT pc.*, list_filter([{changes}], lambda x: x IS NOT NULL) AS ch
+FROM (SELECT pc.*, list_filter([{changes}], lambda cfdb_change: cfdb_change IS NOT NULL) AS ch
       FROM Prediction_CFs pc
       JOIN Predictions p ON p.PredictionId = pc.PredictionId
       JOIN CFs c ON c.CfId = pc.CfId
