@@ -1,11 +1,14 @@
 """cfdb: what-if analysis of machine-learning models, in SQL, on DuckDB.
 
-Public names only: :func:`connect`, :class:`Database` and the error classes.
+Public names only: :func:`connect`, :class:`Database` and the error classes. ``connect`` and
+``Database`` are imported on first use (PEP 562), so ``import cfdb`` loads neither DuckDB nor
+sqlglot, scikit-learn or pandas; ``tests/test_import.py`` guards that.
 """
 
 from __future__ import annotations
 
-from cfdb.api import Database, connect
+from typing import TYPE_CHECKING, Any
+
 from cfdb.errors import (
     CfdbCatalogError,
     CfdbDataError,
@@ -22,6 +25,18 @@ from cfdb.errors import (
 )
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from cfdb.api import Database, connect
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Database", "connect"):
+        from cfdb import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'cfdb' has no attribute {name!r}")
+
 
 __all__ = [
     "CfdbCatalogError",

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from cfdb import frames
 from cfdb.engine.session import Result, Session
 from cfdb.errors import CfdbDataError
 from cfdb.store.catalog import literal, quote
@@ -64,16 +65,29 @@ class Database:
         )
 
     # -- statements -------------------------------------------------------------------------
-    def sql(self, text: str, params: Any = None) -> Relation | None:
-        """Run SQL or cfdb statements; returns the last statement's DuckDB relation.
+    def sql(self, text: str, params: Any = None, *, _depth: int = 2) -> Relation | None:
+        """Run SQL or cfdb statements; returns the last statement's DuckDB relation
+        (``.df()``, ``.arrow()``, ``.pl()`` with polars, ``.fetchall()``).
 
-        ``params`` binds the ``?`` placeholders of a single plain SQL statement.
+        ``params`` binds the ``?`` placeholders of a single plain SQL statement. As in DuckDB,
+        a pandas/polars DataFrame or Arrow table named in the SQL is found among the caller's
+        variables (a table of the database with that name wins).
         """
-        return self.session.sql(text, params)
+        objects = frames.caller_objects(text, _depth)
+        if not objects:
+            return self.session.sql(text, params)
+        with frames.registered(self.session.store, objects) as names:
+            relation = self.session.sql(text, params)
+            if names and relation is not None:
+                # The objects are unregistered on return: read the rows while they exist.
+                relation = self.session.store.from_arrow(relation.to_arrow_table())
+            return relation
 
     def execute(self, text: str) -> list[Result]:
-        """Run a script; one :class:`Result` per statement."""
-        return self.session.execute(text)
+        """Run a script; one :class:`Result` per statement (caller's DataFrames seen as in
+        :meth:`sql`)."""
+        with frames.registered(self.session.store, frames.caller_objects(text)):
+            return self.session.execute(text)
 
     @property
     def last_sql(self) -> str | None:
@@ -175,6 +189,43 @@ class Database:
     def drop_model(self, name: str, *, if_exists: bool = False) -> Relation | None:
         """``DROP MODEL [IF EXISTS] name``."""
         return self.sql(f"DROP MODEL {'IF EXISTS ' if if_exists else ''}{quote(name)}")
+
+    # -- counterfactuals of an input (docs/cfql.md), one statement each ---------------------
+    def foreach(
+        self,
+        predictions: str,
+        generate: str,
+        *,
+        using: str | None = None,
+        explain: bool = False,
+        **options: Any,
+    ) -> Relation | None:
+        """``[EXPLAIN] FOREACH pred IN (predictions) GENERATE (generate) [USING g] [WITH (...)]``.
+
+        ``predictions`` is Q_pred (one ``PredictionId`` column), ``generate`` is Q_CF;
+        ``options`` are the statement's and the generator's ``WITH`` options.
+        """
+        head = "EXPLAIN FOREACH" if explain else "FOREACH"
+        tail = f" USING {using}" if using else ""
+        return self.sql(
+            f"{head} pred IN ({predictions}) GENERATE ({generate}){tail}{with_clause(options)}",
+            _depth=3,
+        )
+
+    def batch(self, queries: Sequence[str], *, explain: bool = False, **options: Any) -> Any:
+        """``[EXPLAIN] BEGIN BATCH [WITH (...)]; FOREACH ...; ...; END BATCH``: CFQL queries
+        (``FOREACH`` statements as text) optimized together; one result per statement."""
+        head = "EXPLAIN BEGIN BATCH" if explain else "BEGIN BATCH"
+        body = "".join(f"{q.strip().rstrip(';')};\n" for q in queries)
+        return self.execute(f"{head}{with_clause(options)};\n{body}END BATCH;")
+
+    def counterfactuals(self, predictions: str | None = None) -> Relation:
+        """The ``Counterfactuals`` view (each prediction, its instance, its CFs and what
+        changed), for the predictions of the query ``predictions`` (default: all)."""
+        where = f" WHERE PredictionId IN ({predictions})" if predictions else ""
+        rel = self.sql(f"SELECT * FROM Counterfactuals{where}", _depth=3)
+        assert rel is not None
+        return rel
 
     def table(self, name: str) -> Relation:
         """``SELECT * FROM name`` as a relation."""

@@ -22,10 +22,14 @@ import time
 import cfdb
 
 
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The whole description as written, and every option's default."""
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_Help)
     parser.add_argument("--quick", action="store_true", help="smaller samples (a smoke run)")
-    parser.add_argument("--db", default=None, help="database file (default: in memory)")
+    parser.add_argument("--db", default=None, help="database file (None: in memory)")
     parser.add_argument("--n-jobs", type=int, default=1, help="worker processes for the cells")
     args = parser.parse_args()
     every = 24 if args.quick else 6  # keep one training contact in `every`

@@ -14,6 +14,8 @@ noisy (a data-quality problem the values should expose). Run:
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pandas as pd
 
@@ -50,6 +52,9 @@ def toy_world(seed: int = 7) -> pd.DataFrame:
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()  # no options: --help shows what the walkthrough does
     db = cfdb.connect()
     db.load_instances(
         toy_world(), label="repaid", split="part", features=["income", "debt", "region"]

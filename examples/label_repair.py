@@ -234,20 +234,28 @@ def plot(curves_by_seed: list[list[Curve]], path: str, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The whole description as written, and every option's default."""
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--train", type=int, default=300)
-    p.add_argument("--valid", type=int, default=200)
-    p.add_argument("--test", type=int, default=1000)
-    p.add_argument("--flip", type=float, default=0.3)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_Help)
+    p.add_argument("--train", type=int, default=300, help="training rows (Adult's train split)")
+    p.add_argument("--valid", type=int, default=200, help="validation rows VALUATE scores on")
+    p.add_argument("--test", type=int, default=1000, help="held-out rows the model is scored on")
+    p.add_argument("--flip", type=float, default=0.3, help="share of training labels flipped")
     p.add_argument("--step", type=float, default=0.1, help="share of rows examined per batch")
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--utility", default="accuracy")
-    p.add_argument("--methods", default="random,knn,knn_interactive,tmc")
-    p.add_argument("--tmc-permutations", type=int, default=5)
-    p.add_argument("--tmc-truncate", type=float, default=0.02)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="label_repair.png")
+    p.add_argument("--k", type=int, default=10, help="K of the KNN-Shapley proxy")
+    p.add_argument(
+        "--utility", default="accuracy", help="VALUATE utility (accuracy, fnr, equalized_odds, ...)"
+    )
+    p.add_argument(
+        "--methods", default="random,knn,knn_interactive,tmc", help="comma-separated methods"
+    )
+    p.add_argument("--tmc-permutations", type=int, default=5, help="permutations of TMC-Shapley")
+    p.add_argument("--tmc-truncate", type=float, default=0.02, help="TMC truncation tolerance")
+    p.add_argument("--seed", type=int, default=0, help="seed of the label flips and orders")
+    p.add_argument("--out", default="label_repair.png", help="PNG file of the repair curves")
     return p
 
 

@@ -26,10 +26,18 @@ import tempfile
 import cfdb
 
 
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The whole description as written, and every option's default."""
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 customers, 12 draws")
-    parser.add_argument("--out", default=None, help="folder for the PNG figures")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_Help)
+    parser.add_argument(
+        "--quick", action="store_true", help="10 customers, 12 draws (else 30 and 40)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="folder for the PNG figures (None: a temporary folder)"
+    )
     args = parser.parse_args()
     points, draws = (10, 12) if args.quick else (30, 40)
 

@@ -64,6 +64,8 @@ from cfdb.store import cfql as store_cfql
 from cfdb.types import FeatureSpec
 
 DEFAULT_GENERATOR = "growing_spheres"
+#: Weight of the diversity term when a query asks for n > 1 CFs (DiCE's default weight).
+DEFAULT_DIVERSITY = 1.0
 _QUERY_OPTIONS = {
     "n",
     "distance",
@@ -76,6 +78,7 @@ _QUERY_OPTIONS = {
     "direction",
     "executor",
     "address",
+    "diversity",
 }
 BATCH_OPTIONS = {"reuse_threshold", "max_pool_checks", "construction", "persistent_pool"}
 #: Base-query rows allowed per prediction: more means Q_CF joins a relation not tied to pred.
@@ -293,6 +296,25 @@ def _original_values(store: Any, records: list[dict[str, Any]], script: str, spa
                 "model's output, which a counterfactual must move)"
             ).located(script, *span)
         r["original_value"] = float(score)
+
+
+def _decimals(store: Any, features: list[FeatureSpec]) -> dict[str, int]:
+    """Per numeric feature, the most decimals its values have in ``Instances`` (a column
+    stored with one decimal gets CFs with one), when that is fewer than 6."""
+    numeric = [f.name for f in features if f.type == "numeric"]
+    if not numeric or not store.table_exists(catalog.INSTANCES):
+        return {}
+    have = {c.lower(): c for c, _ in store.columns(catalog.INSTANCES)}
+    numeric = [have[n.lower()] for n in numeric if n.lower() in have]
+    if not numeric:
+        return {}
+    parts = [
+        f"max(CASE WHEN contains(lower(CAST({catalog.quote(n)} AS VARCHAR)), 'e') THEN 99 "
+        f"ELSE length(split_part(CAST({catalog.quote(n)} AS VARCHAR), '.', 2)) END)"
+        for n in numeric
+    ]
+    row = store.execute(f"SELECT {', '.join(parts)} FROM Instances")[0]
+    return {n: int(d) for n, d in zip(numeric, row, strict=True) if d is not None and d < 6}
 
 
 def _option(params: dict[str, Any], options: dict[str, Any], name: str, default: Any) -> Any:
@@ -558,6 +580,7 @@ def _evaluate(
         return generators[key]
 
     memo = _memo(store, queries, features) if persistent else {}
+    decimals = _decimals(store, features)
     next_cf = catalog.next_id(store, catalog.CFS, "CfId")
     new_ids: dict[Any, int] = {}
     cf_rows: list[dict[str, Any]] = []
@@ -581,6 +604,8 @@ def _evaluate(
                 seed=int(_option(q["params"], {}, "seed", session.seed)) + r["PredictionId"],
                 distance=str(_option(q["params"], {}, "distance", "tabular")).lower(),
                 params=_generator_params(q["params"]),
+                diversity=float(_option(q["params"], {}, "diversity", DEFAULT_DIVERSITY)),
+                decimals=decimals,
             )
             member = Member(
                 key=(r["QueryId"], r["PredictionId"]),

@@ -28,6 +28,19 @@ def _progress_bar(description: str, total: int, unit: str) -> Iterator[Any]:
         yield lambda n: bar.advance(n, time.perf_counter() - started)
 
 
+def _fill_grids(session: Session, statement: Statement) -> None:
+    # A cheap test before importing the grid machinery: most statements mention no grid.
+    store = session.store
+    if store.read_only or not store.table_exists("Grids"):
+        return
+    text = statement.text.lower()
+    if not any(r[0].lower() in text for r in store.execute("SELECT Name FROM Grids")):
+        return
+    from cfdb.engine.handlers.grid import fill_referenced_grids
+
+    fill_referenced_grids(session, statement)
+
+
 @dataclass
 class Result:
     """What one statement produced: a relation (or ``None``) for the statement."""
@@ -72,9 +85,7 @@ class Session:
         #: A statement block in progress (e.g. an open ``BEGIN BATCH``): it decides which
         #: statements may come before it is closed.
         self.open_block: Any = None
-        from cfdb.engine.handlers.grid import fill_referenced_grids
-
-        self.before_plain_sql.append(fill_referenced_grids)  # lazily filled grid cells
+        self.before_plain_sql.append(_fill_grids)  # lazily filled grid cells
         self.store.on_open(self._prepare)
         self.store.open()  # open now: a bad file fails here, not on the first statement
 

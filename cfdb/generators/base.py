@@ -62,6 +62,9 @@ class GenerationTask:
         original_value: a regressor's output on the instance; ``None`` for a classifier.
         min_change: how far a CF must move a regressor's output (> 0).
         direction: which way it must move: ``up``, ``down`` or ``any``.
+        diversity: weight of the diversity term when choosing ``n > 1`` CFs among the
+            verified candidates (0: the closest ``n``; see :mod:`cfdb.generators.diversity`).
+        decimals: numeric features' decimals in the data; CF values are rounded to them.
 
     Raises:
         CfdbDataError: a regression task without a positive finite ``min_change`` or with an
@@ -80,6 +83,8 @@ class GenerationTask:
     original_value: float | None = None
     min_change: float | None = None
     direction: str = "any"
+    diversity: float = 0.0
+    decimals: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.original_value is None:

@@ -10,6 +10,11 @@ task's condition, and it keeps the instance's values of the immutable features. 
 rows closest to the instance by ``task.distance`` are returned, closest first, ties broken by
 pool order. Duplicate pool rows count once; rows with a NULL feature are skipped.
 
+Values the condition forces (top-level conjuncts ``f = c``, e.g. ``C.Amount = I.Amount``) are
+pinned on the pool rows before the search, as the sampling generators do, and the pinned rows
+are labelled again: otherwise only the rare pool rows that already hold the forced value could
+qualify.
+
 :meth:`Nearest.fit` de-duplicates the pool and labels it (or computes a regressor's outputs)
 with one vectorized call, so
 :meth:`Nearest.generate` is a vectorized filter plus a partial sort. The condition is checked
@@ -36,8 +41,10 @@ from cfdb.generators.base import (
 from cfdb.generators.distance import distance
 from cfdb.generators.sampling import (
     empty_columns,
+    forced_values,
     instance_row,
     n_rows,
+    pin,
     raw_columns,
     resolve_params,
     unique_index,
@@ -76,23 +83,43 @@ class Nearest(Generator):
         self.check_fitted()
         resolve_params(self.name, self.defaults, task.params)
         x = instance_row(self.features_, task)
-        ok = target_mask(task, self.outputs_)
+        rows, outputs = self.rows_, self.outputs_
+        forced = forced_values(task.condition, self.features_)
+        if forced and task.n > 0:
+            rows, outputs = self._pinned(x, forced)
+        ok = target_mask(task, outputs)
         for f in self.features_:
             if not f.mutable and ok.any():
-                ok &= self.rows_[f.name] == x[f.name]
+                ok &= rows[f.name] == x[f.name]
         idx = np.flatnonzero(ok)
         if len(idx) and task.n > 0:
-            idx = idx[evaluate(task.condition, take(self.rows_, idx), len(idx))]
+            idx = idx[evaluate(task.condition, take(rows, idx), len(idx))]
         if len(idx) == 0 or task.n <= 0:
             return empty_columns(self.features_)
-        d = distance(task.distance, x, take(self.rows_, idx), self.features_)
+        d = distance(task.distance, x, take(rows, idx), self.features_)
         if len(idx) > task.n:
             # Keep every row tied with the n-th smallest distance, then order exactly.
             kth = np.partition(d, task.n - 1)[task.n - 1]
             near = d <= kth
             idx, d = idx[near], d[near]
         order = np.lexsort((idx, d))[: task.n]
-        return take(self.rows_, idx[order])
+        return take(rows, idx[order])
+
+    def _pinned(
+        self, x: dict[str, object], forced: dict[str, object]
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The pool rows that keep the immutable features, with the forced values set,
+        de-duplicated and labelled again (one vectorized model call)."""
+        keep = np.ones(self.n_, dtype=bool)
+        for f in self.features_:
+            if not f.mutable:
+                keep &= self.rows_[f.name] == x[f.name]
+        rows = pin(take(self.rows_, np.flatnonzero(keep)), forced)
+        rows = take(rows, unique_index(rows, self.features_))
+        if n_rows(rows) == 0:
+            return rows, self.outputs_[:0]
+        outputs = model_outputs(self.model_, rows)
+        return rows, outputs if is_regression(self.model_) else outputs.astype(str)
 
 
 def _complete(features: list[FeatureSpec], pool: Columns) -> dict[str, np.ndarray]:

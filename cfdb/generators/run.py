@@ -25,6 +25,8 @@ from cfdb.generators.base import (
     valid_mask,
 )
 from cfdb.generators.distance import distance
+from cfdb.generators.diversity import CANDIDATES_PER_CF, round_to_data, select_diverse
+from cfdb.generators.sampling import unique_index
 from cfdb.types import FeatureSpec
 
 
@@ -62,8 +64,11 @@ def run_task(
     started = time.monotonic()
     if time_limit is not None:
         task = replace(task, deadline=started + time_limit)
+    diverse = task.diversity > 0 and task.n > 1
     try:
-        candidates = generator.generate(task)
+        # Diverse CFs are chosen among more candidates than CFs wanted.
+        asked = replace(task, n=task.n * CANDIDATES_PER_CF) if diverse else task
+        candidates = generator.generate(asked)
     except Exception as exc:  # a failing generator is recorded, not fatal to the batch
         return Outcome(
             key, error=f"{type(exc).__name__}: {exc}", seconds=time.monotonic() - started
@@ -81,12 +86,18 @@ def run_task(
     if missing:
         return Outcome(key, error=f"generator returned no column {missing[0]!r}", seconds=seconds)
     rows = coerce({n: candidates[n] for n in names}, features)
+    if task.decimals:
+        rows = round_to_data(rows, task.instance, task.decimals, features)
+        rows = take(rows, unique_index(rows, features))  # rounding may merge candidates
     ok = valid_mask(model, features, task, rows)
     if not ok.any():
         return Outcome(key, error="no candidate passed verification", seconds=seconds)
     rows = take(rows, np.flatnonzero(ok))
     dist = distance(task.distance, task.instance, rows, features)
-    order = np.argsort(dist, kind="stable")[: task.n]
+    if diverse:
+        order = select_diverse(rows, dist, task.n, task.diversity, features, task.distance)
+    else:
+        order = np.argsort(dist, kind="stable")[: task.n]
     rows = take(rows, order)
     return Outcome(
         key,

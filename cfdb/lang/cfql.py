@@ -129,8 +129,13 @@ class CfqlPlan:
 
     def result_sql(self, query_id: int) -> str:
         """Q_CF over the filled tables, restricted to this query's links (the rows a user
-        sees after generation)."""
+        sees after generation), with the prediction's ``PredictionId`` appended when Q_CF does
+        not project it: every CF says which prediction it belongs to."""
         select = self.select.copy()
+        if "predictionid" not in {n.lower() for n in select.named_selects}:
+            select = select.select(
+                exp.column("PredictionId", table=self.pred_name).as_("PredictionId"), copy=False
+            )
         pred = exp.Subquery(
             this=exp.maybe_parse(
                 "SELECT * FROM Predictions WHERE PredictionId IN "

@@ -83,6 +83,32 @@ def is_reserved(column: str) -> bool:
 
 
 # -- features ----------------------------------------------------------------------------------
+def key_instances(store: Store) -> bool:
+    """Declare ``Instances.InstanceId`` the primary key, if the table has none and its ids are
+    unique and not NULL (a hand-built table may break that; it is then left alone).
+
+    With the key, every statement sees ``InstanceId`` as the rows' identity, never a feature,
+    and ``VALUATE`` over ``Instances`` writes values keyed by ``InstanceId``.
+    """
+    if not store.table_exists(INSTANCES):
+        return False
+    has_key = store.execute(
+        "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'Instances' "
+        "AND schema_name = current_schema() AND constraint_type = 'PRIMARY KEY'"
+    )[0][0]
+    if has_key:
+        return True
+    if not any(c.lower() == "instanceid" for c, _ in store.columns(INSTANCES)):
+        return False
+    bad = store.execute(
+        "SELECT count(*) - count(DISTINCT InstanceId) + count(*) - count(InstanceId) FROM Instances"
+    )[0][0]
+    if bad:
+        return False
+    store.execute("ALTER TABLE Instances ADD PRIMARY KEY (InstanceId)")
+    return True
+
+
 def read_features(store: Store) -> list[FeatureSpec]:
     """The ``Features`` rows, in position order."""
     rows = store.execute(
@@ -205,6 +231,52 @@ def ensure_cfs_table(store: Store, features: Sequence[FeatureSpec]) -> None:
     store.execute(
         f"CREATE TABLE CFs (CfId BIGINT PRIMARY KEY, {cols}, ModelId INTEGER, "
         f"Label VARCHAR, Generator VARCHAR)"
+    )
+    create_counterfactuals_view(store, [f.name for f in features])
+
+
+COUNTERFACTUALS = "Counterfactuals"
+
+
+def create_counterfactuals_view(store: Store, features: Sequence[str] | None = None) -> None:
+    """(Re)create the ``Counterfactuals`` view: one row per (prediction, CF) with the
+    prediction, its instance's and the CF's feature values side by side, and what changed.
+
+    A plain SQL view over ``Prediction_CFs``, ``Predictions``, ``Models``, ``CFs`` and
+    ``Instances`` (no UDF), so stock DuckDB and BI tools read it. Its columns name the features,
+    so it is rewritten whenever ``CFs`` is created.
+    """
+    if features is None:
+        features = [f.name for f in read_features(store)]
+    if not features or not store.table_exists(CFS) or not store.table_exists(INSTANCES):
+        return
+    have = {c.lower() for c, _ in store.columns(CFS)} & {
+        c.lower() for c, _ in store.columns(INSTANCES)
+    }
+    features = [f for f in features if f.lower() in have]
+    original = ", ".join(f"{quote(f)} := i.{quote(f)}" for f in features)
+    cf = ", ".join(f"{quote(f)} := c.{quote(f)}" for f in features)
+    changes = ", ".join(
+        f"CASE WHEN c.{quote(f)} IS DISTINCT FROM i.{quote(f)} THEN "
+        f"{{'Feature': {literal(f)}, 'Original': CAST(i.{quote(f)} AS VARCHAR), "
+        f"'Counterfactual': CAST(c.{quote(f)} AS VARCHAR)}} END"
+        for f in features
+    )
+    store.execute(
+        f"""CREATE OR REPLACE VIEW {COUNTERFACTUALS} AS
+SELECT pc.PredictionId, p.ModelId, m.Name AS Model, p.InstanceId, p.Label, p.Score,
+       pc.CfId, c.Label AS CfLabel, pc.QueryId, pc.Distance, pc.Reused, c.Generator,
+       list_transform(ch, lambda cfdb_change: cfdb_change.Feature) AS Changed, ch AS Changes,
+       struct_pack({original}) AS Instance, struct_pack({cf}) AS CF
+FROM (SELECT pc.*, list_filter([{changes}], lambda cfdb_change: cfdb_change IS NOT NULL) AS ch
+      FROM Prediction_CFs pc
+      JOIN Predictions p ON p.PredictionId = pc.PredictionId
+      JOIN CFs c ON c.CfId = pc.CfId
+      JOIN Instances i ON i.InstanceId = p.InstanceId) pc
+JOIN Predictions p ON p.PredictionId = pc.PredictionId
+JOIN Models m ON m.ModelId = p.ModelId
+JOIN CFs c ON c.CfId = pc.CfId
+JOIN Instances i ON i.InstanceId = p.InstanceId"""
     )
 
 

@@ -66,6 +66,18 @@ def check_version(store: Store) -> int:
     return version
 
 
+def _key_instances(store: Store) -> None:
+    # Instances' columns follow the data, so its key is declared here, not in a DDL file.
+    from cfdb.store.catalog import create_counterfactuals_view, key_instances
+
+    key_instances(store)
+    create_counterfactuals_view(store)
+
+
+#: Steps a migration needs beyond its SQL file: data-dependent tables.
+_AFTER = {5: _key_instances}
+
+
 def migrate(store: Store, target: int | None = None) -> int:
     """Apply the migrations above the file's version (up to ``target``); returns the version."""
     target = latest_version() if target is None else target
@@ -77,6 +89,8 @@ def migrate(store: Store, target: int | None = None) -> int:
             if version < number <= target:
                 for statement in _statements(text):
                     store.execute(statement)
+                if number in _AFTER:
+                    _AFTER[number](store)
         store.execute(
             "INSERT OR REPLACE INTO cfdb_meta VALUES ('schema_version', ?)", [str(target)]
         )

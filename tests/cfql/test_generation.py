@@ -169,13 +169,13 @@ def test_multiclass_targets(db):
     any_other = db.sql(
         "FOREACH pred IN (SELECT PredictionId FROM Predictions WHERE Label = 'low' LIMIT 5) "
         "GENERATE (SELECT C.* FROM CFs C) USING nearest"
-    ).fetchall()
-    assert any_other and {r[-2] for r in any_other} <= {"mid", "high"}
+    ).df()
+    assert len(any_other) and set(any_other.Label) <= {"mid", "high"}
     named = db.sql(
         "FOREACH pred IN (SELECT PredictionId FROM Predictions WHERE Label = 'low' LIMIT 5) "
         "GENERATE (SELECT C.* FROM CFs C) USING nearest WITH (target = 'high')"
-    ).fetchall()
-    assert named and {r[-2] for r in named} == {"high"}
+    ).df()
+    assert len(named) and set(named.Label) == {"high"}
     with pytest.raises(cfdb.CfdbDataError, match="target 'huge'"):
         db.sql(
             "FOREACH pred IN (SELECT PredictionId FROM Predictions LIMIT 1) "

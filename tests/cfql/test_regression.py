@@ -120,7 +120,8 @@ def test_every_regression_generator_stores_only_verified_cfs(prices, generator, 
 
 
 def test_nearest_finds_the_closest_valid_pool_row(prices):
-    """Brute force: every instance, its output, its condition in DuckDB, one at a time."""
+    """Brute force: every instance, its output, its condition in DuckDB, one at a time; the
+    home that Q_CF forces (``C.home = I.home``) is pinned on every pool row first."""
     min_change, direction = 10.0, "up"
     prices.sql(foreach("nearest", f"min_change = {min_change}, direction = '{direction}'"))
     query_id = last_query(prices)
@@ -138,11 +139,17 @@ def test_nearest_finds_the_closest_valid_pool_row(prices):
     ).to_arrow_table()
     for rec in records.to_pylist():
         x = {n: rec[n] for n in names}
+        pinned = prices.sql(
+            "SELECT * REPLACE (CAST(? AS VARCHAR) AS home) FROM Instances", params=[x["home"]]
+        ).to_arrow_table()
+        prices.session.store.register("pinned_pool", pinned)
         holds = prices.sql(
-            f"SELECT list(ok) FROM (SELECT ({rec['Condition']}) AS ok FROM Instances)"
+            f"SELECT list(ok) FROM (SELECT ({rec['Condition']}) AS ok FROM pinned_pool)"
         ).fetchall()[0][0]
+        prices.session.store.unregister("pinned_pool")
         best = None
         for row, ok in zip(pool, holds, strict=True):
+            row = {**row, "home": x["home"]}
             if not ok or row["student"] != x["student"]:
                 continue
             value = model.predict_value({n: np.array([row[n]], dtype=object) for n in names})[0]

@@ -11,6 +11,7 @@ from cfdb.ctable.condition import TRUE, Member
 from cfdb.errors import CfdbDataError
 from cfdb.generators import GENERATORS, GenerationTask
 from cfdb.generators.nearest import Nearest
+from cfdb.generators.sampling import forced_values
 from cfdb.models import Model
 from cfdb.types import FeatureSpec
 from tests.generators.helpers import (
@@ -36,11 +37,23 @@ def row_labels(models: dict[str, Model], data: Any) -> dict[str, list[str]]:
 
 
 def brute_force(
-    task: GenerationTask, features: list[FeatureSpec], pool: Any, labels: list[str]
+    task: GenerationTask,
+    features: list[FeatureSpec],
+    pool: Any,
+    labels: list[str],
+    model: Model | None = None,
 ) -> list[tuple[float, int, dict[str, Any]]]:
-    """Every valid distinct pool row as (distance, first index, row), closest first."""
+    """Every valid distinct pool row as (distance, first index, row), closest first; the
+    values the condition forces are set on each row first, which is then labelled again."""
+    forced = forced_values(task.condition, features)
     seen, out = set(), []
     for i, row in enumerate(rows_of(pool)):
+        if not all(row[f.name] == task.instance[f.name] for f in features if not f.mutable):
+            continue
+        if forced:
+            assert model is not None
+            row = {**row, **{k: v.item() if hasattr(v, "item") else v for k, v in forced.items()}}
+            labels = [*labels[:i], str(model.predict(one_row(row))[0]), *labels[i + 1 :]]
         key = tuple(row[f.name] for f in features)
         if key in seen:
             continue
@@ -80,7 +93,7 @@ def test_matches_brute_force(
         distance=str(rng.choice(["l0", "l1", "tabular"])),
     )
     out = Nearest().fit(model, features, pool).generate(task)
-    expected = brute_force(task, features, pool, labels)[: task.n]
+    expected = brute_force(task, features, pool, labels, model)[: task.n]
     got = rows_of(out)
     assert len(got) == len(expected)
     got_d = [row_distance(task.distance, x, row, features) for row in got]
@@ -120,9 +133,12 @@ def test_user_pool_is_respected(
     out = Nearest().fit(model, features, pool).generate(make_task(model, features, x, n=10))
     assert len(out["home"]) == 10
     assert set(out["home"].tolist()) == {"rent"}
-    # The condition forbids the only home value in the pool: nothing qualifies.
-    task = make_task(model, features, x, Member("home", frozenset({"own"})), n=10)
+    # The condition forbids the only home value in the pool: nothing qualifies as it is...
+    task = make_task(model, features, x, Member("home", frozenset({"own", "mortgage"})), n=10)
     assert len(Nearest().fit(model, features, pool).generate(task)["home"]) == 0
+    # ... but a value the condition forces is pinned on the pool's rows before the search.
+    task = make_task(model, features, x, Member("home", frozenset({"own"})), n=10)
+    assert set(Nearest().fit(model, features, pool).generate(task)["home"].tolist()) == {"own"}
 
 
 def test_needs_a_pool_with_every_feature(
@@ -145,3 +161,29 @@ def test_rejects_parameters(
     model = models["logistic_regression"]
     with pytest.raises(CfdbDataError, match="no parameter 'radius'"):
         GENERATORS.get("nearest")(radius=2).fit(model, features, data)
+
+
+def test_forced_values_are_pinned_before_the_search(
+    models: dict[str, Model], features: list[FeatureSpec], data: Any
+) -> None:
+    """``C.income = I.income``: few pool rows share the income, so without pinning most
+    instances get no CF; pinned, each gets the brute-force answer over pinned rows."""
+    from cfdb.ctable.condition import Cmp
+
+    model = models["logistic_regression"]
+    labels = [str(v) for v in model.predict(data)]
+    found = 0
+    for i in range(0, 60, 10):
+        x = instance(data, i)
+        task = make_task(model, features, x, Cmp("income", "=", x["income"]), n=2)
+        got = rows_of(Nearest().fit(model, features, data).generate(task))
+        expected = brute_force(task, features, data, labels, model)[:2]
+        assert [r["income"] for r in got] == [x["income"]] * len(got)
+        assert len(got) == len(expected)
+        np.testing.assert_allclose(
+            [row_distance(task.distance, x, r, features) for r in got],
+            [e[0] for e in expected],
+            atol=TIE,
+        )
+        found += bool(got)
+    assert found >= 2  # pinned, most instances have a CF (without pinning: almost none)

@@ -10,7 +10,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-HANDLERS: dict[str, Callable[..., Any]] = {}
+
+class _Handlers(dict[str, Callable[..., Any]]):
+    """The handler table, filled on first lookup: handler modules import the heavy libraries
+    (scikit-learn, pandas, scipy), so ``import cfdb`` and plain SQL do not pay for them."""
+
+    loaded = False
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        if key not in self and not _Handlers.loaded:
+            load_all()
+        return super().get(key, default)
+
+
+HANDLERS: dict[str, Callable[..., Any]] = _Handlers()
+
+
+def load_all() -> None:
+    """Import every handler module (each registers its statements)."""
+    from cfdb.engine.handlers import (  # noqa: F401  (registers handlers)
+        cfql,
+        grid,
+        instances,
+        models,
+        scaling,
+        valuate,
+    )
+
+    _Handlers.loaded = True
 
 
 def handles(
@@ -32,13 +59,3 @@ def handles(
         return fn
 
     return register
-
-
-from cfdb.engine.handlers import (  # noqa: E402,F401  (registers handlers)
-    cfql,
-    grid,
-    instances,
-    models,
-    scaling,
-    valuate,
-)

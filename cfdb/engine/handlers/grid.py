@@ -110,6 +110,9 @@ def create_grid(session: Any, node: CreateGrid, stmt: Statement) -> pa.Table:
             "Slices": [n_slices],
             "Metrics": [len(row["Metrics"])],
             "Cells": [n * n_slices * len(row["Metrics"])],
+            # Columns of the training query that are not features, and why (say so, never
+            # drop a column silently).
+            "NotFeatures": [row["Options"].get("not_features", [])],
         }
     )
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from cfdb.engine.features import default_features
 from cfdb.errors import CfdbDataError, CfdbError, CfdbPluginError, CfdbSyntaxError
 from cfdb.exec import exec_options
 from cfdb.grid import designs as designs_mod
@@ -139,11 +140,14 @@ def _feature_specs(
     store: Any,
     types: list[tuple[str, str]],
     option: Any,
-    exclude: set[str],
+    choose: dict[str, Any],
     script: str,
     span: tuple[int, int],
-) -> list[FeatureSpec]:
+) -> tuple[list[FeatureSpec], list[str]]:
+    """The grid's features (the option, else :func:`default_features` with ``choose``) and
+    the columns left out, with why."""
     names = [c for c, _ in types]
+    notes: list[str] = []
     declared = {f.name.lower(): f for f in catalog.read_features(store)}
     type_of = {c.lower(): t for c, t in types}
     if option is not None:
@@ -154,15 +158,15 @@ def _feature_specs(
                 f"feature {missing[0]!r} is not returned by the training query"
             ).located(script, *span)
         chosen = [_lookup(names, str(w)) for w in wanted]
-    elif declared and all(_lookup(names, n) for n in declared):
-        chosen = [_lookup(names, f.name) for f in declared.values()]
-        chosen = [c for c in chosen if c and c.lower() not in exclude]
     else:
-        chosen = [
-            c
-            for c in names
-            if c.lower() not in exclude and catalog.feature_type_of(type_of[c.lower()]) is not None
-        ]
+        # Over Instances (every declared feature returned), the feature space is Features.
+        use_declared = bool(declared) and all(_lookup(names, n) for n in declared)
+        choice = default_features(
+            [(c, catalog.feature_type_of(t)) for c, t in types],
+            declared=[f.name for f in declared.values()] if use_declared else None,
+            **choose,
+        )
+        chosen, notes = list(choice.features), choice.notes()
     specs = []
     for c in chosen:
         assert c is not None
@@ -178,7 +182,7 @@ def _feature_specs(
         specs.append(FeatureSpec(c, ftype))
     if not specs:
         raise CfdbDataError("the training query returns no feature columns").located(script, *span)
-    return specs
+    return specs, notes
 
 
 class GridDataChanged(CfdbDataError):
@@ -343,11 +347,13 @@ def _define_grid(
     except CfdbError as err:
         p = node.option("key")
         raise err.located(script, *(p.span if p else tspan)) from None
-    exclude = {label.lower(), "split", "instanceid"} | {c.lower() for c in (key, units_col) if c}
+    choose: dict[str, Any] = {"label": label, "keys": [key] if key else [], "units": units_col}
     if design == "strikes":
-        exclude.add(str(design_args["by"]).lower())
+        choose["excluded"] = {str(design_args["by"]): "STRIKES BY column"}
     fspan = node.option("features").span if node.option("features") else tspan
-    specs = _feature_specs(store, train_types, options.get("features"), exclude, script, fspan)
+    specs, not_features = _feature_specs(
+        store, train_types, options.get("features"), choose, script, fspan
+    )
     cols, ecols = _columns(train), _columns(evaluation)
     specs = prepare.with_domains(specs, cols, ecols)
     slice_by = node.args.get("slice_by")
@@ -389,6 +395,7 @@ def _define_grid(
     seed = int(options.get("seed", session.seed))
     stored_options = {k: v for k, v in options.items() if k != "features"}
     stored_options["feature_specs"] = [s.to_dict() for s in specs]
+    stored_options["not_features"] = not_features
     gstore.insert_grid(
         store,
         {

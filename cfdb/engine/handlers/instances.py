@@ -83,6 +83,7 @@ def load_dataset(session: Any, node: nodes.LoadDataset, stmt: Statement) -> pa.T
 
 @handles(nodes.DeriveFeatures)
 def derive(session: Any, node: nodes.DeriveFeatures, stmt: Statement) -> Any:
+    catalog.key_instances(session.store)
     features = catalog.derive_features(session.store)
     catalog.ensure_cfs_table(session.store, features)
     return session.store.query("SELECT * FROM Features ORDER BY Position")
@@ -144,6 +145,18 @@ def _load_from_temp(store: Any, options: dict[str, Any], at: Any, script: str) -
     id_col = column("id", str(options["id"])) if options.get("id") else None
     label_col = column("label", str(options["label"])) if options.get("label") else None
     split_col = column("split", str(options["split"])) if options.get("split") else None
+    # A source column already named like one of cfdb's own columns is that column: a user's
+    # `split` is kept as the split, never dropped because the option was not given.
+    if split_col is None and "split" in by_lower:
+        split_col = by_lower["split"][0]
+    if label_col is None and "groundtruth" in by_lower:
+        label_col = by_lower["groundtruth"][0]
+    if id_col is None and "instanceid" in by_lower:
+        if catalog.feature_type_of(by_lower["instanceid"][1]) != "integer":
+            raise CfdbDataError(
+                f"column {by_lower['instanceid'][0]!r} must hold integer ids, or be renamed"
+            ).located(script, *at("id"))
+        id_col = by_lower["instanceid"][0]
     special = {c.lower() for c in (id_col, label_col, split_col) if c}
     if options.get("features"):
         feature_cols = [column("features", f) for f in _as_list(options["features"])]
@@ -250,6 +263,7 @@ def _load_from_temp(store: Any, options: dict[str, Any], at: Any, script: str) -
         store.execute(f"INSERT INTO Instances BY NAME {body}")
     else:
         store.execute(f"CREATE TABLE Instances AS {body} ORDER BY InstanceId")
+        catalog.key_instances(store)
     loaded = store.execute(f"SELECT count(*) FROM {_TEMP}")[0][0]
     features = catalog.derive_features(
         store, types=overrides, immutable=immutable, only=feature_cols

@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cfdb.engine.features import default_features
 from cfdb.engine.handlers import handles
 from cfdb.errors import CfdbDataError, CfdbError, CfdbUnsupportedError
 from cfdb.exec import exec_options
@@ -331,6 +332,7 @@ def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
     if "features" in options:
         requested = options["features"]
         features = [requested] if isinstance(requested, str) else [str(f) for f in requested]
+        not_features: list[str] = []
         span = node.param("features").span
         for name in features:
             if _lookup(train_table, name) is None or name.lower() in {h.lower() for h in hidden}:
@@ -342,18 +344,24 @@ def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
                     f"feature {name!r} is not a column of the validation query"
                 ).located(script, *span)
     else:
-        seen: set[str] = set()
-        features = []
-        for name in user_columns:
-            low = name.lower()
-            if low == label.lower() or low in keys or low in seen:
-                continue
-            seen.add(low)
-            if _feature_type(train_table.column(name).type) is None:
-                continue  # e.g. a DATE or LIST column: not a default feature
-            if _lookup(val_table, name) is None:
-                continue
-            features.append(name)
+        # One rule for every statement (cfdb.engine.features): not the label, not a key, not
+        # cfdb's own id/label/split columns, not a type the featurizer cannot encode (e.g. a
+        # DATE or LIST column), and only columns the validation query returns too.
+        choice = default_features(
+            [
+                (
+                    name,
+                    "ok"
+                    if _feature_type(train_table.column(name).type) is not None
+                    and _lookup(val_table, name) is not None
+                    else None,
+                )
+                for name in user_columns
+            ],
+            label=label,
+            keys=keys,
+        )
+        features, not_features = choice.features, choice.notes()
         if not features:
             raise CfdbDataError(
                 "no feature columns: the training query returns only the label and keys"
@@ -441,6 +449,7 @@ def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
         "knn_utility": knn_utility,
         "label": label,
         "features": features,
+        "not_features": not_features,
         "transformer": featurizer_name,
         "classes": [str(c) for c in classes],
         "utility": gain.info,
@@ -462,6 +471,8 @@ def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
             "UtilityAll": result.utility_all,
             "Statement": stmt.text,
             "Seconds": seconds,
+            "FeatureColumns": list(features),
+            "KeyColumns": [c for c in user_columns if c.lower() in keys],
         },
     )
     return pa.table(

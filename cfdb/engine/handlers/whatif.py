@@ -251,8 +251,11 @@ def whatif(session: Any, node: WhatIf, stmt: Statement) -> pa.Table:
         [full_id, sid, name, list(row["Metrics"])],
     )
     n = out.num_rows
+    # Columns of the training query that are not features, and why (never dropped silently).
+    not_features = pa.array([row["Options"].get("not_features", [])] * n, pa.list_(pa.string()))
     return (
-        out.append_column("Grid", pa.array([name] * n, pa.string()))
+        out.append_column("NotFeatures", not_features)
+        .append_column("Grid", pa.array([name] * n, pa.string()))
         .append_column("SubsetId", pa.array([sid] * n, pa.int64()))
         .append_column("Reused", pa.array([reused] * n, pa.bool_()))
         .append_column("RowsChanged", pa.array([changed] * n, pa.int64()))

@@ -1,0 +1,80 @@
+"""Which columns of a query are features: one decision for every statement.
+
+``CREATE GRID``, ``WHATIF`` and ``VALUATE`` (and ``LOAD INSTANCES``, which writes ``Features``
+for ``CREATE MODEL``) call :func:`default_features`, so the same training rows give the same
+feature set everywhere, and a column that is not a feature is named with the reason. cfdb's
+own columns of ``Instances`` (``InstanceId``, ``GroundTruth``, ``split``) are never features,
+nor are the label, the unit key, a grid's ``UNITS BY`` column, or a column whose type no
+model can use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+#: cfdb's own columns of ``Instances``: an id, the label and the split, never features.
+CFDB_COLUMNS = {"instanceid": "cfdb id", "groundtruth": "cfdb label", "split": "cfdb split"}
+
+
+@dataclass(frozen=True)
+class FeatureChoice:
+    """The chosen feature columns, and every other column with why it is not a feature."""
+
+    features: list[str]
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """``"column (reason)"`` per column that is not a feature, for a statement's result."""
+        return [f"{column} ({why})" for column, why in self.dropped]
+
+
+def default_features(
+    columns: Sequence[tuple[str, str | None]],
+    *,
+    label: str | None,
+    keys: Iterable[str] = (),
+    units: str | None = None,
+    excluded: Mapping[str, str] | None = None,
+    declared: Sequence[str] | None = None,
+) -> FeatureChoice:
+    """The default features among ``columns`` (name, feature type or ``None``), in order.
+
+    Args:
+        label: the label column.
+        keys: key columns (the unit key, a base table's primary key).
+        units: a grid's ``UNITS BY`` column.
+        excluded: other columns to leave out, with the reason (e.g. a ``STRIKES BY`` column).
+        declared: the feature space of ``Features``; when given, other columns are left out.
+    """
+    label_low = label.lower() if label else None
+    key_set = {k.lower() for k in keys}
+    other = {k.lower(): v for k, v in (excluded or {}).items()}
+    declared_set = None if declared is None else {d.lower() for d in declared}
+    features: list[str] = []
+    dropped: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for name, ftype in columns:
+        low = name.lower()
+        if low in seen:
+            continue
+        seen.add(low)
+        if low == label_low:
+            why = "label"
+        elif low in CFDB_COLUMNS:
+            why = CFDB_COLUMNS[low]
+        elif low in key_set:
+            why = "key"
+        elif units and low == units.lower():
+            why = "UNITS BY column"
+        elif low in other:
+            why = other[low]
+        elif declared_set is not None and low not in declared_set:
+            why = "not in Features"
+        elif ftype is None:
+            why = "type cannot be a feature"
+        else:
+            features.append(name)
+            continue
+        dropped.append((name, why))
+    return FeatureChoice(features, dropped)
