@@ -1,11 +1,12 @@
 """cfdb: what-if analysis of machine-learning models, in SQL, on DuckDB.
 
-Public names only: :func:`connect`, :class:`Database` and the error classes.
+Public names only: :func:`connect`, :func:`install`, :class:`Database` and the error
+classes.
 """
 
 from __future__ import annotations
 
-from cfdb.api import Database, connect
+from cfdb.api import Database, connect, install
 from cfdb.errors import (
     CfdbCatalogError,
     CfdbDataError,
@@ -39,4 +40,5 @@ __all__ = [
     "Database",
     "__version__",
     "connect",
+    "install",
 ]

@@ -76,6 +76,9 @@ class Session:
 
         self.before_plain_sql.append(fill_referenced_grids)  # lazily filled grid cells
         self.store.on_open(self._prepare)
+        from cfdb.engine.functions import attach
+
+        attach(self)  # predict(), cf_distance()... in every query (docs/sql_functions.md)
         self.store.open()  # open now: a bad file fails here, not on the first statement
 
     def _prepare(self, store: Store) -> None:

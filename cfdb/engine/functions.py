@@ -1,0 +1,266 @@
+"""cfdb inside SQL: the functions a query can call, and installing them on a connection.
+
+``predict(model, row)``, ``predict_proba(model, row [, label])``, ``predict_value(model,
+row)`` and ``satisfies(condition, row)`` are Arrow UDFs; ``cf_distance(a, b [, metric])`` is a
+SQL macro over ``Features``; ``counterfactuals``, ``whatif_remove`` and ``knn_shapley`` are
+table macros over UDFs that run the statements' own code paths (:mod:`cfdb.engine.sql_tables`).
+See ``docs/sql_functions.md``.
+
+One :class:`SqlFunctions` serves one DuckDB connection. It loads models through a cursor of
+that connection (a UDF must not query the connection it runs in) and keeps the fitted models,
+each with a fingerprint of its ``Models`` row that is checked once per batch: a model replaced
+or dropped (by cfdb or by plain SQL) is reloaded or reported, never served stale.
+
+:func:`install` puts everything on a connection: a cfdb session's (``cfdb.connect()`` does it
+on open) or a user's own (``cfdb.install(con)``, which first creates or migrates cfdb's
+tables in that database).
+"""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cfdb.engine.handlers.models import load_model
+from cfdb.errors import (
+    CfdbCatalogError,
+    CfdbDataError,
+    CfdbSyntaxError,
+    CfdbUnsupportedError,
+)
+from cfdb.models import Model
+from cfdb.models import rows as model_rows
+from cfdb.store import catalog, migrations
+from cfdb.store import functions as sqlf
+from cfdb.store.connection import Store
+
+_FINGERPRINT = (
+    "SELECT ModelId, CAST(CreatedAt AS VARCHAR), octet_length(Artifact), hash(Featurizer), "
+    "hash(Meta), Format FROM Models WHERE lower(Name) = lower(?) LIMIT 1"
+)
+
+
+class SqlFunctions:
+    """The implementations behind cfdb's SQL functions on one connection.
+
+    Args:
+        con: the DuckDB connection the functions are registered on.
+        allow_pickle: let the functions load models stored as pickles.
+    """
+
+    def __init__(self, con: Any, *, allow_pickle: bool = False) -> None:
+        self._con = con
+        self.allow_pickle = allow_pickle
+        self._cursor: Any = None
+        self._lock = threading.RLock()
+        self._models: dict[str, tuple[tuple[Any, ...], Model]] = {}
+        self._features_key: Any = None
+
+    # -- the database, seen from inside a query ----------------------------------------------
+    def store(self) -> Store:
+        """A store over this connection's cursor (sees committed data)."""
+        if self._cursor is None:
+            self._cursor = self._con.cursor()
+        return sqlf.store_over(self._cursor)
+
+    def model(self, name: str) -> Model:
+        """The stored model ``name``, loaded once per version of its ``Models`` row.
+
+        Raises:
+            CfdbCatalogError: no such model.
+        """
+        with self._lock:
+            store = self.store()
+            rows = store.execute(_FINGERPRINT, [name])
+            if not rows:
+                self._models.pop(name.lower(), None)
+                known = ", ".join(catalog.model_names(store)) or "none"
+                raise CfdbCatalogError(f"model {name!r} does not exist (models: {known})")
+            cached = self._models.get(name.lower())
+            if cached is not None and cached[0] == rows[0]:
+                return cached[1]
+            context = SimpleNamespace(store=store, allow_pickle=self.allow_pickle)
+            model = load_model(context, name)[1]
+            self._models[name.lower()] = (rows[0], model)
+            return model
+
+    def features(self) -> list[Any]:
+        with self._lock:
+            return catalog.read_features(self.store())
+
+    # -- scalar functions ---------------------------------------------------------------------
+    def predict(self, *args: Any) -> pa.Array:
+        """``predict(model, row)``: the predicted label (a regressor's value as text)."""
+        model_arg, rows = _arity("predict", args, 2, 2)
+        return self._per_model("predict", model_arg, rows, pa.string(), model_rows.predict)
+
+    def predict_value(self, *args: Any) -> pa.Array:
+        """``predict_value(model, row)``: a regression model's output."""
+        model_arg, rows = _arity("predict_value", args, 2, 2)
+        return self._per_model(
+            "predict_value", model_arg, rows, pa.float64(), model_rows.predict_value
+        )
+
+    def predict_proba(self, *args: Any) -> pa.Array:
+        """``predict_proba(model, row [, label])``: the probability of ``label``, or of the
+        predicted label."""
+        model_arg, rows, *rest = _arity("predict_proba", args, 2, 3)
+        labels = rest[0] if rest and not pa.types.is_null(rest[0].type) else None
+
+        def proba(model: Model, part: pa.StructArray, mask: Any, what: str) -> pa.Array:
+            part_labels = None
+            if labels is not None:
+                part_labels = labels if mask is None else labels.filter(mask)
+            return model_rows.predict_proba(model, part, part_labels, what)
+
+        return self._per_model("predict_proba", model_arg, rows, pa.float64(), proba, masked=True)
+
+    def _per_model(
+        self,
+        what: str,
+        model_arg: Any,
+        rows_arg: Any,
+        out_type: pa.DataType,
+        fn: Any,
+        *,
+        masked: bool = False,
+    ) -> pa.Array:
+        rows = model_rows.as_struct(rows_arg, what)
+        names = _flat(model_arg)
+        if not (pa.types.is_string(names.type) or pa.types.is_null(names.type)):
+            raise CfdbDataError(f"{what} takes a model name (VARCHAR) first")
+        distinct = [v for v in pc.unique(names).to_pylist() if v is not None]
+        if len(distinct) == 1 and names.null_count == 0:
+            model = self.model(distinct[0])
+            return fn(model, rows, None, what) if masked else fn(model, rows, what)
+        out = np.full(len(rows), None, dtype=object)
+        for name in distinct:
+            mask = pc.equal(names, name)
+            part = rows.filter(mask)
+            model = self.model(name)
+            values = fn(model, part, mask, what) if masked else fn(model, part, what)
+            out[np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)] = values.to_pylist()
+        return pa.array(out.tolist(), out_type)
+
+    def satisfies(self, *args: Any) -> pa.Array:
+        """``satisfies(condition, row)``: whether the row satisfies a stored condition (by its
+        ``Conditions.Hash``), evaluated by DuckDB on the condition's own SQL text."""
+        hashes, rows_arg = _arity("satisfies", args, 2, 2)
+        rows = model_rows.as_struct(rows_arg, "satisfies")
+        keys = _flat(hashes)
+        out = np.full(len(rows), None, dtype=object)
+        table = pa.Table.from_struct_array(rows).append_column(
+            "__cfdb_row", pa.array(np.arange(len(rows)), pa.int64())
+        )
+        with self._lock:
+            store = self.store()
+            for key in [v for v in pc.unique(keys).to_pylist() if v is not None]:
+                found = store.execute(
+                    "SELECT Condition FROM Conditions WHERE Hash = ? LIMIT 1", [str(key)]
+                )
+                if not found:
+                    raise CfdbCatalogError(f"satisfies: no condition has the hash {key!r}")
+                part = table.filter(pc.and_(pc.equal(keys, key), pc.is_valid(rows)))
+                store.register("__cfdb_rows", part)
+                try:
+                    result = store.execute(f"SELECT __cfdb_row, ({found[0][0]}) FROM __cfdb_rows")
+                except CfdbCatalogError as err:
+                    raise CfdbDataError(
+                        f"satisfies: the row lacks a feature of condition {key!r}: {err.message}"
+                    ) from None
+                finally:
+                    store.unregister("__cfdb_rows")
+                for i, value in result:
+                    out[i] = value
+        return pa.array(out.tolist(), pa.bool_())
+
+    # -- installing -----------------------------------------------------------------------------
+    def register(self) -> None:
+        """(Re)register the UDFs and macros on the connection."""
+        sqlf.register_udfs(
+            self._con,
+            {
+                "predict": self.predict,
+                "predict_proba": self.predict_proba,
+                "predict_value": self.predict_value,
+                "satisfies": self.satisfies,
+            },
+            sqlf.SCALAR_FUNCTIONS,
+        )
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Regenerate what follows the feature space (``cf_distance``) if ``Features``
+        changed since it was last generated."""
+        features = catalog.read_features(sqlf.store_over(self._con))
+        key = tuple((f.name, f.type, f.mad) for f in features)
+        if key == self._features_key:
+            return
+        sqlf.create_macros(self._con, [sqlf.cf_distance_macro(features)])
+        self._features_key = key
+
+
+def _flat(values: Any) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _arity(what: str, args: tuple[Any, ...], low: int, high: int) -> tuple[Any, ...]:
+    if not low <= len(args) <= high:
+        wanted = str(low) if low == high else f"{low} to {high}"
+        raise CfdbSyntaxError(f"{what} takes {wanted} arguments, got {len(args)}")
+    return args
+
+
+def install(con: Any, *, allow_pickle: bool = False, migrate: bool = True) -> SqlFunctions:
+    """Register cfdb's SQL functions on a DuckDB connection.
+
+    Args:
+        con: a DuckDB connection (any database the caller opened).
+        allow_pickle: let the functions load models stored as pickles.
+        migrate: create cfdb's tables in the connection's database, or bring them up to date
+            (a read-only database is only checked).
+
+    Returns:
+        The :class:`SqlFunctions` serving the connection.
+    """
+    if migrate:
+        store = sqlf.store_over(con)
+        if sqlf.is_read_only(con):
+            migrations.check_version(store)
+        else:
+            migrations.migrate(store)
+    functions = SqlFunctions(con, allow_pickle=allow_pickle)
+    functions.register()
+    return functions
+
+
+def attach(session: Any) -> None:
+    """Give a session the functions: installed each time its connection opens, kept in step
+    with ``Features`` before each plain SQL statement, which may not store calls to them in
+    a view or macro."""
+
+    def on_open(store: Store) -> None:
+        session.functions = install(store.con, allow_pickle=session.allow_pickle, migrate=False)
+
+    def before(session_: Any, statement: Any) -> None:
+        found = sqlf.calls_in_definition(statement.text)
+        if found is not None:
+            kind, names = found
+            raise CfdbUnsupportedError(
+                f"a stored {kind.lower()} cannot call {', '.join(names)}: the file would not "
+                "open in DuckDB without cfdb",
+                hint=f"store the results in a table (CREATE TABLE ... AS SELECT ...), or use "
+                f"CREATE TEMP {kind}",
+            ).located(statement.script, statement.start, statement.end)
+        functions = getattr(session_, "functions", None)
+        if functions is not None:
+            functions.refresh()
+
+    session.functions = None
+    session.store.on_open(on_open)
+    session.before_plain_sql.append(before)
