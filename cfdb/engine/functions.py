@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cfdb.engine import sql_tables
 from cfdb.engine.handlers.models import load_model
 from cfdb.errors import (
     CfdbCatalogError,
@@ -179,6 +180,18 @@ class SqlFunctions:
                     out[i] = value
         return pa.array(out.tolist(), pa.bool_())
 
+    # -- table-valued functions (cfdb.engine.sql_tables) ---------------------------------------
+    def _run(self, fn: Any, *extra: Any) -> Any:
+        def call(*args: Any) -> pa.Array:
+            from cfdb.engine.session import Session
+
+            with self._lock:
+                session = Session(store=self.store(), allow_pickle=self.allow_pickle)
+                records = fn(session, args, *extra)
+            return pa.array([records])
+
+        return call
+
     # -- installing -----------------------------------------------------------------------------
     def register(self) -> None:
         """(Re)register the UDFs and macros on the connection."""
@@ -192,16 +205,39 @@ class SqlFunctions:
             },
             sqlf.SCALAR_FUNCTIONS,
         )
+        sqlf.register_udfs(
+            self._con,
+            {
+                "__cfdb_whatif_remove": self._run(sql_tables.run_whatif_remove),
+                "__cfdb_knn_shapley": self._run(sql_tables.run_knn_shapley),
+            },
+            {
+                "__cfdb_whatif_remove": sql_tables.list_type(sql_tables.WHATIF_COLUMNS),
+                "__cfdb_knn_shapley": sql_tables.list_type(sql_tables.VALUES_COLUMNS),
+            },
+            side_effects=["__cfdb_whatif_remove", "__cfdb_knn_shapley"],
+        )
+        self._features_key = None
         self.refresh()
+        sqlf.create_macros(self._con, sql_tables.macros())
 
     def refresh(self) -> None:
-        """Regenerate what follows the feature space (``cf_distance``) if ``Features``
-        changed since it was last generated."""
-        features = catalog.read_features(sqlf.store_over(self._con))
-        key = tuple((f.name, f.type, f.mad) for f in features)
+        """Regenerate what follows the feature space (``cf_distance``, the columns of
+        ``counterfactuals``) if ``Features`` or ``CFs`` changed since it was generated."""
+        store = sqlf.store_over(self._con)
+        features = catalog.read_features(store)
+        columns = sql_tables.cf_columns(store)
+        key = (tuple((f.name, f.type, f.mad) for f in features), tuple(columns))
         if key == self._features_key:
             return
         sqlf.create_macros(self._con, [sqlf.cf_distance_macro(features)])
+        names = [c for c, _ in columns]
+        sqlf.register_udfs(
+            self._con,
+            {"__cfdb_counterfactuals": self._run(sql_tables.run_counterfactuals, names)},
+            {"__cfdb_counterfactuals": sql_tables.list_type(columns)},
+            side_effects=["__cfdb_counterfactuals"],
+        )
         self._features_key = key
 
 

@@ -54,8 +54,10 @@ class Session:
         executor: str | None = None,
         address: str | None = None,
         n_jobs: int | None = None,
+        store: Store | None = None,
     ) -> None:
-        self.store = Store(path, read_only=read_only)
+        #: ``store``: an open store to run on (e.g. a cursor's, inside a SQL function).
+        self.store = store if store is not None else Store(path, read_only=read_only)
         self.allow_pickle = allow_pickle
         #: Default executor for grid cells (``local`` or ``ray``), its cluster and workers.
         self.executor = executor
