@@ -293,6 +293,7 @@ def attach(session: Any) -> None:
                 hint=f"store the results in a table (CREATE TABLE ... AS SELECT ...), or use "
                 f"CREATE TEMP {kind}",
             ).located(statement.script, statement.start, statement.end)
+        session_.store.open()  # a released file reopens here, installing fresh functions
         functions = getattr(session_, "functions", None)
         if functions is not None:
             functions.refresh()

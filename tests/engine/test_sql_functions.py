@@ -400,3 +400,18 @@ def test_the_file_opens_in_the_stock_duckdb_cli(models, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "40,true,0"
+
+
+def test_read_only_and_released_files_keep_the_functions(tmp_path):
+    path = str(tmp_path / "ro.duckdb")
+    with cfdb.connect(path) as db:
+        db.load_instances(toy_frame(60), id="applicant", label="decision")
+        db.sql("CREATE MODEL lr AS logistic_regression TRAIN ON (SELECT * FROM Instances)")
+        expected = db.sql("SELECT list(predict('lr', I) ORDER BY InstanceId) FROM Instances I")
+        expected = expected.fetchall()
+    with cfdb.connect(path, read_only=True) as db:
+        probe = "SELECT list(predict('lr', I) ORDER BY InstanceId) FROM Instances I"
+        assert db.sql(probe).fetchall() == expected
+        db.release()  # the connection is reopened, with the functions, on the next statement
+        assert db.sql(probe).fetchall() == expected
+        assert db.sql("SELECT cf_distance(I, I) FROM Instances I LIMIT 1").fetchall() == [(0.0,)]
