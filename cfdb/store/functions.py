@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -74,7 +75,12 @@ def is_read_only(con: duckdb.DuckDBPyConnection) -> bool:
 def _guarded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     def call(*args: Any) -> Any:
         try:
-            return fn(*args)
+            with warnings.catch_warnings():
+                # scikit-learn warns on every call made from a thread other than the one that
+                # configured it (DuckDB runs UDFs on its worker threads); the config is the
+                # default one, so the warning says nothing here.
+                warnings.filterwarnings("ignore", message=r".*sklearn\.utils\.parallel\.delayed")
+                return fn(*args)
         except CfdbError:
             raise
         except Exception as exc:  # a bug or a library error: still a CfdbError
