@@ -90,9 +90,9 @@ _UDF_RE = re.compile(
 )
 
 
-def _udf_error(message: str) -> CfdbError | None:
-    # cfdb's SQL functions raise CfdbErrors inside DuckDB, which keeps their class name and
-    # text in its own message: give the caller the original class back.
+def udf_error(message: str) -> CfdbError | None:
+    """The CfdbError that one of cfdb's SQL functions raised inside DuckDB (DuckDB keeps its
+    class name and text in its own message), or ``None``."""
     from cfdb import errors
 
     m = _UDF_RE.search(message)
@@ -122,7 +122,7 @@ def wrap_duckdb_error(
         return CfdbLockError(
             head, hint="another process holds the database; close it or open read-only"
         )
-    udf = _udf_error(message)
+    udf = udf_error(message)
     if udf is not None:
         return udf.located(script or statement, offset if script is not None else 0)
     pos = _position(message, statement)

@@ -415,3 +415,14 @@ def test_read_only_and_released_files_keep_the_functions(tmp_path):
         db.release()  # the connection is reopened, with the functions, on the next statement
         assert db.sql(probe).fetchall() == expected
         assert db.sql("SELECT cf_distance(I, I) FROM Instances I LIMIT 1").fetchall() == [(0.0,)]
+
+
+def test_the_shell_shows_a_functions_error_with_its_class(models):
+    from cfdb.repl import _wrap_fetch_error
+
+    sql = "SELECT predict('nope', {'a': 1})"
+    with pytest.raises(duckdb.Error) as info:
+        models.sql(sql).fetchall()
+    err = _wrap_fetch_error(info.value, sql, 0, len(sql))
+    assert isinstance(err, CfdbCatalogError)
+    assert err.render().startswith("Catalog error: model 'nope' does not exist")
