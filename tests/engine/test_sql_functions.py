@@ -347,12 +347,26 @@ def test_counterfactuals_again_reuse_what_is_stored(models, generated):
 
 
 def test_satisfies_agrees_with_the_stored_condition(models, generated):
-    rows = models.sql(
-        "SELECT satisfies(K.Hash, C), satisfies(K.Hash, struct_update(C, home := 'nowhere')), "
-        "K.Condition FROM Conditions K JOIN Prediction_CFs PC USING (QueryId, PredictionId) "
-        "JOIN CFs C USING (CfId)"
+    models.sql(
+        "FOREACH pred IN (SELECT P.PredictionId FROM Predictions P JOIN Models M USING "
+        "(ModelId) WHERE M.Name = 'logistic_regression' AND P.InstanceId IN (103, 104, 105)) "
+        "GENERATE (SELECT C.* FROM CFs C, Instances I WHERE I.InstanceId = pred.InstanceId "
+        "AND C.home = I.home AND C.income > I.income) USING growing_spheres"
     ).fetchall()
-    assert rows and all(ok for ok, _, _ in rows)
+    rows = models.sql(
+        "SELECT satisfies(K.Hash, C), satisfies(K.Hash, struct_update(C, income := 0.0)), "
+        "K.Condition, C.CfId FROM Conditions K JOIN Prediction_CFs PC USING (QueryId, "
+        "PredictionId) JOIN CFs C USING (CfId)"
+    ).fetchall()
+    assert rows and all(ok for ok, _, _, _ in rows)
+    assert {changed for _, changed, condition, _ in rows if "income" in condition} == {False}
+    for _, changed, condition, cf_id in rows:
+        # The slow twin: the condition's own SQL text over the changed row.
+        (expected,) = models.sql(
+            f"SELECT {condition} FROM (SELECT * REPLACE (0.0 AS income) FROM CFs "
+            f"WHERE CfId = {cf_id})"
+        ).fetchall()[0]
+        assert changed == expected
     with pytest.raises(CfdbCatalogError, match="no condition has the hash"):
         _errors(models, "SELECT satisfies('0000', {'income': 1.0})")
 
