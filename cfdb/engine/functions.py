@@ -45,6 +45,9 @@ _FINGERPRINT = (
     "hash(Meta), Format FROM Models WHERE lower(Name) = lower(?) LIMIT 1"
 )
 
+#: The functions generated from the feature space, refreshed before a statement calling them.
+_GENERATED = ("cf_distance", "counterfactuals")
+
 
 class SqlFunctions:
     """The implementations behind cfdb's SQL functions on one connection.
@@ -293,6 +296,8 @@ def attach(session: Any) -> None:
                 hint=f"store the results in a table (CREATE TABLE ... AS SELECT ...), or use "
                 f"CREATE TEMP {kind}",
             ).located(statement.script, statement.start, statement.end)
+        if not sqlf.calls_in(statement.text, _GENERATED):
+            return  # nothing to keep in step: no cost for other statements
         session_.store.open()  # a released file reopens here, installing fresh functions
         functions = getattr(session_, "functions", None)
         if functions is not None:

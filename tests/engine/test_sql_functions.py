@@ -440,3 +440,16 @@ def test_the_shell_shows_a_functions_error_with_its_class(models):
     err = _wrap_fetch_error(info.value, sql, 0, len(sql))
     assert isinstance(err, CfdbCatalogError)
     assert err.render().startswith("Catalog error: model 'nope' does not exist")
+
+
+def test_generated_functions_follow_a_new_feature_space(db):
+    db.load_instances(toy_frame(40), id="applicant", label="decision")
+    pair = "{'income': 1.0, 'home': 'own'}, {'income': 3.0, 'home': 'rent'}"
+    with pytest.raises(CfdbCatalogError, match="Could not find key"):
+        _errors(db, f"SELECT cf_distance({pair}, 'l0')")
+    frame = toy_frame(40)[["applicant", "income", "home", "decision"]]
+    db.load_instances(frame, id="applicant", label="decision", mode="replace")
+    assert db.sql(f"SELECT cf_distance({pair}, 'l0')").fetchall() == [(2.0,)]
+    db.sql("CREATE MODEL lr AS logistic_regression TRAIN ON (SELECT * FROM Instances)")
+    got = db.sql("SELECT * FROM counterfactuals('lr', 'SELECT * FROM Instances LIMIT 1')")
+    assert got.columns[7:] == ["income", "home"]
