@@ -453,3 +453,35 @@ def test_generated_functions_follow_a_new_feature_space(db):
     db.sql("CREATE MODEL lr AS logistic_regression TRAIN ON (SELECT * FROM Instances)")
     got = db.sql("SELECT * FROM counterfactuals('lr', 'SELECT * FROM Instances LIMIT 1')")
     assert got.columns[7:] == ["income", "home"]
+
+
+def test_imported_estimators_and_one_without_probabilities(db):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.svm import LinearSVC
+
+    frame = toy_frame(80)
+    db.load_instances(frame, id="applicant", label="decision")
+    features = ["income", "amount", "home"]
+    for name, final in (("pipe", LogisticRegression(max_iter=500)), ("svc", LinearSVC())):
+        pipe = make_pipeline(
+            ColumnTransformer(
+                [("oh", OneHotEncoder(handle_unknown="ignore"), ["home"])],
+                remainder="passthrough",
+            ),
+            final,
+        ).fit(frame[features], frame.decision)
+        db.register_model(name, pipe, features=features)
+        got = db.sql(
+            f"SELECT list(predict('{name}', I) ORDER BY InstanceId) FROM Instances I"
+        ).fetchall()[0][0]
+        assert got == list(pipe.predict(frame.sort_values("applicant")[features]))
+    db.predict("pipe")
+    assert db.sql(
+        "SELECT count(*) FROM Instances I JOIN Predictions P USING (InstanceId) "
+        "WHERE abs(predict_proba('pipe', I) - P.Score) > 1e-12"
+    ).fetchall() == [(0,)]
+    with pytest.raises(CfdbUnsupportedError, match="model 'svc' does not give probabilities"):
+        _errors(db, "SELECT predict_proba('svc', I) FROM Instances I")
