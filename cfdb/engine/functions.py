@@ -31,6 +31,7 @@ from cfdb.engine.handlers.models import load_model
 from cfdb.errors import (
     CfdbCatalogError,
     CfdbDataError,
+    CfdbError,
     CfdbSyntaxError,
     CfdbUnsupportedError,
 )
@@ -185,12 +186,19 @@ class SqlFunctions:
 
     # -- table-valued functions (cfdb.engine.sql_tables) ---------------------------------------
     def _run(self, fn: Any, *extra: Any) -> Any:
+        name = fn.__name__.removeprefix("run_")
+
         def call(*args: Any) -> pa.Array:
             from cfdb.engine.session import Session
 
             with self._lock:
                 session = Session(store=self.store(), allow_pickle=self.allow_pickle)
-                records = fn(session, args, *extra)
+                try:
+                    records = fn(session, args, *extra)
+                except CfdbError as err:
+                    # Positions point into the statement run here, which the user never
+                    # wrote: keep the message, name the function.
+                    raise type(err)(f"{name}: {err.message}", hint=err.hint) from None
             return pa.array([records])
 
         return call

@@ -12,6 +12,7 @@ import cfdb
 from cfdb.errors import (
     CfdbCatalogError,
     CfdbDataError,
+    CfdbPluginError,
     CfdbSyntaxError,
     CfdbUnsupportedError,
 )
@@ -485,3 +486,35 @@ def test_imported_estimators_and_one_without_probabilities(db):
     ).fetchall() == [(0,)]
     with pytest.raises(CfdbUnsupportedError, match="model 'svc' does not give probabilities"):
         _errors(db, "SELECT predict_proba('svc', I) FROM Instances I")
+
+
+@pytest.mark.parametrize(
+    "sql, error, text",
+    [
+        (
+            "SELECT * FROM counterfactuals('nope', 'SELECT * FROM Instances LIMIT 1')",
+            CfdbCatalogError,
+            "counterfactuals: model 'nope' does not exist",
+        ),
+        (
+            "SELECT * FROM counterfactuals('knn', {'income': 1.0})",
+            CfdbDataError,
+            "a row needs its InstanceId",
+        ),
+        (
+            "SELECT * FROM whatif_remove('SELECT * FROM Instances', 'no_kind', "
+            "'SELECT * FROM Instances', 'SELECT * FROM Instances')",
+            CfdbPluginError,
+            "whatif_remove: unknown model kind 'no_kind'",
+        ),
+        (
+            "SELECT * FROM knn_shapley('', 'SELECT * FROM Instances')",
+            CfdbDataError,
+            "knn_shapley: train must be a query as text",
+        ),
+    ],
+)
+def test_table_functions_bad_input(models, sql, error, text):
+    with pytest.raises(error, match=text) as info:
+        _errors(models, sql)
+    assert "(line" not in info.value.message
