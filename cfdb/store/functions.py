@@ -104,24 +104,37 @@ def register_udfs(
         return_types: name -> SQL type of the result.
         side_effects: names of functions that write (never folded or deduplicated).
     """
-    for name, fn in implementations.items():
-        with contextlib.suppress(duckdb.Error):  # not registered yet
-            con.remove_function(name)
-        con.create_function(
-            name,
-            _guarded(name, fn),
-            None,
-            duckdb.sqltype(return_types[name]),
-            type="arrow",
-            null_handling="special",
-            side_effects=name in side_effects,
-        )
+    try:
+        for name, fn in implementations.items():
+            with contextlib.suppress(duckdb.Error):  # not registered yet
+                con.remove_function(name)
+            con.create_function(
+                name,
+                _guarded(name, fn),
+                None,
+                duckdb.sqltype(return_types[name]),
+                type="arrow",
+                null_handling="special",
+                side_effects=name in side_effects,
+            )
+    except duckdb.Error as exc:
+        raise _registration_error(exc) from exc
+
+
+def _registration_error(exc: duckdb.Error) -> CfdbExecutionError:
+    return CfdbExecutionError(
+        f"cannot register cfdb's SQL functions: {exc}",
+        hint="read or close the connection's pending result first (fetchall()), then retry",
+    )
 
 
 def create_macros(con: duckdb.DuckDBPyConnection, statements: Sequence[str]) -> None:
     """Run ``CREATE OR REPLACE TEMP MACRO`` statements on ``con``."""
-    for sql in statements:
-        con.execute(sql).fetchall()
+    try:
+        for sql in statements:
+            con.execute(sql).fetchall()
+    except duckdb.Error as exc:
+        raise _registration_error(exc) from exc
 
 
 # -- cf_distance as SQL ----------------------------------------------------------------------
