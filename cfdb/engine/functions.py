@@ -94,10 +94,6 @@ class SqlFunctions:
             self._models[name.lower()] = (rows[0], model)
             return model
 
-    def features(self) -> list[Any]:
-        with self._lock:
-            return catalog.read_features(self.store())
-
     # -- scalar functions ---------------------------------------------------------------------
     def predict(self, *args: Any) -> pa.Array:
         """``predict(model, row)``: the predicted label (a regressor's value as text)."""
@@ -137,7 +133,7 @@ class SqlFunctions:
     ) -> pa.Array:
         rows = model_rows.as_struct(rows_arg, what)
         names = _flat(model_arg)
-        if not (pa.types.is_string(names.type) or pa.types.is_null(names.type)):
+        if not (model_rows.is_text(names.type) or pa.types.is_null(names.type)):
             raise CfdbDataError(f"{what} takes a model name (VARCHAR) first")
         distinct = [v for v in pc.unique(names).to_pylist() if v is not None]
         if len(distinct) == 1 and names.null_count == 0:

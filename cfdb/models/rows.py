@@ -51,12 +51,14 @@ def _accepts(spec: FeatureSpec, t: pa.DataType) -> bool:
     if spec.type in ("numeric", "integer"):
         return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
     if spec.type == "boolean":
-        return pa.types.is_boolean(t) or pa.types.is_integer(t) or _is_text(t)
-    return _is_text(t) or pa.types.is_integer(t) or pa.types.is_boolean(t)
+        return pa.types.is_boolean(t) or pa.types.is_integer(t) or is_text(t)
+    return is_text(t) or pa.types.is_integer(t) or pa.types.is_boolean(t)
 
 
-def _is_text(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)
+def is_text(t: pa.DataType) -> bool:
+    """Whether Arrow type ``t`` holds text (VARCHAR, ENUM)."""
+    view = getattr(pa.types, "is_string_view", lambda _: False)(t)
+    return view or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)
 
 
 def as_struct(values: Any, what: str) -> pa.StructArray:

@@ -33,7 +33,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from cfdb.errors import CfdbError, CfdbExecutionError
 from cfdb.store.catalog import literal, quote
@@ -213,9 +212,3 @@ def stored_calls(con: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str]]]:
         "AND database_name = current_database()"
     ).fetchall()
     return [(name, found) for name, sql in rows if sql and (found := calls_in(sql))]
-
-
-# -- results of table-valued functions --------------------------------------------------------
-def list_of_structs(rows: Sequence[Mapping[str, Any]], struct_type: pa.DataType) -> pa.ListScalar:
-    """One ``LIST<STRUCT>`` value (a table-valued function's result for one call)."""
-    return pa.scalar(list(rows), pa.list_(struct_type))
