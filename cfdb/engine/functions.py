@@ -41,11 +41,7 @@ from cfdb.store import catalog, migrations
 from cfdb.store import functions as sqlf
 from cfdb.store.connection import Store
 
-_FINGERPRINT = (
-    "SELECT ModelId, CAST(CreatedAt AS VARCHAR), octet_length(Artifact), hash(Featurizer), "
-    "hash(Meta), Format FROM Models WHERE lower(Name) = lower(?) LIMIT 1"
-)
-
+_FINGERPRINT = f"SELECT {sqlf.MODEL_VERSION} FROM Models WHERE lower(Name) = lower(?) LIMIT 1"
 #: The functions generated from the feature space, refreshed before a statement calling them.
 _GENERATED = ("cf_distance", "counterfactuals")
 
@@ -73,44 +69,50 @@ class SqlFunctions:
             self._cursor = self._con.cursor()
         return sqlf.store_over(self._cursor)
 
-    def model(self, name: str) -> Model:
+    def model(self, name: str, version: Any = None) -> Model:
         """The stored model ``name``, loaded once per version of its ``Models`` row.
+
+        Args:
+            version: the row's version as the calling query saw it (``None``: unknown).
+                When it matches the cached model's, the database is not queried.
 
         Raises:
             CfdbCatalogError: no such model.
         """
         with self._lock:
+            cached = self._models.get(name.lower())
+            if version is not None and cached is not None and cached[0] == version:
+                return cached[1]
             store = self.store()
             rows = store.execute(_FINGERPRINT, [name])
             if not rows:
                 self._models.pop(name.lower(), None)
                 known = ", ".join(catalog.model_names(store)) or "none"
                 raise CfdbCatalogError(f"model {name!r} does not exist (models: {known})")
-            cached = self._models.get(name.lower())
-            if cached is not None and cached[0] == rows[0]:
+            if cached is not None and cached[0] == rows[0][0]:
                 return cached[1]
             context = SimpleNamespace(store=store, allow_pickle=self.allow_pickle)
             model = load_model(context, name)[1]
-            self._models[name.lower()] = (rows[0], model)
+            self._models[name.lower()] = (rows[0][0], model)
             return model
 
     # -- scalar functions ---------------------------------------------------------------------
     def predict(self, *args: Any) -> pa.Array:
         """``predict(model, row)``: the predicted label (a regressor's value as text)."""
-        model_arg, rows = _arity("predict", args, 2, 2)
-        return self._per_model("predict", model_arg, rows, pa.string(), model_rows.predict)
+        model_arg, rows, *version = _arity("predict", args, 2, 3)
+        return self._per_model("predict", model_arg, rows, version, pa.string(), model_rows.predict)
 
     def predict_value(self, *args: Any) -> pa.Array:
         """``predict_value(model, row)``: a regression model's output."""
-        model_arg, rows = _arity("predict_value", args, 2, 2)
+        model_arg, rows, *version = _arity("predict_value", args, 2, 3)
         return self._per_model(
-            "predict_value", model_arg, rows, pa.float64(), model_rows.predict_value
+            "predict_value", model_arg, rows, version, pa.float64(), model_rows.predict_value
         )
 
     def predict_proba(self, *args: Any) -> pa.Array:
         """``predict_proba(model, row [, label])``: the probability of ``label``, or of the
         predicted label."""
-        model_arg, rows, *rest = _arity("predict_proba", args, 2, 3)
+        model_arg, rows, version, *rest = _arity("predict_proba", args, 3, 4)
         labels = rest[0] if rest and not pa.types.is_null(rest[0].type) else None
 
         def proba(model: Model, part: pa.StructArray, mask: Any, what: str) -> pa.Array:
@@ -119,13 +121,16 @@ class SqlFunctions:
                 part_labels = labels if mask is None else labels.filter(mask)
             return model_rows.predict_proba(model, part, part_labels, what)
 
-        return self._per_model("predict_proba", model_arg, rows, pa.float64(), proba, masked=True)
+        return self._per_model(
+            "predict_proba", model_arg, rows, [version], pa.float64(), proba, masked=True
+        )
 
     def _per_model(
         self,
         what: str,
         model_arg: Any,
         rows_arg: Any,
+        version_arg: list[Any],
         out_type: pa.DataType,
         fn: Any,
         *,
@@ -135,15 +140,20 @@ class SqlFunctions:
         names = _flat(model_arg)
         if not (model_rows.is_text(names.type) or pa.types.is_null(names.type)):
             raise CfdbDataError(f"{what} takes a model name (VARCHAR) first")
+        versions = _flat(version_arg[0]) if version_arg else None
         distinct = [v for v in pc.unique(names).to_pylist() if v is not None]
         if len(distinct) == 1 and names.null_count == 0:
-            model = self.model(distinct[0])
+            version = versions[0].as_py() if versions is not None and len(versions) else None
+            model = self.model(distinct[0], version)
             return fn(model, rows, None, what) if masked else fn(model, rows, what)
         out = np.full(len(rows), None, dtype=object)
         for name in distinct:
             mask = pc.equal(names, name)
             part = rows.filter(mask)
-            model = self.model(name)
+            version = None
+            if versions is not None:
+                version = pc.max(versions.filter(mask)).as_py()
+            model = self.model(name, version)
             values = fn(model, part, mask, what) if masked else fn(model, part, what)
             out[np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)] = values.to_pylist()
         return pa.array(out.tolist(), out_type)
@@ -205,13 +215,14 @@ class SqlFunctions:
         sqlf.register_udfs(
             self._con,
             {
-                "predict": self.predict,
-                "predict_proba": self.predict_proba,
-                "predict_value": self.predict_value,
+                "__cfdb_predict": self.predict,
+                "__cfdb_predict_proba": self.predict_proba,
+                "__cfdb_predict_value": self.predict_value,
                 "satisfies": self.satisfies,
             },
             sqlf.SCALAR_FUNCTIONS,
         )
+        sqlf.create_macros(self._con, sqlf.model_macros())
         sqlf.register_udfs(
             self._con,
             {

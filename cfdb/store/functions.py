@@ -39,16 +39,20 @@ from cfdb.store.catalog import literal, quote
 from cfdb.store.connection import Store
 from cfdb.types import FeatureSpec
 
-#: Scalar UDFs and their SQL return types.
+#: Scalar UDFs and their SQL return types. The model functions are called through macros
+#: (:func:`model_macros`) that add the version of the model's ``Models`` row.
 SCALAR_FUNCTIONS: dict[str, str] = {
-    "predict": "VARCHAR",
-    "predict_proba": "DOUBLE",
-    "predict_value": "DOUBLE",
+    "__cfdb_predict": "VARCHAR",
+    "__cfdb_predict_proba": "DOUBLE",
+    "__cfdb_predict_value": "DOUBLE",
     "satisfies": "BOOLEAN",
 }
 #: Every name cfdb defines on a connection (UDFs and macros users call).
 PUBLIC_FUNCTIONS = (
-    *SCALAR_FUNCTIONS,
+    "predict",
+    "predict_proba",
+    "predict_value",
+    "satisfies",
     "cf_distance",
     "counterfactuals",
     "whatif_remove",
@@ -134,6 +138,36 @@ def create_macros(con: duckdb.DuckDBPyConnection, statements: Sequence[str]) -> 
             con.execute(sql).fetchall()
     except duckdb.Error as exc:
         raise _registration_error(exc) from exc
+
+
+# -- the model functions: the model's version computed once per query -----------------------
+#: The version of a model's ``Models`` row; equal versions mean the same fitted model.
+MODEL_VERSION = "hash(ModelId, CreatedAt, octet_length(Artifact), Featurizer, Meta)"
+
+
+def model_version_sql(name_sql: str) -> str:
+    """A scalar subquery giving the version of the model named by ``name_sql``."""
+    return f"(SELECT {MODEL_VERSION} FROM Models WHERE lower(Name) = lower({name_sql}))"
+
+
+def model_macros() -> list[str]:
+    """``predict``, ``predict_proba`` and ``predict_value`` as TEMP macros over the UDFs.
+
+    The macro hands the UDF the model's version as a scalar subquery, which DuckDB evaluates
+    once per query for a constant model name; the UDF then checks its cache against it
+    without querying the database on every batch.
+    """
+    version = model_version_sql("model_name")
+    return [
+        "CREATE OR REPLACE TEMP MACRO predict(model_name, features_row) AS "
+        f"__cfdb_predict(model_name, features_row, {version})",
+        "CREATE OR REPLACE TEMP MACRO predict_value(model_name, features_row) AS "
+        f"__cfdb_predict_value(model_name, features_row, {version})",
+        "CREATE OR REPLACE TEMP MACRO predict_proba(model_name, features_row) AS "
+        f"__cfdb_predict_proba(model_name, features_row, {version}), "
+        "(model_name, features_row, label) AS "
+        f"__cfdb_predict_proba(model_name, features_row, {version}, label)",
+    ]
 
 
 # -- cf_distance as SQL ----------------------------------------------------------------------
