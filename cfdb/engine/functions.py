@@ -59,7 +59,9 @@ class SqlFunctions:
         self.allow_pickle = allow_pickle
         self._cursor: Any = None
         self._lock = threading.RLock()
-        self._models: dict[str, tuple[tuple[Any, ...], Model]] = {}
+        self._models: dict[str, tuple[Any, Model]] = {}
+        #: Condition text by hash: a canonical hash always names the same text.
+        self._conditions: dict[str, str] = {}
         self._features_key: Any = None
 
     # -- the database, seen from inside a query ----------------------------------------------
@@ -171,15 +173,18 @@ class SqlFunctions:
         with self._lock:
             store = self.store()
             for key in [v for v in pc.unique(keys).to_pylist() if v is not None]:
-                found = store.execute(
-                    "SELECT Condition FROM Conditions WHERE Hash = ? LIMIT 1", [str(key)]
-                )
-                if not found:
-                    raise CfdbCatalogError(f"satisfies: no condition has the hash {key!r}")
+                if str(key) not in self._conditions:
+                    found = store.execute(
+                        "SELECT Condition FROM Conditions WHERE Hash = ? LIMIT 1", [str(key)]
+                    )
+                    if not found:
+                        raise CfdbCatalogError(f"satisfies: no condition has the hash {key!r}")
+                    self._conditions[str(key)] = found[0][0]
+                condition = self._conditions[str(key)]
                 part = table.filter(pc.and_(pc.equal(keys, key), pc.is_valid(rows)))
                 store.register("__cfdb_rows", part)
                 try:
-                    result = store.execute(f"SELECT __cfdb_row, ({found[0][0]}) FROM __cfdb_rows")
+                    result = store.execute(f"SELECT __cfdb_row, ({condition}) FROM __cfdb_rows")
                 except CfdbCatalogError as err:
                     raise CfdbDataError(
                         f"satisfies: the row lacks a feature of condition {key!r}: {err.message}"

@@ -3,12 +3,13 @@
 The engine supplies the implementations (:mod:`cfdb.engine.functions`); this module owns how
 they meet DuckDB:
 
-* scalar functions over rows (``predict``, ``predict_proba``, ``predict_value``,
-  ``satisfies``) are Arrow UDFs (``create_function(..., type='arrow')``): DuckDB hands them
-  2,048-row batches as Arrow arrays. They are registered without a parameter list, which makes
-  them variadic over any type: a row can be any STRUCT, and the optional arguments
-  (``predict_proba``'s label) need no overloads. Their NULL handling is ``special`` so an unknown
-  model fails even when a row is NULL; a NULL row gives NULL.
+* scalar functions over rows are Arrow UDFs (``create_function(..., type='arrow')``): DuckDB
+  hands them 2,048-row batches as Arrow arrays. They are registered without a parameter list,
+  which makes them variadic over any type, so a row can be any STRUCT. Their NULL handling is
+  ``special`` so an unknown model fails even when a row is NULL; a NULL row gives NULL.
+  ``satisfies`` is such a UDF; ``predict``, ``predict_proba`` (with an overload taking a
+  label) and ``predict_value`` are TEMP macros over ``__cfdb_*`` UDFs that add the model's
+  version (a scalar subquery DuckDB runs once per query), so a batch needs no catalog query.
 * ``cf_distance`` is a SQL macro generated from ``Features`` (plain SQL runs at DuckDB's speed).
 * table-valued access (``counterfactuals``, ``whatif_remove``, ``knn_shapley``) are table
   macros over UDFs that return a ``LIST<STRUCT>``, unnested (DuckDB's Python client has no
