@@ -18,7 +18,9 @@ tables in that database).
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -57,7 +59,6 @@ class SqlFunctions:
     def __init__(self, con: Any, *, allow_pickle: bool = False) -> None:
         self._con = con
         self.allow_pickle = allow_pickle
-        self._cursor: Any = None
         self._lock = threading.RLock()
         self._models: dict[str, tuple[Any, Model]] = {}
         #: Condition text by hash: a canonical hash always names the same text.
@@ -65,11 +66,25 @@ class SqlFunctions:
         self._features_key: Any = None
 
     # -- the database, seen from inside a query ----------------------------------------------
-    def store(self) -> Store:
-        """A store over this connection's cursor (sees committed data)."""
-        if self._cursor is None:
-            self._cursor = self._con.cursor()
-        return sqlf.store_over(self._cursor)
+    @contextlib.contextmanager
+    def cursor(self, *, macros: bool = False) -> Iterator[Store]:
+        """A store over a new cursor of the connection (it sees committed data), closed after.
+
+        A fresh cursor each time: a query running on one cursor may call these functions
+        again (a table function's statements may call ``predict``), and a cursor cannot
+        serve a query from inside its own.
+
+        Args:
+            macros: create the model macros on it (temporary macros belong to one connection),
+                for statements that may call ``predict`` and friends.
+        """
+        cursor = self._con.cursor()
+        try:
+            if macros:
+                sqlf.create_macros(cursor, sqlf.model_macros())
+            yield sqlf.store_over(cursor)
+        finally:
+            cursor.close()
 
     def model(self, name: str, version: Any = None) -> Model:
         """The stored model ``name``, loaded once per version of its ``Models`` row.
@@ -83,20 +98,22 @@ class SqlFunctions:
         """
         with self._lock:
             cached = self._models.get(name.lower())
-            if version is not None and cached is not None and cached[0] == version:
-                return cached[1]
-            store = self.store()
+        if version is not None and cached is not None and cached[0] == version:
+            return cached[1]
+        with self.cursor() as store:
             rows = store.execute(_FINGERPRINT, [name])
             if not rows:
-                self._models.pop(name.lower(), None)
+                with self._lock:
+                    self._models.pop(name.lower(), None)
                 known = ", ".join(catalog.model_names(store)) or "none"
                 raise CfdbCatalogError(f"model {name!r} does not exist (models: {known})")
             if cached is not None and cached[0] == rows[0][0]:
                 return cached[1]
             context = SimpleNamespace(store=store, allow_pickle=self.allow_pickle)
             model = load_model(context, name)[1]
+        with self._lock:
             self._models[name.lower()] = (rows[0][0], model)
-            return model
+        return model
 
     # -- scalar functions ---------------------------------------------------------------------
     def predict(self, *args: Any) -> pa.Array:
@@ -170,8 +187,7 @@ class SqlFunctions:
         table = pa.Table.from_struct_array(rows).append_column(
             "__cfdb_row", pa.array(np.arange(len(rows)), pa.int64())
         )
-        with self._lock:
-            store = self.store()
+        with self.cursor() as store:
             for key in [v for v in pc.unique(keys).to_pylist() if v is not None]:
                 if str(key) not in self._conditions:
                     found = store.execute(
@@ -202,8 +218,8 @@ class SqlFunctions:
         def call(*args: Any) -> pa.Array:
             from cfdb.engine.session import Session
 
-            with self._lock:
-                session = Session(store=self.store(), allow_pickle=self.allow_pickle)
+            with self.cursor(macros=True) as store:
+                session = Session(store=store, allow_pickle=self.allow_pickle)
                 try:
                     records = fn(session, args, *extra)
                 except CfdbError as err:

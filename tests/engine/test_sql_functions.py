@@ -521,3 +521,16 @@ def test_table_functions_bad_input(models, sql, error, text):
     with pytest.raises(error, match=text) as info:
         _errors(models, sql)
     assert "(line" not in info.value.message
+
+
+def test_a_table_functions_query_may_call_the_scalar_functions(models):
+    got = models.sql(
+        "SELECT DISTINCT InstanceId FROM counterfactuals('logistic_regression', "
+        "'SELECT * FROM Instances I WHERE predict(''logistic_regression'', I) = ''accepted'' "
+        "AND InstanceId BETWEEN 100 AND 112')"
+    ).fetchall()
+    expected = models.sql(
+        "SELECT InstanceId FROM Instances I WHERE predict('logistic_regression', I) = "
+        "'accepted' AND InstanceId BETWEEN 100 AND 112"
+    ).fetchall()
+    assert {i for (i,) in got} <= {i for (i,) in expected} and expected
