@@ -1,7 +1,7 @@
 """cfdb: what-if analysis of machine-learning models, in SQL, on DuckDB.
 
-Public names only: :func:`connect`, :class:`Database` and the error classes. ``connect`` and
-``Database`` are imported on first use (PEP 562), so ``import cfdb`` loads neither DuckDB nor
+Public names only: :func:`connect`, :func:`install`, :class:`Database` and the error classes.
+``connect``, ``install`` and ``Database`` are imported on first use (PEP 562), so ``import cfdb`` loads neither DuckDB nor
 sqlglot, scikit-learn or pandas; ``tests/test_import.py`` guards that.
 """
 
@@ -27,11 +27,11 @@ from cfdb.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from cfdb.api import Database, connect
+    from cfdb.api import Database, connect, install
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Database", "connect"):
+    if name in ("Database", "connect", "install"):
         from cfdb import api
 
         return getattr(api, name)
@@ -54,4 +54,5 @@ __all__ = [
     "Database",
     "__version__",
     "connect",
+    "install",
 ]

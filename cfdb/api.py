@@ -396,6 +396,16 @@ def _tuple(values: Iterable[str] | None) -> tuple[str, ...] | None:
     return tuple(values)
 
 
+def install(con: Any, *, allow_pickle: bool = False) -> None:
+    """Register cfdb's SQL functions (``predict``, ``predict_proba``, ``cf_distance``,
+    ``counterfactuals``...; docs/sql_functions.md) on a DuckDB connection you opened, creating
+    or updating cfdb's tables in its database. ``cfdb.connect()`` sessions have them already.
+    """
+    from cfdb.engine.functions import install as install_functions
+
+    install_functions(con, allow_pickle=allow_pickle)
+
+
 def connect(
     path: str | os.PathLike[str] | None = None,
     *,

@@ -67,8 +67,10 @@ class Session:
         executor: str | None = None,
         address: str | None = None,
         n_jobs: int | None = None,
+        store: Store | None = None,
     ) -> None:
-        self.store = Store(path, read_only=read_only)
+        #: ``store``: an open store to run on (e.g. a cursor's, inside a SQL function).
+        self.store = store if store is not None else Store(path, read_only=read_only)
         self.allow_pickle = allow_pickle
         #: Default executor for grid cells (``local`` or ``ray``), its cluster and workers.
         self.executor = executor
@@ -87,6 +89,9 @@ class Session:
         self.open_block: Any = None
         self.before_plain_sql.append(_fill_grids)  # lazily filled grid cells
         self.store.on_open(self._prepare)
+        from cfdb.engine.functions import attach
+
+        attach(self)  # predict(), cf_distance()... in every query (docs/sql_functions.md)
         self.store.open()  # open now: a bad file fails here, not on the first statement
 
     def _prepare(self, store: Store) -> None:

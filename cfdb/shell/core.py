@@ -109,6 +109,11 @@ def _wrap_fetch_error(exc: Exception, sql: str, start: int, end: int) -> CfdbErr
     module = (type(exc).__module__ or "").split(".")[0]
     if module not in ("duckdb", "_duckdb"):
         return None
+    from cfdb.store.connection import udf_error
+
+    raised = udf_error(str(exc))  # by a cfdb SQL function: keep its class
+    if raised is not None:
+        return raised.located(sql, start, end)
     name = type(exc).__name__
     head = str(exc).split("\n\nLINE ")[0].strip()
     cls = (

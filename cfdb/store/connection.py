@@ -85,6 +85,23 @@ def _probe_position(con: duckdb.DuckDBPyConnection, statement: str) -> int | Non
     return None
 
 
+_UDF_RE = re.compile(
+    r"Python exception occurred while executing the UDF: (Cfdb\w+): (.*)", re.DOTALL
+)
+
+
+def udf_error(message: str) -> CfdbError | None:
+    """The CfdbError that one of cfdb's SQL functions raised inside DuckDB (DuckDB keeps its
+    class name and text in its own message), or ``None``."""
+    from cfdb import errors
+
+    m = _UDF_RE.search(message)
+    cls = getattr(errors, m.group(1), None) if m else None
+    if m is None or not (isinstance(cls, type) and issubclass(cls, CfdbError)):
+        return None
+    return cls(m.group(2).strip())
+
+
 def wrap_duckdb_error(
     exc: duckdb.Error,
     statement: str,
@@ -105,6 +122,9 @@ def wrap_duckdb_error(
         return CfdbLockError(
             head, hint="another process holds the database; close it or open read-only"
         )
+    udf = udf_error(message)
+    if udf is not None:
+        return udf.located(script or statement, offset if script is not None else 0)
     pos = _position(message, statement)
     if pos is None and con is not None and not isinstance(exc, duckdb.ParserException):
         pos = _probe_position(con, statement)
