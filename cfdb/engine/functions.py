@@ -22,14 +22,12 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from cfdb.engine import sql_tables
-from cfdb.engine.handlers.models import load_model
 from cfdb.errors import (
     CfdbCatalogError,
     CfdbDataError,
@@ -37,11 +35,15 @@ from cfdb.errors import (
     CfdbSyntaxError,
     CfdbUnsupportedError,
 )
-from cfdb.models import Model
-from cfdb.models import rows as model_rows
 from cfdb.store import catalog, migrations
 from cfdb.store import functions as sqlf
 from cfdb.store.connection import Store
+
+if TYPE_CHECKING:
+    from cfdb.models import Model
+
+# pyarrow.compute, the models and the handlers load on the first call: a session registers
+# these functions when it opens, and `import cfdb` + a plain query must stay light.
 
 _FINGERPRINT = f"SELECT {sqlf.MODEL_VERSION} FROM Models WHERE lower(Name) = lower(?) LIMIT 1"
 #: The functions generated from the feature space, refreshed before a statement calling them.
@@ -96,6 +98,8 @@ class SqlFunctions:
         Raises:
             CfdbCatalogError: no such model.
         """
+        from cfdb.engine.handlers.models import load_model
+
         with self._lock:
             cached = self._models.get(name.lower())
         if version is not None and cached is not None and cached[0] == version:
@@ -118,11 +122,15 @@ class SqlFunctions:
     # -- scalar functions ---------------------------------------------------------------------
     def predict(self, *args: Any) -> pa.Array:
         """``predict(model, row)``: the predicted label (a regressor's value as text)."""
+        from cfdb.models import rows as model_rows
+
         model_arg, rows, *version = _arity("predict", args, 2, 3)
         return self._per_model("predict", model_arg, rows, version, pa.string(), model_rows.predict)
 
     def predict_value(self, *args: Any) -> pa.Array:
         """``predict_value(model, row)``: a regression model's output."""
+        from cfdb.models import rows as model_rows
+
         model_arg, rows, *version = _arity("predict_value", args, 2, 3)
         return self._per_model(
             "predict_value", model_arg, rows, version, pa.float64(), model_rows.predict_value
@@ -131,6 +139,8 @@ class SqlFunctions:
     def predict_proba(self, *args: Any) -> pa.Array:
         """``predict_proba(model, row [, label])``: the probability of ``label``, or of the
         predicted label."""
+        from cfdb.models import rows as model_rows
+
         model_arg, rows, version, *rest = _arity("predict_proba", args, 3, 4)
         labels = rest[0] if rest and not pa.types.is_null(rest[0].type) else None
 
@@ -155,6 +165,10 @@ class SqlFunctions:
         *,
         masked: bool = False,
     ) -> pa.Array:
+        import pyarrow.compute as pc
+
+        from cfdb.models import rows as model_rows
+
         rows = model_rows.as_struct(rows_arg, what)
         names = _flat(model_arg)
         if not (model_rows.is_text(names.type) or pa.types.is_null(names.type)):
@@ -180,6 +194,10 @@ class SqlFunctions:
     def satisfies(self, *args: Any) -> pa.Array:
         """``satisfies(condition, row)``: whether the row satisfies a stored condition (by its
         ``Conditions.Hash``), evaluated by DuckDB on the condition's own SQL text."""
+        import pyarrow.compute as pc
+
+        from cfdb.models import rows as model_rows
+
         hashes, rows_arg = _arity("satisfies", args, 2, 2)
         rows = model_rows.as_struct(rows_arg, "satisfies")
         keys = _flat(hashes)

@@ -436,7 +436,7 @@ def test_read_only_and_released_files_keep_the_functions(tmp_path):
 
 
 def test_the_shell_shows_a_functions_error_with_its_class(models):
-    from cfdb.repl import _wrap_fetch_error
+    from cfdb.shell.core import _wrap_fetch_error
 
     sql = "SELECT predict('nope', {'a': 1})"
     with pytest.raises(duckdb.Error) as info:
