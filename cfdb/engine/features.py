@@ -4,8 +4,9 @@
 for ``CREATE MODEL``) call :func:`default_features`, so the same training rows give the same
 feature set everywhere, and a column that is not a feature is named with the reason. cfdb's
 own columns of ``Instances`` (``InstanceId``, ``GroundTruth``, ``split``) are never features,
-nor are the label, the unit key, a grid's ``UNITS BY`` column, or a column whose type no
-model can use.
+nor are the label, the unit key, or a column whose type no model can use. A grid's ``UNITS BY``
+column stays a feature, as it is for ``WHATIF`` over the same rows: the grid's full-set cell
+and a ``WHATIF``'s baseline are then the same model on the same features (tested).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def default_features(
     Args:
         label: the label column.
         keys: key columns (the unit key, a base table's primary key).
-        units: a grid's ``UNITS BY`` column.
+        units: a grid's ``UNITS BY`` column (kept as a feature; accepted so callers need not
+            know the rule).
         excluded: other columns to leave out, with the reason (e.g. a ``STRIKES BY`` column).
         declared: the feature space of ``Features``; when given, other columns are left out.
     """
@@ -65,8 +67,6 @@ def default_features(
             why = CFDB_COLUMNS[low]
         elif low in key_set:
             why = "key"
-        elif units and low == units.lower():
-            why = "UNITS BY column"
         elif low in other:
             why = other[low]
         elif declared_set is not None and low not in declared_set:
