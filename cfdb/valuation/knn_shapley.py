@@ -158,13 +158,11 @@ class KnnShapley:
         n_vars = problem.lineage.n_vars
         info: dict[str, Any] = {"pipeline": pipeline.kind, "k": k, "knn_utility": kind}
         if pipeline.kind == MAP:
-            if kind == "soft":
-                row_values = knn_map.soft_values(train, labels, val, gain, k, n_jobs=self.n_jobs)
-            else:
+            if kind == "vote":
                 _check_tallies(n_classes, k, kind, k)
-                row_values = knn_map.vote_values(
-                    train, labels, val, gain, k, knn_utility=kind, n_jobs=self.n_jobs
-                )
+            row_values = knn_map.map_values(
+                train, labels, val, gain, k, knn_utility=kind, n_jobs=self.n_jobs
+            )
             values = np.zeros(n_vars)
             values[pipeline.row_group] = row_values
         elif pipeline.kind == FORK:
