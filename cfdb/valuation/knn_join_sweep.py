@@ -55,6 +55,7 @@ other one-to-many shapes use :func:`cfdb.valuation.knn_join.join_values_general`
 from __future__ import annotations
 
 import numpy as np
+
 from cfdb.valuation.knn_join import _within_group
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
 from cfdb.valuation.quadrature import Nodes
@@ -85,7 +86,7 @@ class _Series:
         ]
 
     def mul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        out = np.zeros(np.broadcast_shapes(a.shape, b.shape))
+        out = np.zeros(np.broadcast_shapes(a.shape, b.shape), dtype=np.result_type(a, b))
         for i, j, t in self.pairs:
             out[t] += a[i] * b[j]
         return out
@@ -127,7 +128,7 @@ class _Series:
 
     def dual(self, p: np.ndarray, lam: np.ndarray) -> np.ndarray:
         """``D[δ] = Σ_γ p[γ]·lam[γ + δ]``, so that ``⟨W, D⟩ = ⟨W·p, lam⟩``."""
-        out = np.zeros(np.broadcast_shapes(p.shape, lam.shape))
+        out = np.zeros(np.broadcast_shapes(p.shape, lam.shape), dtype=np.result_type(p, lam))
         for i, j, t in self.pairs:
             out[j] += p[i] * lam[t]
         return out
@@ -179,7 +180,7 @@ def _suffix_in_group(
 
 def _excl_cumsum(x: np.ndarray, extra: int = 0) -> np.ndarray:
     """Exclusive cumulative sum along the last axis, with ``extra`` trailing totals."""
-    out = np.zeros((*x.shape[:-1], x.shape[-1] + 1 + extra))
+    out = np.zeros((*x.shape[:-1], x.shape[-1] + 1 + extra), dtype=x.dtype)
     np.cumsum(x, axis=-1, out=out[..., 1 : x.shape[-1] + 1])
     if extra:
         out[..., x.shape[-1] + 1 :] = out[..., x.shape[-1] : x.shape[-1] + 1]
@@ -211,7 +212,7 @@ def sweep_row(
     n_cls = ser.tallies.n_classes
     u = 1.0 - t
     big = t > 0.5
-    s = np.where(big, u, 1.0)
+    s = np.where(big, u**1, 1.0)
     r = t * s / u  # φ_c = u·(1 + r·x_c) in the rescaled variable x = y/s
     log_u, log_t = np.log(u), np.log(t)
     _, nxt, gorder = _within_group(g)
@@ -232,16 +233,20 @@ def sweep_row(
     l_after = ser.log1p(g_after)
     lf0_after = np.log(f0_after)
     # state before each row = state after the previous row of its dimension (or empty)
-    l_before = np.concatenate([l_after, np.zeros((ser.t, len(t), 1))], axis=2)[:, :, prev]
-    lf0_before = np.concatenate([lf0_after, np.zeros((len(t), 1))], axis=1)[:, prev]
-    a_before = np.concatenate([a_after, np.zeros((ser.t, len(t), 1))], axis=2)[:, :, prev]
+    l_before = np.concatenate([l_after, np.zeros((ser.t, len(t), 1), dtype=t.dtype)], axis=2)[
+        :, :, prev
+    ]
+    lf0_before = np.concatenate([lf0_after, np.zeros((len(t), 1), dtype=t.dtype)], axis=1)[:, prev]
+    a_before = np.concatenate([a_after, np.zeros((ser.t, len(t), 1), dtype=t.dtype)], axis=2)[
+        :, :, prev
+    ]
     a_before[0][:, prev == m] = 1.0
     size_before = size_after - 1.0
     cl = _excl_cumsum(l_after - l_before)  # Σ_d log(1 + G_d) before each row, and in total
     cc = _excl_cumsum(lf0_after - lf0_before)
     ell = cl[:, :, :m] - l_before
     scale = cc[:, :m] - lf0_before + 2 * log_t[:, None] + size_before[None, :] * log_u[:, None]
-    p = np.empty((ser.t, len(t), m + 1))
+    p = np.empty((ser.t, len(t), m + 1), dtype=t.dtype)
     p[:, :, :m] = ser.mul(a_before, ser.exp(ell)) * np.exp(scale)[None]
     p[:, :, m] = ser.exp(cl[:, :, m]) * np.exp(cc[:, m])[None]
     # Λ in the rescaled variable: [x^γ] = [y^γ]·s^|γ|
@@ -250,7 +255,7 @@ def sweep_row(
     d = ser.dual(p, lam)  # (T, Q, M + 1)
     own = w @ (d[0, :, :m] / t[:, None])
     # W'_c = (y_c − 1)/φ_c: univariate in x_c
-    wp = np.empty((len(t), len(ser.unit[0])))
+    wp = np.empty((len(t), len(ser.unit[0])), dtype=t.dtype)
     wp[:, 0] = -1.0 / u
     for step in range(1, wp.shape[1]):
         wp[:, step] = (-r) ** (step - 1) * (s + r) / u
@@ -260,7 +265,7 @@ def sweep_row(
     v_same = np.zeros((n_cls, m))
     for cls in range(n_cls):
         idx = ser.unit[cls]
-        acc = np.zeros((len(t), m))
+        acc = np.zeros((len(t), m), dtype=t.dtype)
         for step, ti in enumerate(idx):
             if ti >= 0:
                 acc += wp[:, step : step + 1] * d[ti, :, :m]
@@ -277,7 +282,7 @@ def sweep_row(
     y_fact = ser.mul(a_after, inv) * (t[:, None] * un_after / f0_after)[None]
     z = np.zeros((n_cls, m))
     for cls in range(n_cls):
-        acc = np.zeros((len(t), m))
+        acc = np.zeros((len(t), m), dtype=t.dtype)
         for step, ti in enumerate(ser.unit[cls]):
             if ti < 0:
                 continue
@@ -285,6 +290,10 @@ def sweep_row(
             ok = np.nonzero(shift >= 0)[0]
             acc += wp[:, step : step + 1] * np.sum(y_fact[ok] * stretch[shift[ok]], axis=0)
         z[cls] = w @ acc
+    # a class the dimension has no fact of (yet) has no factor to differentiate: the terms
+    # above are meaningless there (and large), so they are dropped before the suffix sums
+    v_same[before.T == 0] = 0.0
+    z[after.T == 0] = 0.0
     for cls in range(n_cls):
         mine = c == cls
         if not mine.any():
@@ -362,4 +371,3 @@ def _vote_functionals(
     same = np.array([full.index(v) for v in small.vectors])
     lam[:, len(y)] = u_full[same]
     return lam
-
