@@ -38,10 +38,10 @@ _NODE_CHUNK = 64
 
 #: Largest K routed to :mod:`cfdb.valuation.knn_join_sweep`. Its series arithmetic divides
 #: dimension factors out of products; at nodes ``t`` near 1 that loses about
-#: ``(1 − t)^-(K−1)`` in relative precision, which the quadrature weights absorb for K <= 3
-#: (values agree with this module's division-free algorithm to 1e-12 relative) but not for
-#: larger K. Larger K use :func:`join_values_general`.
-SWEEP_MAX_K = 3
+#: ``(1 − t)^-(K−1)`` in relative precision. The quadrature weights absorb it for K <= 2
+#: (values sum to the utility to 1e-13 with hundreds of tuples), not reliably for K = 3
+#: (1e-11 to 1e-8) or beyond. Larger K use :func:`join_values_general`.
+SWEEP_MAX_K = 2
 
 
 def _within_group(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
