@@ -97,7 +97,7 @@ def classify(lineage: Lineage) -> Pipeline:
         return _general(
             lineage,
             f"training row {row} joins {int(counts[row])} base tuples (a star join with "
-            "several dimension tables); exact KNN-Shapley over such a join is #P-hard (it "
+            "several dimension tables); exact KNN-Shapley over such a join is #P-hard in general (it "
             "contains the Shapley value of tuples for the non-hierarchical query "
             "R(x), S(x, y), T(y); Livshits et al., ICDT 2020). Nearest supported shape: join "
             "the fact table with one dimension table, or value the dimension tables one "
