@@ -36,12 +36,13 @@ from cfdb.valuation.utilities import Tallies, tally_utility
 
 _NODE_CHUNK = 64
 
-#: Largest K routed to :mod:`cfdb.valuation.knn_join_sweep`. Its series arithmetic divides
-#: dimension factors out of products; at nodes ``t`` near 1 that loses about
-#: ``(1 − t)^-(K−1)`` in relative precision. The quadrature weights absorb it for K <= 2
-#: (values sum to the utility to 1e-13 with hundreds of tuples), not reliably for K = 3
-#: (1e-11 to 1e-8) or beyond. Larger K use :func:`join_values_general`.
-SWEEP_MAX_K = 2
+#: Largest K routed to :mod:`cfdb.valuation.knn_join_sweep`. The sweep removes dimension
+#: factors in log space and fact factors in closed form; the remaining divisions (by the
+#: factor of a dimension with K or more facts, through its inverse series) lose precision at
+#: nodes ``t`` near 1 as K grows: values sum to the utility to 1e-13 for K <= 3 with
+#: hundreds of tuples, only to 1e-10 for K = 4 and 1e-7 for K = 5. Larger K use
+#: :func:`join_values_general`.
+SWEEP_MAX_K = 3
 
 
 def _within_group(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -178,6 +178,17 @@ def _suffix_in_group(
     return out
 
 
+def _danger_pairs(rows: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(p, i)`` for every row ``p`` of ``rows`` and every position ``p < i < stop[p]``."""
+    lengths = stop[rows] - rows - 1
+    keep = lengths > 0
+    rows, lengths = rows[keep], lengths[keep]
+    total = int(lengths.sum())
+    pp = np.repeat(rows, lengths)
+    first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return pp, pp + 1 + (np.arange(total) - first)
+
+
 def _excl_cumsum(x: np.ndarray, extra: int = 0) -> np.ndarray:
     """Exclusive cumulative sum along the last axis, with ``extra`` trailing totals."""
     out = np.zeros((*x.shape[:-1], x.shape[-1] + 1 + extra), dtype=x.dtype)
@@ -247,49 +258,77 @@ def sweep_row(
     ell = cl[:, :, :m] - l_before
     scale = cc[:, :m] - lf0_before + 2 * log_t[:, None] + size_before[None, :] * log_u[:, None]
     p = np.empty((ser.t, len(t), m + 1), dtype=t.dtype)
-    p[:, :, :m] = ser.mul(a_before, ser.exp(ell)) * np.exp(scale)[None]
+    e_rest = ser.exp(ell)
+    p[:, :, :m] = ser.mul(a_before, e_rest) * np.exp(scale)[None]
     p[:, :, m] = ser.exp(cl[:, :, m]) * np.exp(cc[:, m])[None]
     # Λ in the rescaled variable: [x^γ] = [y^γ]·s^|γ|
     sdeg = s[None, :] ** -ser.deg[:, None]  # (T, Q)
     lam = lam_y[:, None, :] * sdeg[:, :, None]
     d = ser.dual(p, lam)  # (T, Q, M + 1)
     own = w @ (d[0, :, :m] / t[:, None])
-    # W'_c = (y_c − 1)/φ_c: univariate in x_c
-    wp = np.empty((len(t), len(ser.unit[0])), dtype=t.dtype)
-    wp[:, 0] = -1.0 / u
-    for step in range(1, wp.shape[1]):
-        wp[:, step] = (-r) ** (step - 1) * (s + r) / u
-    # facts of the boundary's dimension before it
     fact_vals = own.copy()
     dim_vals = own.copy()
+    # A fact's factor φ_c = (1 − t) + t·y_c is taken out of A in closed form (one fact of class
+    # c fewer), never divided out: dividing by φ_c is ill-conditioned for t near 1.
+    ym1 = np.zeros((n_cls, ser.t, len(t)), dtype=t.dtype)  # y_c − 1 = s·x_c − 1
+    for cls in range(n_cls):
+        ym1[cls, 0] = -1.0
+        if len(ser.unit[cls]) > 1:
+            ym1[cls, ser.unit[cls][1]] = s
+    eye = np.eye(n_cls)
+
+    def a_minus(counts: np.ndarray, cls: int) -> np.ndarray:
+        """``A/(u^(|n|−1)·φ_c)``: the factor series of the counts with one class-c fact less."""
+        return ser.binomials(counts - eye[cls])[:, None, :] * rdeg[:, :, None]
+
+    # facts of the boundary's dimension before it: Λ_i(t²·A^(−c)·(y_c − 1)·R_i)
     v_same = np.zeros((n_cls, m))
     for cls in range(n_cls):
-        idx = ser.unit[cls]
-        acc = np.zeros((len(t), m), dtype=t.dtype)
-        for step, ti in enumerate(idx):
-            if ti >= 0:
-                acc += wp[:, step : step + 1] * d[ti, :, :m]
-        v_same[cls] = w @ acc
+        pm = ser.mul(a_minus(before, cls), e_rest) * np.exp(scale - log_u[:, None])[None]
+        v_same[cls] = w @ np.sum(lam[:, :, :m] * ser.mul(ym1[cls][:, :, None], pm), axis=0)
     # stretches after each row: Σ D over positions (i, next row of the dimension), tail included
     cd = _excl_cumsum(d)
     stop = np.where(has_next, nxt, m + 1)
     stretch = cd[:, :, stop] - cd[:, :, np.arange(m) + 1]
+    # Dimensions with 1..K-1 facts: F's constant term (≈ 1 − t) is small against its top
+    # coefficient (≈ 1) near t = 1, and dividing F out of a product through its inverse series
+    # is ill-conditioned there. Their stretches are summed pair by pair instead, with F removed
+    # in log space (a subtraction of bounded logarithms), not through the inverse.
+    danger = (size_after >= 1) & (size_after <= ser.tallies.max_size)
+    pairs = _danger_pairs(np.nonzero(danger)[0], stop)
+    stretch[:, :, danger] = 0.0
     inv = ser.inv1p(g_after)
     scaled = a_after * un_after[None]
     scaled[0] -= 1.0
     x_dim = ser.mul(scaled, inv) / f0_after[None]
     dim_vals += w @ np.sum(x_dim * stretch, axis=0)
-    y_fact = ser.mul(a_after, inv) * (t[:, None] * un_after / f0_after)[None]
     z = np.zeros((n_cls, m))
+    fact_series = []
     for cls in range(n_cls):
-        acc = np.zeros((len(t), m), dtype=t.dtype)
-        for step, ti in enumerate(ser.unit[cls]):
-            if ti < 0:
-                continue
-            shift = ser.tallies.shift(ser.tallies.vectors[ti])
-            ok = np.nonzero(shift >= 0)[0]
-            acc += wp[:, step : step + 1] * np.sum(y_fact[ok] * stretch[shift[ok]], axis=0)
-        z[cls] = w @ acc
+        # t·A^(−c)·(y_c − 1) per row's after-state; over a stretch, divided by F
+        fs = ser.mul(a_minus(after, cls), ym1[cls][:, :, None])
+        fs *= (t[:, None] * np.exp((size_after[None, :] - 1.0) * log_u[:, None]))[None]
+        fact_series.append(fs)
+        y_fact = ser.mul(fs, inv) / f0_after[None]
+        z[cls] = w @ np.sum(y_fact * stretch, axis=0)
+    if len(pairs[0]):
+        ell_ext = np.concatenate([ell, cl[:, :, m : m + 1]], axis=2)
+        scale_ext = np.concatenate([scale, cc[:, m : m + 1]], axis=1)
+        a_ext = np.concatenate([a_before, np.zeros((ser.t, len(t), 1), dtype=t.dtype)], axis=2)
+        a_ext[0, :, m] = 1.0
+        batch = max(1, _CELLS // len(t))
+        for start in range(0, len(pairs[0]), batch):
+            pp = pairs[0][start : start + batch]
+            pi = pairs[1][start : start + batch]
+            rest = ser.exp(ell_ext[:, :, pi] - l_after[:, :, pp])
+            rest = ser.mul(a_ext[:, :, pi], rest)
+            rest *= np.exp(scale_ext[:, pi] - lf0_after[:, pp])[None]
+            lam_b = lam[:, :, pi]
+            dim_term = np.sum(ser.mul(scaled[:, :, pp], rest) * lam_b, axis=0)
+            dim_vals += np.bincount(pp, weights=w @ dim_term, minlength=m)
+            for cls in range(n_cls):
+                fact_term = np.sum(ser.mul(fact_series[cls][:, :, pp], rest) * lam_b, axis=0)
+                z[cls] += np.bincount(pp, weights=w @ fact_term, minlength=m)
     # a class the dimension has no fact of (yet) has no factor to differentiate: the terms
     # above are meaningless there (and large), so they are dropped before the suffix sums
     v_same[before.T == 0] = 0.0
