@@ -28,6 +28,14 @@ where ``H`` is the multivariate hypergeometric probability of drawing tally ``γ
 covers coalitions smaller than K. The inner sum depends on ``i`` only through its class, so
 each class needs one reverse cumulative sum: O(N·C·|Γ|) per validation row after sorting.
 The same formula holds for any tally utility, including ``soft`` (tests check both ways).
+
+**Chunks of validation rows.** Both utilities are sums over validation rows, so the values are
+a sum of per-chunk contributions. :func:`values_for_validation_chunk` is the pure unit of work
+(the contribution of one range of validation rows, a function of its inputs only) and
+:func:`map_values` sums the chunks of :func:`validation_chunks` in a fixed order; an executor
+that runs the same chunks anywhere and adds them in the same order gets bit-identical values.
+Memory is bounded by the chunking: at most ``chunk_rows(N)`` validation rows (~64 MB of
+distances per array) are ranked at once per thread, whatever the number of validation rows.
 """
 
 from __future__ import annotations
@@ -439,4 +447,65 @@ def vote_values(
     total = np.zeros(train.shape[0])
     for out in per_part:
         total += out
+    return total
+
+
+# -- chunks of validation rows ------------------------------------------------------------------
+#: Validation rows per unit of work of :func:`map_values` (a fixed partition, so that any
+#: executor reproduces the local sums bit for bit).
+VALIDATION_CHUNK = 1024
+
+
+def validation_chunks(n_val: int, size: int = VALIDATION_CHUNK) -> list[slice]:
+    """The fixed partition of ``range(n_val)`` into units of work, in summation order."""
+    return list(chunks(n_val, size))
+
+
+def values_for_validation_chunk(
+    train: np.ndarray,
+    labels: np.ndarray,
+    val: np.ndarray,
+    gain: np.ndarray,
+    k: int,
+    *,
+    knn_utility: str = "soft",
+    n_jobs: int = 1,
+) -> np.ndarray:
+    """The additive contribution of validation rows ``val`` to every training row's value.
+
+    A pure function of its arguments (no shared state), so it can run in another process or
+    on another machine; :func:`map_values` is the sum of its results over
+    :func:`validation_chunks` in order.
+
+    Args:
+        train: featurized training rows (N × d).
+        labels: class codes of the training rows.
+        val: the chunk's featurized validation rows.
+        gain: the chunk's rows of the gain matrix.
+        k: the K of the KNN proxy.
+        knn_utility: ``soft`` or ``vote``.
+        n_jobs: threads within the chunk.
+    """
+    if knn_utility == "soft":
+        return soft_values(train, labels, val, gain, k, n_jobs=n_jobs)
+    return vote_values(train, labels, val, gain, k, knn_utility=knn_utility, n_jobs=n_jobs)
+
+
+def map_values(
+    train: np.ndarray,
+    labels: np.ndarray,
+    val: np.ndarray,
+    gain: np.ndarray,
+    k: int,
+    *,
+    knn_utility: str = "soft",
+    n_jobs: int = 2,
+    chunk_size: int = VALIDATION_CHUNK,
+) -> np.ndarray:
+    """Exact KNN-Shapley values of a map pipeline: chunk contributions summed in order."""
+    total = np.zeros(train.shape[0])
+    for part in validation_chunks(len(gain), chunk_size):
+        total += values_for_validation_chunk(
+            train, labels, val[part], gain[part], k, knn_utility=knn_utility, n_jobs=n_jobs
+        )
     return total

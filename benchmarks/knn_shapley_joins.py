@@ -1,0 +1,181 @@
+"""Benchmark: exact KNN-Shapley over one-to-many joins, star joins, and map memory at scale.
+
+Sections (each prints a table; times are wall seconds on this machine, ratios in one run):
+
+* ``readme`` — the README's seller/review example through SQL (20 sellers, 400 reviews,
+  a holdout of 100, K = 1, 2, 3; with ``--general`` also K = 5, the division-free counting
+  oracle, on a few holdout rows, extrapolated linearly — values are a sum over holdout rows;
+  extrapolations are marked ``*``).
+* ``join`` — 10,000 facts × 200 dimension tuples × 1,000 validation rows: time per
+  validation row for K = 1 (running products), K = 2, 3 (the vectorized sweep) and, with
+  ``--general``, K = 5 (the counting oracle), extrapolated to 1,000 rows (``*``).
+* ``star`` — a fact table with three dimension tables: refused (the message is printed).
+* ``growth`` — facts N = 10k, 20k, 40k (N/50 dimension tuples), per validation row, with the
+  fitted exponent of time in N.
+* ``map`` (``--map``) — a map pipeline at N = 1,000,000, V = 10,000, d = 20 in a fresh
+  process: time and peak resident memory (long; run it under ``nice``).
+
+Usage::
+
+    python benchmarks/knn_shapley_joins.py                 # readme, join, star, growth
+    python benchmarks/knn_shapley_joins.py --sections map  # the 1M × 10k map run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parents[1]))
+
+from cfdb.valuation import KnnShapley, Lineage, Problem  # noqa: E402
+
+
+def _join_problem(facts: int, dims: int, n_val: int, seed: int = 0) -> Problem:
+    rng = np.random.default_rng(seed)
+    dim_of = rng.integers(0, dims, facts)
+    centers = rng.normal(size=(dims, 8))
+    train = centers[dim_of] + rng.normal(size=(facts, 8))
+    labels = (train[:, 0] + 0.5 * rng.normal(size=facts) > 0).astype(np.int64)
+    val = rng.normal(size=(n_val, 8)) + centers[rng.integers(0, dims, n_val)]
+    y_val = (val[:, 0] > 0).astype(np.int64)
+    gain = np.zeros((n_val, 2))
+    gain[np.arange(n_val), y_val] = 1.0 / n_val
+    rows = np.c_[np.arange(facts), facts + dim_of]
+    relation = np.r_[np.zeros(facts), np.ones(dims)].astype(np.int64)
+    return Problem(train, labels, Lineage(facts + dims, relation, rows), val, gain)
+
+
+def _per_val_row(facts: int, dims: int, k: int, n_val: int) -> float:
+    problem = _join_problem(facts, dims, n_val)
+    start = time.perf_counter()
+    KnnShapley(k=k, knn_utility="soft").fit(problem)
+    return (time.perf_counter() - start) / n_val
+
+
+def readme(args: argparse.Namespace) -> None:
+    import cfdb
+
+    db = cfdb.connect()
+    db.sql(
+        "CREATE TABLE sellers AS SELECT range AS seller_id, random() AS rating FROM range(20);"
+        "CREATE TABLE reviews AS SELECT range AS review_id, range % 20 AS seller_id, "
+        "random() AS length, random() AS stars, "
+        "CASE WHEN random() < 0.5 THEN 'ok' ELSE 'bad' END AS verdict FROM range(400);"
+        "CREATE TABLE holdout AS SELECT random() AS length, random() AS stars, "
+        "random() AS rating, CASE WHEN random() < 0.5 THEN 'ok' ELSE 'bad' END AS verdict "
+        "FROM range(100);"
+    )
+    print("\nREADME seller/review example: 400 reviews × 20 sellers, holdout 100")
+    print(f"{'K':>3} {'holdout rows run':>17} {'seconds':>9} {'for 100 rows':>13}")
+    for k in (1, 2, 3, 5) if args.general else (1, 2, 3):
+        rows = 100 if k <= 3 else args.readme_val
+        start = time.perf_counter()
+        db.sql(
+            "VALUATE (SELECT r.*, s.rating FROM reviews r JOIN sellers s USING (seller_id)) "
+            f"EVALUATE ON (SELECT * FROM holdout LIMIT {rows}) USING knn_shapley "
+            f"WITH (k = {k}, label = 'verdict')"
+        )
+        seconds = time.perf_counter() - start
+        total = seconds * 100 / rows
+        mark = "" if rows == 100 else "*"
+        print(f"{k:>3} {rows:>17} {seconds:>9.2f} {total:>12.1f}{mark}")
+
+
+def join(args: argparse.Namespace) -> None:
+    print("\nOne-to-many join: 10,000 facts × 200 dimension tuples (goal: 1,000 rows < 60 s)")
+    print(f"{'K':>3} {'algorithm':>22} {'s / validation row':>19} {'1,000 rows':>11}")
+    runs = [
+        (1, "running products", args.join_val),
+        (2, "vectorized sweep", args.join_val),
+        (3, "vectorized sweep", args.join_val),
+    ]
+    if args.general:
+        runs.append((5, "counting oracle", 1))
+    for k, name, n_val in runs:
+        per = _per_val_row(10_000, 200, k, n_val)
+        print(f"{k:>3} {name:>22} {per:>19.2f} {per * 1000:>10.0f}*")
+
+
+def star(args: argparse.Namespace) -> None:
+    rows = np.array([[0, 2, 4, 6], [1, 3, 5, 6]])
+    lineage = Lineage(7, np.array([0, 0, 1, 1, 2, 2, 3]), rows)
+    problem = Problem(np.eye(2), np.array([0, 1]), lineage, np.eye(2), np.ones((2, 2)))
+    print("\nStar join (a fact table with three dimension tables):")
+    try:
+        KnnShapley(k=5).fit(problem)
+    except Exception as exc:  # the refusal is the result
+        print(f"  refused: {exc}")
+
+
+def growth(args: argparse.Namespace) -> None:
+    print("\nGrowth with N facts (N/50 dimension tuples), seconds per validation row")
+    sizes = (10_000, 20_000, 40_000)
+    print(f"{'K':>3} " + " ".join(f"{n:>9,}" for n in sizes) + f" {'exponent':>9}")
+    for k in (1, 2):
+        times = [_per_val_row(n, n // 50, k, args.growth_val) for n in sizes]
+        slope = np.polyfit(np.log(sizes), np.log(times), 1)[0]
+        print(f"{k:>3} " + " ".join(f"{t:>9.2f}" for t in times) + f" {slope:>9.2f}")
+
+
+def _map_child(n: int, n_val: int, d: int) -> None:
+    from cfdb.valuation import knn_map
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(n, d))
+    labels = rng.integers(0, 2, n)
+    val = rng.normal(size=(n_val, d))
+    gain = np.zeros((n_val, 2))
+    gain[np.arange(n_val), rng.integers(0, 2, n_val)] = 1.0 / n_val
+    start = time.perf_counter()
+    values = knn_map.map_values(train, labels, val, gain, 5, n_jobs=2)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps({"seconds": seconds, "peak_gb": peak, "sum": float(values.sum())}))
+
+
+def map_memory(args: argparse.Namespace) -> None:
+    print("\nMap pipeline, K = 5, d = 20 (goal: peak < 4 GB, time linear in V)")
+    print(f"{'N':>10} {'V':>7} {'seconds':>9} {'s per 1k V':>11} {'peak GB':>8}")
+    for n, n_val in ((1_000_000, 1_000), (1_000_000, args.map_val)):
+        out = subprocess.run(
+            [sys.executable, str(HERE), "--child", f"{n},{n_val},20"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        got = json.loads(out.strip().splitlines()[-1])
+        per = got["seconds"] / n_val * 1000
+        print(f"{n:>10,} {n_val:>7,} {got['seconds']:>9.1f} {per:>11.1f} {got['peak_gb']:>8.2f}")
+
+
+SECTIONS = {"readme": readme, "join": join, "star": star, "growth": growth, "map": map_memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default="readme,join,star,growth")
+    parser.add_argument("--readme-val", type=int, default=2, help="holdout rows run at K = 5")
+    parser.add_argument("--join-val", type=int, default=1, help="validation rows timed")
+    parser.add_argument("--growth-val", type=int, default=1)
+    parser.add_argument("--map-val", type=int, default=10_000)
+    parser.add_argument("--general", action="store_true", help="also time K = 5 (slow)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _map_child(*(int(x) for x in args.child.split(",")))
+        return
+    for name in args.sections.split(","):
+        SECTIONS[name.strip()](args)
+
+
+if __name__ == "__main__":
+    main()
