@@ -246,7 +246,10 @@ def fit_amortized(
     p = _Problem(
         xs[with_samples], compact, u, d, 1.0 / (counts[units] * len(with_samples)), base, c_scale
     )
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread: the matrices are small, and a thread pool on a busy machine is slower
+    with warnings.catch_warnings(), np.errstate(all="ignore"), threadpool_limits(1):
         warnings.simplefilter("ignore", RuntimeWarning)
         decay = weight_decay
         if decay is None:
@@ -271,14 +274,24 @@ def fit_amortized(
             loglik = float(-0.5 * np.sum(np.log(2 * np.pi * var) + resid**2 / var))
         laws.append(
             UnitLaw(
-                "amortized", c, clipped, sigma, beta, r2=r2_log, r2_linear=r2_lin,
-                samples=len(ks), sizes=len(np.unique(ks)),
+                "amortized",
+                c,
+                clipped,
+                sigma,
+                beta,
+                r2=r2_log,
+                r2_linear=r2_lin,
+                samples=len(ks),
+                sizes=len(np.unique(ks)),
                 min_size=int(ks.min()) if len(ks) else 0,
                 max_size=int(ks.max()) if len(ks) else 0,
-                log_lik=loglik, converged=ok, at_bound=clipped != alpha, sign_changes=changes,
+                log_lik=loglik,
+                converged=ok,
+                at_bound=clipped != alpha,
+                sign_changes=changes,
                 noise="power",
                 message=None if len(ks) else "predicted from the unit's features (no samples)",
-            )  # fmt: skip
+            )
         )
     return AmortizedFit(laws, loss, nit, ok, float(decay), hidden)
 
@@ -291,7 +304,7 @@ def _choose_decay(
         return DECAYS[1]
     rng = np.random.default_rng(seed + 1)
     shuffled = rng.permutation(with_samples)
-    cut = max(1, int(round(HOLDOUT * len(shuffled))))
+    cut = max(1, round(HOLDOUT * len(shuffled)))
     held, kept = shuffled[:cut], shuffled[cut:]
     train, test = _subproblem(p, kept), _subproblem(p, held)
     scores = []

@@ -283,7 +283,9 @@ def _profile(
     return 0.5 * math.log(s2), grad, c0, s2
 
 
-def _profile_fixed(alpha: float, u: np.ndarray, d: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+def _profile_fixed(
+    alpha: float, u: np.ndarray, d: np.ndarray, w: np.ndarray
+) -> tuple[float, float]:
     """Weighted RSS ``½ Σ w (d − c₀ g)²`` and c₀ at ``α`` with known inverse variances ``w``."""
     g = np.exp(-alpha * u)
     c0 = float(np.sum(w * g * d) / np.sum(w * g * g))
@@ -364,8 +366,12 @@ def mle_fit(
     u = np.log(k) - log_k0
     scale = float(np.sqrt(np.mean(delta**2)))
     d = delta / scale
+    from threadpoolctl import threadpool_limits
+
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # one BLAS thread: these products are tiny, and waking a thread pool on a busy machine
+        # makes a fit ~20x slower
+        with warnings.catch_warnings(), np.errstate(all="ignore"), threadpool_limits(1):
             warnings.simplefilter("ignore", RuntimeWarning)
             weights = _per_size_weights(u, d)
             if weights is not None:
@@ -492,9 +498,7 @@ def _fit_power_noise(
     free = np.abs(grad[~np.asarray(on_bound)])
     converged = bool(best.success) or bool(np.all(free < 1e-6))
     # the null model c = 0: its profile over β alone
-    null = minimize_scalar(
-        lambda b: _null_profile(b, u, d), bounds=BETA_BOUNDS, method="bounded"
-    )
+    null = minimize_scalar(lambda b: _null_profile(b, u, d), bounds=BETA_BOUNDS, method="bounded")
     null_nll = min(float(null.fun), _null_profile(0.0, u, d), _null_profile(beta, u, d))
     r2_log, r2_lin, changes = fit_quality(k, delta, c, alpha)
     return UnitLaw(

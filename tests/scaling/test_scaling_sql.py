@@ -347,8 +347,8 @@ def test_errors_name_the_part_at_fault():
     fails("FIT SCALING LAWS FOR GRID nope", CfdbCatalogError, "does not exist", "nope")
     db.sql(grid_sql("g", design="RANDOM 3"))
     fails("FIT SCALING LAWS FOR GRID g", CfdbDataError, "no measured marginal", "g")
-    fails("FIT SCALING LAWS FOR GRID g METHOD amortized", CfdbSyntaxError, "unknown estimation",
-          "amortized")  # fmt: skip
+    fails("FIT SCALING LAWS FOR GRID g METHOD bogus", CfdbSyntaxError, "unknown estimation",
+          "bogus")  # fmt: skip
     fails("FIT SCALING LAWS FOR GRID g WITH (slices = 'all')", CfdbSyntaxError,
           "unknown FIT SCALING LAWS option", "slices")  # fmt: skip
     fails("FIT SCALING LAWS FOR GRID g WITH (metric = 'auc')", CfdbDataError,

@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from cfdb.engine.handlers import handles
-from cfdb.engine.handlers import scaling_features
+from cfdb.engine.handlers import handles, scaling_features
 from cfdb.engine.handlers.grid import DESIGN_PREPARERS
 from cfdb.engine.handlers.grid_data import _lookup
 from cfdb.engine.handlers.grid_fill import fill
@@ -29,8 +28,8 @@ from cfdb.errors import CfdbDataError, CfdbError, CfdbSyntaxError
 from cfdb.lang.parse import Statement
 from cfdb.lang.scaling_syntax import FitScalingLaws, PlotScalingLaws
 from cfdb.models import label_string
-from cfdb.scaling import design as _design  # noqa: F401  (registers the MARGINAL design)
 from cfdb.scaling import amortized, estimators, plots
+from cfdb.scaling import design as _design  # noqa: F401  (registers the MARGINAL design)
 from cfdb.store import grid as gstore
 from cfdb.store import scaling as sstore
 
@@ -256,7 +255,15 @@ def _usable(
             hint="use a finer metric (log_loss rather than accuracy) or larger evaluation data",
         ).located(script, *where[0])
     sizes = np.unique(out["Size"])
-    per_unit = np.bincount(out["UnitIndex"].astype(np.int64))
+    # samples per (slice, metric, unit): the most any unit has for one fit
+    _, per_unit = np.unique(
+        np.column_stack(
+            [out["SliceId"].astype(np.int64), np.unique(out["Metric"].astype(str),
+             return_inverse=True)[1], out["UnitIndex"].astype(np.int64)]
+        ),
+        axis=0,
+        return_counts=True,
+    )  # fmt: skip
     if len(sizes) < 2 or per_unit.max() < 4:
         raise CfdbDataError(
             f"grid {grid!r} has at most {int(per_unit.max())} contributions per unit at "
