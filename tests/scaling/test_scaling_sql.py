@@ -301,10 +301,10 @@ def test_balanced_shared_and_uniform_size_grids():
     db.close()
 
 
-def test_fit_works_on_any_grid_with_unit_pairs():
+def test_fit_works_on_permutation_grids():
     db = make_db(6)
     db.sql(
-        f"CREATE GRID p TRAIN ON ({TRAIN}) SUBSETS PERMUTATIONS 3 EVALUATE ON ({EVAL}) "
+        f"CREATE GRID p TRAIN ON ({TRAIN}) SUBSETS PERMUTATIONS 5 EVALUATE ON ({EVAL}) "
         f"{MODEL} {OPTIONS}"
     )
     out = db.sql("FIT SCALING LAWS FOR GRID p METHOD mle WITH (slice = 'all')").df()
