@@ -450,7 +450,13 @@ def plot_scaling_laws(session: Any, node: PlotScalingLaws, stmt: Statement) -> p
     used = laws["Method"][0]
     path, kind = str(node.args["path"]), str(node.args["kind"])
     title = f"{grid}: {metric} on slice {slice_name} ({used})"
-    ok = [i for i, s in enumerate(laws["Status"]) if s == "ok"]
+    # units with samples only: the amortized estimator also predicts units never measured,
+    # which have no points to draw and no R²
+    ok = [
+        i
+        for i, (s, n) in enumerate(zip(laws["Status"], laws["Samples"], strict=True))
+        if s == "ok" and (n or 0) > 0
+    ]
     count = 0
     if kind == "alpha":
         min_r2 = params.get("min_r2")
