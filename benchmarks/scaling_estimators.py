@@ -44,11 +44,19 @@ import cfdb
 from cfdb.scaling import amortized, estimators
 
 TRAIN = "SELECT * FROM Instances WHERE split = 'train'"
-EVAL = "SELECT * FROM Instances WHERE split = 'test' AND hash(InstanceId) % 8 = 0"
+#: Evaluation rows per dataset: about 1,100 test rows of Bank Marketing, all 1,227 of COMPAS.
+EVALS = {
+    "bank": "SELECT * FROM Instances WHERE split = 'test' AND hash(InstanceId) % 8 = 0",
+    "compas": "SELECT * FROM Instances WHERE split = 'test'",
+    "adult": "SELECT * FROM Instances WHERE split = 'test' AND hash(InstanceId) % 8 = 0",
+}
 LOW, HIGH, TRUTH_SIZES = 50, 500, 5
+NAMES = {"bank": "Bank Marketing", "compas": "COMPAS", "adult": "UCI Adult"}
 
 
-def build(db: cfdb.Database, points: int, truth: int, draws: int, truth_draws: int) -> None:
+def build(
+    db: cfdb.Database, points: int, truth: int, draws: int, truth_draws: int, evaluate: str
+) -> None:
     """Create and train the two grids (skipped when the file has them)."""
     have = {r[0] for r in db.sql("SELECT Name FROM Grids").fetchall()}
     ids = "SELECT InstanceId FROM Instances WHERE split = 'train' ORDER BY hash(InstanceId + 3)"
@@ -56,13 +64,13 @@ def build(db: cfdb.Database, points: int, truth: int, draws: int, truth_draws: i
     if "budget" not in have:
         db.sql(
             f"CREATE GRID budget TRAIN ON ({TRAIN}) SUBSETS MARGINAL {draws} SIZES BETWEEN "
-            f"{LOW} AND {HIGH} FOR ({ids} LIMIT {points}) SHARED EVALUATE ON ({EVAL}) {model}"
+            f"{LOW} AND {HIGH} FOR ({ids} LIMIT {points}) SHARED EVALUATE ON ({evaluate}) {model}"
         )
     if "truth" not in have:
         db.sql(
             f"CREATE GRID truth TRAIN ON ({TRAIN}) SUBSETS MARGINAL {truth_draws} SIZES BETWEEN "
             f"{LOW} AND {HIGH} GEOMETRIC {TRUTH_SIZES} FOR ({ids} LIMIT {truth}) SHARED "
-            f"EVALUATE ON ({EVAL}) {model} WITH (seed = 1)"
+            f"EVALUATE ON ({evaluate}) {model} WITH (seed = 1)"
         )
     for grid in ("budget", "truth"):
         started = time.perf_counter()
@@ -116,7 +124,7 @@ def report(db: cfdb.Database, args: argparse.Namespace) -> None:
     psi, noise = truth["Psi"].to_numpy(), truth["Noise"].to_numpy()
     ceiling = 1 - noise.mean() / psi.var()
     print(
-        f"\nBank Marketing, logistic regression, log loss: {len(index)} points with "
+        f"\n{NAMES[args.dataset]}, logistic regression, log loss: {len(index)} points with "
         f"{args.draws} draws each (sizes uniform in {LOW}..{HIGH}); truth: "
         f"{truth['UnitIndex'].nunique()} points x {TRUTH_SIZES} sizes x {args.truth_draws} draws"
     )
@@ -243,11 +251,11 @@ def selection(
             print(f"{name:<44}{cells}")
         print("(each cell: test accuracy / test log loss)")
     if args.png:
-        _plot(curves, steps, args.png)
+        _plot(curves, steps, args.png, NAMES[args.dataset])
         print(f"\nfigure: {args.png}")
 
 
-def _plot(curves: dict[int, dict[str, np.ndarray]], steps: list[int], path: str) -> None:
+def _plot(curves: dict[int, dict[str, np.ndarray]], steps: list[int], path: str, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -257,7 +265,7 @@ def _plot(curves: dict[int, dict[str, np.ndarray]], steps: list[int], path: str)
     for ax, (k, acc) in zip(np.atleast_1d(axes), curves.items(), strict=True):
         for name, values in acc.items():
             ax.plot(steps, values, marker="o", label=name)
-        ax.set_title(f"adding points to {k} random rows (Bank Marketing)")
+        ax.set_title(f"adding points to {k} random rows ({name})")
         ax.set_xlabel("points added")
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
@@ -277,6 +285,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="40 points, 10 truth, 30 draws")
     parser.add_argument("--png", default=None, help="the selection figure")
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--dataset", default="bank", choices=sorted(EVALS))
     args = parser.parse_args()
     if args.quick:
         args.points, args.truth, args.draws, args.truth_draws = 40, 10, 30, 30
@@ -285,8 +294,8 @@ def main() -> None:
     if not db.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'Instances'").fetchall()[
         0
     ][0]:
-        db.sql("LOAD DATASET bank")
-    build(db, args.points, args.truth, args.draws, args.truth_draws)
+        db.sql(f"LOAD DATASET {args.dataset}")
+    build(db, args.points, args.truth, args.draws, args.truth_draws, EVALS[args.dataset])
     if args.build_only:
         return
     report(db, args)
