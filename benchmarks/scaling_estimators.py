@@ -1,6 +1,7 @@
 """The estimators of individualized scaling laws against the truth, and their two applications
 (Covert, Ji, Hashimoto & Zou, "Scaling Laws for the Value of Individual Data Points in Machine
-Learning", ICML 2024, sections 5 and 6), on UCI Bank Marketing with logistic regression.
+Learning", ICML 2024, sections 5 and 6), on UCI Bank Marketing (or ``--dataset compas``,
+``adult``) with logistic regression.
 
 Two grids over the same training set (log loss on ~1,100 test rows)::
 
@@ -27,8 +28,8 @@ Reported:
   value (Monte Carlo, all M draws), or at random; test accuracy and log loss against n,
   averaged over random base datasets; a PNG of the accuracy curves.
 
-    python benchmarks/scaling_estimators.py [--db file.duckdb] [--points 150] [--truth 25]
-        [--draws 100] [--truth-draws 100] [--quick] [--png docs/scaling_selection.png]
+    python benchmarks/scaling_estimators.py [--dataset bank] [--db file.duckdb] [--points 150]
+        [--truth 25] [--draws 100] [--truth-draws 100] [--quick] [--png docs/scaling_selection.png]
 
 ``--db`` keeps the grids in a file, so a second run skips the training.
 """
