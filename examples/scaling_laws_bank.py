@@ -9,7 +9,10 @@ data to add" depend on how much data you already have. This walkthrough:
 1. builds a grid of marginal contributions for 30 customers: class-balanced datasets with
    sizes drawn uniformly between 50 and 500, each shared by every customer (SHARED), each
    trained with and without each customer;
-2. fits each customer's law by maximum likelihood (FIT SCALING LAWS);
+2. fits each customer's law by maximum likelihood (FIT SCALING LAWS): customers whose
+   contributions cannot be told from zero are flagged (status 'zero'), exponents on the
+   search's bound are flagged (AtBound); then the amortized estimator, a small network from a
+   customer's features to its law, which also predicts the customers never sampled;
 3. asks the paper's questions in SQL: value at a size, where two customers trade places, a
    size-aware valuation, and which customers to add to a small or a large dataset;
 4. draws the curves and the distribution of alpha (with matplotlib installed).
@@ -63,13 +66,20 @@ def main() -> None:
     print("\n2. the fitted laws (log loss; positive c: the customer helps)")
     print(
         db.sql(
-            "SELECT UnitId, round(C, 4) AS c, round(Alpha, 2) AS alpha, round(Beta, 2) AS beta, "
-            "Samples FROM unit_scaling_laws('customers') WHERE Status = 'ok' AND NOT AtBound "
-            "ORDER BY Alpha DESC LIMIT 8"
+            "SELECT UnitId, Status, round(C, 4) AS c, round(Alpha, 2) AS alpha, AtBound, "
+            "round(R2Linear, 2) AS r2, round(Evidence, 1) AS evidence, Samples "
+            "FROM unit_scaling_laws('customers') ORDER BY Status, Alpha DESC LIMIT 8"
         )
         .df()
         .to_string(index=False)
     )
+    out = db.sql("FIT SCALING LAWS FOR GRID customers WITH (method = 'amortized')").df()
+    print(f"   amortized: laws of all {int(out['Units'].iloc[0]):,} customers of the grid")
+    best = db.sql(
+        "SELECT UnitId, Value FROM unit_scaling_value('customers', 60, fit_method := 'amortized') "
+        "WHERE Rank <= 3"
+    ).fetchall()
+    print("   the 3 customers (of all) worth most when added to 60 rows:", [r[0] for r in best])
 
     print("\n3a. worth most when added to 60 rows, and when added to 500 rows")
     small = db.sql("SELECT UnitId FROM unit_scaling_value('customers', 60) WHERE Rank <= 5")

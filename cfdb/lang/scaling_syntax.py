@@ -5,7 +5,7 @@
     MARGINAL m SIZES ( BETWEEN a AND b [GEOMETRIC s] | (k, ...) )
         [FOR (units query)] [BALANCED] [SHARED]          -- modifiers in any order
 
-    FIT SCALING LAWS FOR GRID name [METHOD mle | ols | mle, ols] [WITH (options)]
+    FIT SCALING LAWS FOR GRID name [METHOD mle | ols | amortized [, ...]] [WITH (options)]
     PLOT SCALING LAWS FOR GRID name [CURVES | ALPHA | R2] TO 'file.png' [WITH (options)]
 """
 
@@ -20,7 +20,7 @@ from cfdb.lang.dialect import CfdbParser, _span, register_statement
 from cfdb.lang.grid_syntax import _integer, register_design_clause
 
 #: Estimation methods of FIT SCALING LAWS.
-FIT_METHODS = ("mle", "ols")
+FIT_METHODS = ("mle", "ols", "amortized")
 #: Figures of PLOT SCALING LAWS.
 PLOT_KINDS = ("curves", "alpha", "r2")
 

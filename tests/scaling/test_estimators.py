@@ -170,7 +170,7 @@ def test_degenerate_inputs_are_reported_not_raised():
     assert few.status == "too_few"
     ols_zero_means = est.ols_fit(np.array([100.0, 100, 200, 200]), np.array([1.0, -1, 1, -1]))
     assert ols_zero_means.status == "too_few"
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown per-unit method"):
         est.fit("amortized", k, np.ones(4))
 
 

@@ -301,10 +301,10 @@ def test_balanced_shared_and_uniform_size_grids():
     db.close()
 
 
-def test_fit_works_on_any_grid_with_unit_pairs():
+def test_fit_works_on_permutation_grids():
     db = make_db(6)
     db.sql(
-        f"CREATE GRID p TRAIN ON ({TRAIN}) SUBSETS PERMUTATIONS 3 EVALUATE ON ({EVAL}) "
+        f"CREATE GRID p TRAIN ON ({TRAIN}) SUBSETS PERMUTATIONS 5 EVALUATE ON ({EVAL}) "
         f"{MODEL} {OPTIONS}"
     )
     out = db.sql("FIT SCALING LAWS FOR GRID p METHOD mle WITH (slice = 'all')").df()
@@ -347,8 +347,8 @@ def test_errors_name_the_part_at_fault():
     fails("FIT SCALING LAWS FOR GRID nope", CfdbCatalogError, "does not exist", "nope")
     db.sql(grid_sql("g", design="RANDOM 3"))
     fails("FIT SCALING LAWS FOR GRID g", CfdbDataError, "no measured marginal", "g")
-    fails("FIT SCALING LAWS FOR GRID g METHOD amortized", CfdbSyntaxError, "unknown estimation",
-          "amortized")  # fmt: skip
+    fails("FIT SCALING LAWS FOR GRID g METHOD bogus", CfdbSyntaxError, "unknown estimation",
+          "bogus")  # fmt: skip
     fails("FIT SCALING LAWS FOR GRID g WITH (slices = 'all')", CfdbSyntaxError,
           "unknown FIT SCALING LAWS option", "slices")  # fmt: skip
     fails("FIT SCALING LAWS FOR GRID g WITH (metric = 'auc')", CfdbDataError,

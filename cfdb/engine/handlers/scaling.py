@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from cfdb.engine.handlers import handles
+from cfdb.engine.handlers import handles, scaling_features
 from cfdb.engine.handlers.grid import DESIGN_PREPARERS
 from cfdb.engine.handlers.grid_data import _lookup
 from cfdb.engine.handlers.grid_fill import fill
@@ -28,13 +28,13 @@ from cfdb.errors import CfdbDataError, CfdbError, CfdbSyntaxError
 from cfdb.lang.parse import Statement
 from cfdb.lang.scaling_syntax import FitScalingLaws, PlotScalingLaws
 from cfdb.models import label_string
+from cfdb.scaling import amortized, estimators, plots
 from cfdb.scaling import design as _design  # noqa: F401  (registers the MARGINAL design)
-from cfdb.scaling import estimators, plots
 from cfdb.store import grid as gstore
 from cfdb.store import scaling as sstore
 
 #: Options of FIT SCALING LAWS.
-FIT_OPTIONS = {"slice", "metric"}
+FIT_OPTIONS = {"slice", "metric", "method", "zero_level", "hidden", "weight_decay", "seed"}
 #: Options of PLOT SCALING LAWS.
 PLOT_OPTIONS = {"method", "slice", "metric", "units", "min_r2"}
 
@@ -130,6 +130,11 @@ DESIGN_PREPARERS["marginal"] = prepare_marginal
 
 
 # -- FIT SCALING LAWS -------------------------------------------------------------------------
+#: Designs whose pairs measure a unit's marginal contribution at several dataset sizes.
+FIT_DESIGNS = ("marginal", "permutations", "random")
+_DESIGN_NAMES = {"leave_one_out": "LOO", "exhaustive": "EXHAUSTIVE", "strikes": "STRIKES"}
+
+
 def _check_options(node: Any, script: str, known: set[str], what: str) -> dict[str, Any]:
     params = {k.lower(): v for k, v in node.params().items()}
     for key in params:
@@ -173,11 +178,100 @@ _LAW_COLUMNS = {
     "SignChanges": "sign_changes",
     "Status": "status",
     "Message": "message",
+    "R2Linear": "r2_linear",
+    "Evidence": "evidence",
+    "Noise": "noise",
 }
 
 
 def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
+def _methods(node: FitScalingLaws, script: str, params: dict[str, Any]) -> list[str]:
+    """METHOD m, ... or WITH (method = 'm'); both estimators by default."""
+    methods = list(node.args.get("methods") or [])
+    option = params.get("method")
+    if option is not None:
+        names = option if isinstance(option, tuple) else (option,)
+        for name in names:
+            name = str(name).lower()
+            if name not in estimators.METHODS:
+                raise CfdbDataError(
+                    f"unknown method {name!r}; known: {', '.join(estimators.METHODS)}"
+                ).located(script, *node.param("method").span)
+            if name not in methods:
+                methods.append(name)
+    return methods or ["mle", "ols"]
+
+
+def _number(node: Any, script: str, params: dict[str, Any], key: str, lo: float, hi: float) -> Any:
+    value = params.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise CfdbDataError(f"option {key} takes a number in [{lo:g}, {hi:g}]").located(
+            script, *node.param(key).span
+        )
+    return value
+
+
+def _check_design(row: dict[str, Any], node: Any, script: str) -> None:
+    design = str(row["Design"])
+    if design in FIT_DESIGNS:
+        return
+    raise CfdbDataError(
+        f"grid {row['Name']!r} has the {_DESIGN_NAMES.get(design, design.upper())} design: "
+        "FIT SCALING LAWS needs each unit's marginal contributions at several dataset sizes, "
+        "from a grid of the MARGINAL design (or PERMUTATIONS, or RANDOM m SIZES (...) PAIRS)",
+        hint="CREATE GRID ... SUBSETS MARGINAL m SIZES BETWEEN a AND b ...",
+    ).located(script, *node.span("name"))
+
+
+def _usable(
+    cols: dict[str, np.ndarray], grid: str, node: Any, script: str
+) -> dict[str, np.ndarray]:
+    """The samples a fit can use: size ≥ 1 (ψ_0 has no power law) and a finite Δ; errors
+    that say what the fit needs when nothing usable is left."""
+    where = (node.span("name"),)
+    finite = np.isfinite(cols["Delta"].astype(float))
+    if not finite.any():
+        raise CfdbDataError(
+            f"every marginal contribution of grid {grid!r} is NaN or infinite: the fit needs "
+            "finite metric values (a metric such as auc is undefined on a one-class "
+            "evaluation slice or training subset)"
+        ).located(script, *where[0])
+    keep = finite & (cols["Size"] >= 1)
+    if not keep.any():
+        raise CfdbDataError(
+            f"grid {grid!r} measures contributions only to the empty dataset: the fit needs "
+            "sizes of 1 or more"
+        ).located(script, *where[0])
+    out = {n: v[keep] for n, v in cols.items()}
+    if np.all(out["Delta"] == 0):
+        raise CfdbDataError(
+            f"every marginal contribution of grid {grid!r} is 0: the metric never changes when "
+            "a unit is added, so there is no law to fit",
+            hint="use a finer metric (log_loss rather than accuracy) or larger evaluation data",
+        ).located(script, *where[0])
+    sizes = np.unique(out["Size"])
+    # samples per (slice, metric, unit): the most any unit has for one fit
+    _, per_unit = np.unique(
+        np.column_stack(
+            [out["SliceId"].astype(np.int64), np.unique(out["Metric"].astype(str),
+             return_inverse=True)[1], out["UnitIndex"].astype(np.int64)]
+        ),
+        axis=0,
+        return_counts=True,
+    )  # fmt: skip
+    if len(sizes) < 2 or per_unit.max() < 4:
+        raise CfdbDataError(
+            f"grid {grid!r} has at most {int(per_unit.max())} contributions per unit at "
+            f"{len(sizes)} dataset size(s): a fit needs 4 samples or more of a unit, at 2 "
+            "sizes or more",
+            hint="more draws (MARGINAL m ...) or a range of sizes (SIZES BETWEEN a AND b)",
+        ).located(script, *where[0])
+    return out
 
 
 @handles(FitScalingLaws, transactional=False)
@@ -186,13 +280,24 @@ def fit_scaling_laws(session: Any, node: FitScalingLaws, stmt: Statement) -> pa.
     params = _check_options(node, script, FIT_OPTIONS, "FIT SCALING LAWS")
     row = _grid(session, node, script)
     grid = row["Name"]
+    _check_design(row, node, script)
     slice_names = [s["Name"] for s in gstore.slices(store, grid)]
     slice_name = _check_choice(node, script, "slice", params.get("slice"), slice_names)
     metric = _check_choice(node, script, "metric", params.get("metric"), list(row["Metrics"]))
-    methods = list(node.args.get("methods") or ["mle", "ols"])
+    methods = _methods(node, script, params)
+    zero_level = _number(node, script, params, "zero_level", 0.0, 0.5)
+    zero_level = estimators.ZERO_LEVEL if zero_level is None else float(zero_level)
+    amortized_options = {
+        "hidden": _number(node, script, params, "hidden", 1, 1024),
+        "weight_decay": _number(node, script, params, "weight_decay", 0.0, 1e6),
+        "seed": _number(node, script, params, "seed", 0, 2**31),
+    }
     lazy = not store.read_only and row["Options"].get("lazy", True)
     if lazy and gstore.missing_subsets(store, grid):
         fill(session, grid)  # commits cell by cell, as MATERIALIZE GRID does
+    features = None
+    if "amortized" in methods:
+        features = scaling_features.unit_features(session, row)
     started = time.perf_counter()
     with store.transaction():
         data = sstore.contributions(store, grid, slice_name, metric)
@@ -205,47 +310,91 @@ def fit_scaling_laws(session: Any, node: FitScalingLaws, stmt: Statement) -> pa.
         cols = {n: data.column(n).to_numpy(zero_copy_only=False) for n in data.column_names}
         unit_ids = dict(zip(cols["UnitIndex"].tolist(), cols["UnitId"].tolist(), strict=True))
         slice_of = dict(zip(cols["SliceId"].tolist(), cols["Slice"].tolist(), strict=True))
+        groups = sorted({(int(s), str(m)) for s, m in zip(cols["SliceId"], cols["Metric"])})
+        cols = _usable(cols, grid, node, script)
         out: dict[str, list[Any]] = {
             k: [] for k in ("Grid", "Method", "SliceId", "Metric", "UnitIndex", "UnitId")
         }
         out.update({k: [] for k in _LAW_COLUMNS})
         summary: dict[str, list[Any]] = {
-            k: [] for k in ("Grid", "Method", "Slice", "Metric", "Units", "Fitted", "MedianAlpha")
+            k: []
+            for k in ("Grid", "Method", "Slice", "Metric", "Units", "Fitted", "Zero", "AtBound")
         }
+        summary["MedianAlpha"] = []
         summary["MedianR2"] = []
-        groups = sorted({(int(s), str(m)) for s, m in zip(cols["SliceId"], cols["Metric"])})
+        summary["MedianR2Linear"] = []
         for method in methods:
             for slice_id, metric_name in groups:
                 mask = (cols["SliceId"] == slice_id) & (cols["Metric"] == metric_name)
-                fits = estimators.fit_units(
-                    method, cols["UnitIndex"][mask], cols["Size"][mask], cols["Delta"][mask]
-                )
+                if not mask.any():
+                    continue
+                if method == "amortized":
+                    assert features is not None
+                    fits = _amortized(features, cols, mask, amortized_options, node, script)
+                    ids = features.ids
+                else:
+                    fits = estimators.fit_units(
+                        method, cols["UnitIndex"][mask], cols["Size"][mask],
+                        cols["Delta"][mask], zero_level=zero_level,
+                    )  # fmt: skip
+                    ids = unit_ids
                 for unit, law in fits:
                     out["Grid"].append(grid)
                     out["Method"].append(method)
                     out["SliceId"].append(slice_id)
                     out["Metric"].append(metric_name)
                     out["UnitIndex"].append(unit)
-                    out["UnitId"].append(unit_ids[unit])
+                    out["UnitId"].append(ids[unit])
                     for column, attr in _LAW_COLUMNS.items():
                         out[column].append(_finite(getattr(law, attr)))
                 ok = [law for _, law in fits if law.status == "ok"]
                 r2s = [law.r2 for law in ok if law.r2 is not None]
+                r2l = [law.r2_linear for law in ok if law.r2_linear is not None]
                 summary["Grid"].append(grid)
                 summary["Method"].append(method)
                 summary["Slice"].append(slice_of[slice_id])
                 summary["Metric"].append(metric_name)
                 summary["Units"].append(len(fits))
                 summary["Fitted"].append(len(ok))
+                summary["Zero"].append(sum(law.status == "zero" for _, law in fits))
+                summary["AtBound"].append(sum(law.at_bound for law in ok))
                 summary["MedianAlpha"].append(
                     float(np.median([law.alpha for law in ok])) if ok else None
                 )
                 summary["MedianR2"].append(float(np.median(r2s)) if r2s else None)
+                summary["MedianR2Linear"].append(float(np.median(r2l)) if r2l else None)
         slice_ids = sorted({s for s, _ in groups})
         metrics = sorted({m for _, m in groups})
         sstore.replace_laws(store, grid, methods, slice_ids, metrics, _typed(out))
     summary["Seconds"] = [round(time.perf_counter() - started, 3)] * len(summary["Grid"])
     return pa.table(summary)
+
+
+def _amortized(
+    features: Any,
+    cols: dict[str, np.ndarray],
+    mask: np.ndarray,
+    options: dict[str, Any],
+    node: Any,
+    script: str,
+) -> list[tuple[int, estimators.UnitLaw]]:
+    """The amortized estimator on one slice and metric: a law for every unit of the grid."""
+    from threadpoolctl import threadpool_limits
+
+    kwargs = {
+        k: (float(v) if k == "weight_decay" else int(v))
+        for k, v in options.items()
+        if v is not None
+    }
+    try:
+        with threadpool_limits(1):
+            result = amortized.fit_amortized(
+                features.x, cols["UnitIndex"][mask].astype(np.int64), cols["Size"][mask],
+                cols["Delta"][mask], **kwargs,
+            )  # fmt: skip
+    except CfdbError as err:
+        raise err.located(script, *node.span("name")) from None
+    return list(enumerate(result.laws))
 
 
 def _typed(out: dict[str, list[Any]]) -> pa.Table:
@@ -265,6 +414,7 @@ def _typed(out: dict[str, list[Any]]) -> pa.Table:
         "Metric": pa.string(),
         "UnitId": pa.string(),
         "Grid": pa.string(),
+        "Noise": pa.string(),
     }
     return pa.table({k: pa.array(v, types.get(k, pa.float64())) for k, v in out.items()})
 
@@ -300,7 +450,13 @@ def plot_scaling_laws(session: Any, node: PlotScalingLaws, stmt: Statement) -> p
     used = laws["Method"][0]
     path, kind = str(node.args["path"]), str(node.args["kind"])
     title = f"{grid}: {metric} on slice {slice_name} ({used})"
-    ok = [i for i, s in enumerate(laws["Status"]) if s == "ok"]
+    # units with samples only: the amortized estimator also predicts units never measured,
+    # which have no points to draw and no R²
+    ok = [
+        i
+        for i, (s, n) in enumerate(zip(laws["Status"], laws["Samples"], strict=True))
+        if s == "ok" and (n or 0) > 0
+    ]
     count = 0
     if kind == "alpha":
         min_r2 = params.get("min_r2")
