@@ -170,12 +170,12 @@ def test_multiclass_targets(db):
         "FOREACH pred IN (SELECT PredictionId FROM Predictions WHERE Label = 'low' LIMIT 5) "
         "GENERATE (SELECT C.* FROM CFs C) USING nearest"
     ).fetchall()
-    assert any_other and {r[-2] for r in any_other} <= {"mid", "high"}
+    assert any_other and {r[-3] for r in any_other} <= {"mid", "high"}
     named = db.sql(
         "FOREACH pred IN (SELECT PredictionId FROM Predictions WHERE Label = 'low' LIMIT 5) "
         "GENERATE (SELECT C.* FROM CFs C) USING nearest WITH (target = 'high')"
     ).fetchall()
-    assert named and {r[-2] for r in named} == {"high"}
+    assert named and {r[-3] for r in named} == {"high"}
     with pytest.raises(cfdb.CfdbDataError, match="target 'huge'"):
         db.sql(
             "FOREACH pred IN (SELECT PredictionId FROM Predictions LIMIT 1) "
