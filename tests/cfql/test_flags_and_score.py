@@ -80,6 +80,25 @@ def test_smt_links_are_flagged_optimal_and_heuristics_null(loans):
     cols, n = linked(loans, qid)
     assert n > 0 and statuses(loans, qid).get("failed", 0) == 0
     assert all(v is True for v in cols["Optimal"].tolist())
+    # The same request again is answered from the stored links: reused, optimality unknown.
+    loans.sql(foreach("smt", options="seed = 1, n = 2"))
+    again, m = linked(loans, last_query(loans))
+    assert m == n and all(again["Reused"].tolist())
+    assert all(v is None for v in again["Optimal"].tolist())
+    # Reuse within a batch (Algorithm 2) is flagged the same way.
+    loans.sql(
+        "BEGIN BATCH WITH (reuse_threshold = 100, persistent_pool = false); "
+        + foreach("smt", " AND C.amount <= I.amount", "seed = 3")
+        + "; "
+        + foreach("smt", "", "seed = 3")
+        + "; END BATCH"
+    )
+    flags = loans.sql(
+        "SELECT PC.Reused, PC.Optimal FROM Prediction_CFs PC JOIN CFQueries Q USING (QueryId) "
+        "WHERE Q.BatchId = (SELECT max(BatchId) FROM CFQueries)"
+    ).fetchall()
+    assert {reused for reused, _ in flags} == {True, False}
+    assert all(optimal is (None if reused else True) for reused, optimal in flags)
     loans.sql(foreach("growing_spheres"))
     cols, n = linked(loans, last_query(loans))
     assert n > 0 and all(v is None for v in cols["Optimal"].tolist())
