@@ -65,15 +65,13 @@ def test_probability_bounds_against_brute_force(kind):
                     near |= np.abs(proba - v) < 1e-6
             meets = (labels == target) & bound.mask(proba)
             good = meets & clear & ~near
-            ambiguous = ((labels == target) & (~clear | near)).any()
             out = gen.generate(task)
             assert valid_mask(model, FEATURES, task, out).all()
             if out.info["status"] == "infeasible":
                 assert not good.any(), (kind, bound, "smt says infeasible, brute force finds one")
                 continue
             if not good.any():
-                assert len(out["a"]) == 0 or ambiguous or meets.any()
-                continue
+                continue  # only ambiguous points (or none) qualify: nothing to compare
             assert len(out["a"]) == 1, (kind, bound, out.info)
             assert out.info["status"] == "optimal" and out.extra["__optimal"].all()
             l0 = distance("l0", x, points, FEATURES)
@@ -89,7 +87,6 @@ def test_probability_bounds_against_brute_force(kind):
 
 def test_regression_output_bound_against_brute_force():
     from cfdb.models import train
-    from tests.generators.test_smt_oracle import tiny_model as _  # noqa: F401  (same data)
 
     rng = np.random.default_rng(0)
     n = 300
