@@ -5,7 +5,8 @@ candidate is verified (condition, immutable features, the model's output) before
 generator that raises or overruns its deadline marks its task ``failed`` with the reason, and
 the other tasks go on. A generator that *proves* there is no CF (``info["status"] ==
 "infeasible"`` on its answer, see :mod:`cfdb.generators.base`) marks its task ``infeasible``;
-its per-CF ``__optimal`` flags follow the CFs that pass verification. With ``n_jobs > 1`` tasks run in a local process pool, in chunks.
+its per-CF ``__optimal`` flags follow the CFs that pass verification. With ``n_jobs > 1``
+tasks run in a local process pool, in chunks.
 """
 
 from __future__ import annotations
