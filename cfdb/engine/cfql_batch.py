@@ -32,6 +32,13 @@ them in EXPLAIN), ``persistent_pool`` (default true). Per-query options are in
 'regression'``) two more: ``min_change`` (required, > 0: a CF must move the output by at
 least that much from the prediction's ``Score``) and ``direction`` (``up``, ``down`` or
 ``any``, the default). A regression CF's ``CFs.Label`` holds its output as text.
+
+Bounds on ``C.Score`` in Q_CF (the model's output on the CF, the paper's "result" attribute of
+section 4.4) become each request's :class:`~cfdb.generators.base.ScoreBound`: shown at the end
+of its condition text, part of its hash and of its group, and checked on every CF. A request
+whose generator *proves* that no CF exists is ``infeasible``, not ``failed``; the generator's
+per-CF proof of optimality is stored in ``Prediction_CFs.Optimal`` (NULL for heuristics and
+reuse).
 """
 
 from __future__ import annotations
