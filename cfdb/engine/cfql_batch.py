@@ -32,14 +32,23 @@ them in EXPLAIN), ``persistent_pool`` (default true). Per-query options are in
 'regression'``) two more: ``min_change`` (required, > 0: a CF must move the output by at
 least that much from the prediction's ``Score``) and ``direction`` (``up``, ``down`` or
 ``any``, the default). A regression CF's ``CFs.Label`` holds its output as text.
+
+Bounds on ``C.Score`` in Q_CF (the model's output on the CF, the paper's "result" attribute of
+section 4.4) become each request's :class:`~cfdb.generators.base.ScoreBound`: shown at the end
+of its condition text, part of its hash and of its group, and checked on every CF. A request
+whose generator *proves* that no CF exists is ``infeasible``, not ``failed``; the generator's
+per-CF proof of optimality is stored in ``Prediction_CFs.Optimal`` (NULL for heuristics and
+reuse).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
 import time
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -54,7 +63,7 @@ from cfdb.engine.handlers.models import columns_of, load_model, model_features
 from cfdb.errors import CfdbDataError, CfdbError, CfdbSyntaxError, CfdbUnsupportedError
 from cfdb.exec import exec_options, make_executor
 from cfdb.generators import GENERATORS, GenerationTask
-from cfdb.generators.base import DIRECTIONS
+from cfdb.generators.base import DIRECTIONS, ScoreBound
 from cfdb.generators.reuse import Member, PoolCF, choice_from_outcome, evaluate_batch
 from cfdb.generators.run import run_tasks
 from cfdb.lang.cfql import Analyzer, Foreach
@@ -151,6 +160,7 @@ def compile_query(session: Any, node: Foreach, stmt: Statement) -> dict[str, Any
     domains = Domains(features)
     slot_cols = [base.column(f"__s{i}").to_pylist() for i in range(len(plan.slots))]
     conds = instantiate_conditions(plan.template, row_pids, slot_cols, domains, pids)
+    bounds = score_bounds(plan.score, row_pids, slot_cols, script, node.span("generate"))
 
     instance_ids = selected.column("InstanceId").to_pylist()
     inst = store_cfql.instances(store, sorted(set(instance_ids)), names)
@@ -177,6 +187,15 @@ def compile_query(session: Any, node: Foreach, stmt: Statement) -> dict[str, Any
             ).located(script, pred.start, pred.end)
         fixed = {n: instance[n] for n in immutable if instance[n] is not None}
         feasible = solver.satisfiable(cond, fixed)
+        text, digest = to_sql(cond, types), condition_hash(cond)
+        bound = bounds.get(int(pid)) if plan.score else None
+        if plan.score:
+            # The bound on C.Score is part of the request: shown, hashed, and checked in SQL
+            # (CFs.Score) when the persistent pool is read.
+            shown = bound.sql() if isinstance(bound, ScoreBound) else "FALSE"
+            text = f"({text}) AND {shown}"
+            digest = hashlib.sha1(f"{digest}|{shown}".encode()).hexdigest()[:16]
+            feasible = feasible and isinstance(bound, ScoreBound)
         records.append(
             {
                 "PredictionId": int(pid),
@@ -184,13 +203,70 @@ def compile_query(session: Any, node: Foreach, stmt: Statement) -> dict[str, Any
                 "InstanceId": int(iid),
                 "Label": label,
                 "cond": cond,
-                "Condition": to_sql(cond, types),
-                "Hash": condition_hash(cond),
+                "Condition": text,
+                "Hash": digest,
                 "Status": "pending" if feasible else "infeasible",
+                "Error": bound if isinstance(bound, str) else None,
+                "score": bound if isinstance(bound, ScoreBound) else None,
                 "instance": instance,
             }
         )
     return {"plan": plan, "features": features, "records": records, "solver_calls": solver.calls}
+
+
+def score_bounds(
+    score: list[tuple[str, int]],
+    row_pids: list[Any],
+    slot_cols: list[list[Any]],
+    script: str,
+    span: tuple[int, int],
+) -> dict[int, ScoreBound | str]:
+    """Each prediction's bounds on ``C.Score`` from its base-query rows: a
+    :class:`ScoreBound`, or why no score can meet them (a NULL bound, low above high).
+
+    Raises:
+        CfdbDataError: a bound that is not a number.
+        CfdbUnsupportedError: rows of one prediction that give different bounds (they would
+            be alternatives; a bound on the output takes one value per prediction).
+    """
+    if not score:
+        return {}
+    seen: dict[int, tuple[Any, ...]] = {}
+    for row, pid in enumerate(row_pids):
+        values = tuple(slot_cols[slot][row] for _, slot in score)
+        if seen.setdefault(int(pid), values) != values:
+            raise CfdbUnsupportedError(
+                f"the bound on C.Score differs between the rows of prediction {pid}: tie the "
+                "relations of Q_CF to pred so that each prediction has one bound"
+            ).located(script, *span)
+    out: dict[int, ScoreBound | str] = {}
+    for pid, values in seen.items():
+        low: tuple[float, bool] | None = None
+        high: tuple[float, bool] | None = None
+        out[pid] = "the bound on C.Score is NULL"
+        if any(v is None for v in values):
+            continue
+        for (op, _), raw in zip(score, values, strict=True):
+            if isinstance(raw, bool) or not isinstance(raw, (int, float, Decimal)):
+                raise CfdbDataError(
+                    f"C.Score is compared with {raw!r}; the model's output is a number"
+                ).located(script, *span)
+            v, strict = float(raw), op in ("<", ">")
+            if op in (">", ">="):
+                if low is None or (v, strict) > low:
+                    low = (v, strict)
+            elif high is None or (v, not strict) < (high[0], not high[1]):
+                high = (v, strict)
+        if low and high and (low[0] > high[0] or (low[0] == high[0] and (low[1] or high[1]))):
+            out[pid] = "no score meets the bounds on C.Score"
+            continue
+        out[pid] = ScoreBound(
+            low=low[0] if low else None,
+            high=high[0] if high else None,
+            low_strict=bool(low and low[1]),
+            high_strict=bool(high and high[1]),
+        )
+    return out
 
 
 def _name_span(message: str, script: str, span: tuple[int, int]) -> tuple[int, int]:
@@ -317,6 +393,11 @@ def _decimals(store: Any, features: list[FeatureSpec]) -> dict[str, int]:
     return {n: int(d) for n, d in zip(numeric, row, strict=True) if d is not None and d < 6}
 
 
+def _bound_key(r: dict[str, Any]) -> tuple[Any, ...] | None:
+    """CFs are interchangeable only under the same bound on their score."""
+    return r["score"].key() if r.get("score") is not None else None
+
+
 def _option(params: dict[str, Any], options: dict[str, Any], name: str, default: Any) -> Any:
     return params.get(name, options.get(name, default))
 
@@ -399,7 +480,9 @@ def run_batch(
             if tasks.get(r["ModelId"]) == "regression":
                 # CFs are interchangeable across original values: each reuse is verified.
                 r["target"], r["min_change"], r["direction"] = None, min_change, direction
-                groups.setdefault((r["ModelId"], direction, min_change), []).append((q, r))
+                groups.setdefault((r["ModelId"], direction, min_change, _bound_key(r)), []).append(
+                    (q, r)
+                )
                 continue
             try:
                 r["target"] = _target(
@@ -407,7 +490,9 @@ def run_batch(
                 )
             except CfdbError as err:
                 raise err.located(q["stmt"].script, *q["node"].span("generate")) from None
-            groups.setdefault((r["ModelId"], r["Label"], r["target"]), []).append((q, r))
+            groups.setdefault((r["ModelId"], r["Label"], r["target"], _bound_key(r)), []).append(
+                (q, r)
+            )
     plan_stats = {
         "Nodes": 0,
         "UniqueConditions": 0,
@@ -599,6 +684,7 @@ def _evaluate(
                 original_value=r.get("original_value"),
                 min_change=r.get("min_change"),
                 direction=r.get("direction", "any"),
+                score=r.get("score"),
                 condition=r["cond"],
                 n=int(_option(q["params"], {}, "n", 1)),
                 seed=int(_option(q["params"], {}, "seed", session.seed)) + r["PredictionId"],
@@ -633,6 +719,7 @@ def _evaluate(
                             "QueryId": r["QueryId"],
                             "Distance": float(d),
                             "Reused": True,
+                            "Optimal": None,
                         }
                         for cf, d in zip(choice.cfs, choice.distances, strict=True)
                     ]
@@ -657,7 +744,8 @@ def _evaluate(
         # Assign ids to the CFs generated now and link every choice.
         for key, choice in choices.items():
             r = record_of[key]
-            for cf, dist in zip(choice.cfs, choice.distances, strict=True):
+            flags = choice.optimal if len(choice.optimal) == len(choice.cfs) else []
+            for i, (cf, dist) in enumerate(zip(choice.cfs, choice.distances, strict=True)):
                 ref = (id(plan), cf.ref) if not isinstance(cf.ref, int) else cf.ref
                 if not isinstance(cf.ref, int) and ref not in new_ids:
                     new_ids[ref] = next_cf
@@ -667,6 +755,7 @@ def _evaluate(
                         ModelId=model_id,
                         Label=cf.label,
                         Generator=record_of[key]["generator_name"],
+                        Score=cf.score,
                     )
                     cf_rows.append(row)
                     next_cf += 1
@@ -677,6 +766,8 @@ def _evaluate(
                         "QueryId": r["QueryId"],
                         "Distance": float(dist),
                         "Reused": bool(choice.reused),
+                        # Proven closest for *this* request only when generated for it.
+                        "Optimal": None if choice.reused or not flags else flags[i],
                     }
                 )
     # Memo hits were recorded directly.
@@ -704,7 +795,9 @@ def _generator_params(params: dict[str, Any]) -> dict[str, Any]:
 def _record(r: dict[str, Any], choice: Any, reused: bool) -> None:
     r["called"] = bool(getattr(choice, "generator_called", False))
     if choice.error is not None or not choice.cfs:
-        r["Status"], r["Error"] = "failed", choice.error or "no counterfactual found"
+        # A generator's proof that no CF exists is an answer, not a failure.
+        r["Status"] = "infeasible" if getattr(choice, "infeasible", False) else "failed"
+        r["Error"] = choice.error or "no counterfactual found"
         return
     r["Status"] = "reused" if reused else "satisfied"
     r["generated"] = 0 if reused else len(choice.cfs)
@@ -799,7 +892,7 @@ def _persistent_pools(
     For a regression model every stored CF of the model satisfying the condition is a
     candidate: whether it moves a member's output enough is verified per member on reuse.
     """
-    model_id, original, target = plan["key"]
+    model_id, original, target = plan["key"][:3]
     pools: dict[int, list[PoolCF]] = {}
     names = [f.name for f in features]
     for cls, r in plan["representative"].items():

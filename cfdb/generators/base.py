@@ -15,6 +15,19 @@ valid iff ``f(c) - f(x) >= min_change`` (``up``), ``f(x) - f(c) >= min_change`` 
 ``|f(c) - f(x)| >= min_change`` (``any``). :func:`target_mask` is that test on outputs, and
 :func:`valid_mask` the whole check.
 
+Output bounds. A task may also bound the model's *score* on a CF (``task.score``, a
+:class:`ScoreBound`; the ``C.Score`` of a CFQL query, the "result" attribute the CFDB paper's
+section 4.4 proposes): a classifier's probability of the CF's label, or a regressor's output
+(:func:`output_scores`, stored as ``CFs.Score``). :func:`valid_mask` checks it on every
+candidate, so a generator that ignores it merely filters; an exact one encodes it.
+
+Flags. A generator may return its columns as a mapping with two more attributes, as the ``smt``
+generator does: ``extra`` (per-row arrays; ``__optimal``: the CF is proven closest) and
+``info`` (per-task facts; ``status == "infeasible"``: it *proved* that no CF exists under the
+condition, the domains and the target). The engine stores the first as
+``Prediction_CFs.Optimal`` and records the second as an ``infeasible`` request, not a failed
+one; a generator without them is a heuristic (``Optimal`` NULL, nothing found = ``failed``).
+
 Generators that support regressors set ``supports_regression = True``; :meth:`Generator.fit`
 refuses a regression model for the others with :class:`~cfdb.errors.CfdbUnsupportedError`
 (so a classifier-only generator needs no check of its own). ``task.is_regression`` and
@@ -45,6 +58,47 @@ DIRECTIONS = ("up", "down", "any")
 
 
 @dataclass(frozen=True)
+class ScoreBound:
+    """Bounds on a CF's score: ``low <= score <= high`` (``<`` where strict; None: unbounded).
+
+    The score is a classifier's probability of the CF's label or a regressor's output
+    (:func:`output_scores`).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_strict: bool = False
+    high_strict: bool = False
+
+    def __post_init__(self) -> None:
+        for value in (self.low, self.high):
+            if value is not None and not math.isfinite(value):
+                raise CfdbDataError(f"a bound on a CF's Score must be a finite number, not {value}")
+
+    def mask(self, scores: np.ndarray) -> np.ndarray:
+        """Which scores lie within the bounds."""
+        s = np.asarray(scores, dtype=np.float64)
+        ok = np.ones(len(s), dtype=bool)
+        if self.low is not None:
+            ok &= s > self.low if self.low_strict else s >= self.low
+        if self.high is not None:
+            ok &= s < self.high if self.high_strict else s <= self.high
+        return ok
+
+    def sql(self, column: str = "Score") -> str:
+        """The bounds as a DuckDB predicate over ``column``."""
+        parts = []
+        if self.low is not None:
+            parts.append(f"{column} {'>' if self.low_strict else '>='} {self.low!r}")
+        if self.high is not None:
+            parts.append(f"{column} {'<' if self.high_strict else '<='} {self.high!r}")
+        return " AND ".join(parts) or "TRUE"
+
+    def key(self) -> tuple[Any, ...]:
+        return (self.low, self.low_strict, self.high, self.high_strict)
+
+
+@dataclass(frozen=True)
 class GenerationTask:
     """One request: CFs for one instance under one condition.
 
@@ -65,6 +119,7 @@ class GenerationTask:
         diversity: weight of the diversity term when choosing ``n > 1`` CFs among the
             verified candidates (0: the closest ``n``; see :mod:`cfdb.generators.diversity`).
         decimals: numeric features' decimals in the data; CF values are rounded to them.
+        score: bounds on the model's score on a CF (:class:`ScoreBound`), or ``None``.
 
     Raises:
         CfdbDataError: a regression task without a positive finite ``min_change`` or with an
@@ -85,6 +140,7 @@ class GenerationTask:
     direction: str = "any"
     diversity: float = 0.0
     decimals: dict[str, int] = field(default_factory=dict)
+    score: ScoreBound | None = None
 
     def __post_init__(self) -> None:
         if self.original_value is None:
@@ -198,6 +254,18 @@ def model_outputs(model: Model, rows: Columns) -> np.ndarray:
     return model.predict(rows)
 
 
+def output_scores(model: Model, rows: Columns) -> np.ndarray:
+    """The model's score on ``rows`` (float64): a classifier's probability of its predicted
+    label, a regressor's output (what ``CFs.Score`` stores)."""
+    if is_regression(model):
+        return np.asarray(model.predict_value(rows), dtype=np.float64)
+    n = len(next(iter(rows.values()))) if rows else 0
+    if n == 0:
+        return np.zeros(0)
+    codes = model.predict_codes(rows)
+    return np.asarray(model.predict_proba(rows), dtype=np.float64)[np.arange(n), codes]
+
+
 def output_text(model: Model, outputs: np.ndarray) -> np.ndarray:
     """Outputs as stored in ``CFs.Label``: the label, or a regressor's value as the shortest
     text that reads back as the same double (``CAST(Label AS DOUBLE)`` recovers it)."""
@@ -210,8 +278,8 @@ def valid_mask(
     model: Model, features: list[FeatureSpec], task: GenerationTask, rows: Columns
 ) -> np.ndarray:
     """Which candidate rows are valid CFs for ``task``: the condition holds, immutable
-    features keep the instance's values, and the model's output changes as required
-    (:func:`target_mask`).
+    features keep the instance's values, the model's output changes as required
+    (:func:`target_mask`) and its score lies within ``task.score``.
 
     Raises:
         CfdbDataError: a regression task for a classifier, or the reverse.
@@ -236,6 +304,10 @@ def valid_mask(
         )
         idx = np.flatnonzero(ok)
         ok[idx[~good]] = False
+    if task.score is not None and ok.any():
+        idx = np.flatnonzero(ok)
+        scores = output_scores(model, {k: np.asarray(v)[idx] for k, v in rows.items()})
+        ok[idx[~task.score.mask(scores)]] = False
     return ok
 
 

@@ -35,6 +35,7 @@ from cfdb.generators.base import (
     Generator,
     is_regression,
     model_outputs,
+    output_scores,
     take,
     target_mask,
 )
@@ -77,6 +78,7 @@ class Nearest(Generator):
         outputs = model_outputs(self.model_, rows)
         # Labels as a fixed-width str array compare fast; a regressor's outputs are float64.
         self.outputs_ = outputs if is_regression(self.model_) else outputs.astype(str)
+        self.scores_: np.ndarray | None = None
 
     def generate(self, task: GenerationTask) -> Columns:
         """The ``task.n`` closest valid pool rows, closest first."""
@@ -94,6 +96,16 @@ class Nearest(Generator):
         idx = np.flatnonzero(ok)
         if len(idx) and task.n > 0:
             idx = idx[evaluate(task.condition, take(rows, idx), len(idx))]
+        if len(idx) and task.n > 0 and task.score is not None:
+            # A bound on the output's score filters the pool (scored once per generator;
+            # pinned rows are scored afresh).
+            if rows is self.rows_:
+                if self.scores_ is None:
+                    self.scores_ = output_scores(self.model_, self.rows_)
+                scores = self.scores_
+            else:
+                scores = output_scores(self.model_, rows)
+            idx = idx[task.score.mask(scores[idx])]
         if len(idx) == 0 or task.n <= 0:
             return empty_columns(self.features_)
         d = distance(task.distance, x, take(rows, idx), self.features_)

@@ -36,11 +36,13 @@ class PoolCF:
         ref: the CF's id when stored earlier (int), or ``("new", k)`` for one generated now.
         row: its raw feature values.
         label: the model's output on it as text (a label, or a regressor's value).
+        score: the model's score on it (``CFs.Score``), when known.
     """
 
     ref: Any
     row: Mapping[str, Any]
     label: str
+    score: float | None = None
 
 
 @dataclass
@@ -66,13 +68,19 @@ class Member:
 
 @dataclass
 class Choice:
-    """What a member got: CFs with their distances, whether reused, or an error."""
+    """What a member got: CFs with their distances, whether reused, or an error.
+
+    ``optimal`` holds the generator's flag per CF (None: unknown, always for a reuse);
+    ``infeasible``: the generator proved that no CF exists (``error`` says so).
+    """
 
     cfs: list[PoolCF] = field(default_factory=list)
     distances: list[float] = field(default_factory=list)
     reused: bool = False
     error: str | None = None
     generator_called: bool = False
+    optimal: list[bool | None] = field(default_factory=list)
+    infeasible: bool = False
 
 
 def _columns(pool: Sequence[PoolCF], names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -110,14 +118,28 @@ def _try_reuse(member: Member, pool: Sequence[PoolCF], rng: np.random.Generator)
 def choice_from_outcome(outcome: Outcome, ids: Iterator[int]) -> Choice:
     """A generator call's outcome as a choice; new CFs get refs ``("new", k)`` from ``ids``."""
     if outcome.error is not None or not outcome.count:
-        return Choice(error=outcome.error or "no counterfactual found", generator_called=True)
+        return Choice(
+            error=outcome.error or "no counterfactual found",
+            generator_called=True,
+            infeasible=outcome.infeasible,
+        )
+    scores = outcome.scores if len(outcome.scores) == outcome.count else [None] * outcome.count
     cfs = [
         PoolCF(
-            ("new", next(ids)), {k: v[i] for k, v in outcome.rows.items()}, str(outcome.labels[i])
+            ("new", next(ids)),
+            {k: v[i] for k, v in outcome.rows.items()},
+            str(outcome.labels[i]),
+            None if scores[i] is None or np.isnan(scores[i]) else float(scores[i]),
         )
         for i in range(outcome.count)
     ]
-    return Choice(cfs=cfs, distances=outcome.distances.tolist(), generator_called=True)
+    optimal = outcome.optimal if len(outcome.optimal) == outcome.count else [None] * len(cfs)
+    return Choice(
+        cfs=cfs,
+        distances=outcome.distances.tolist(),
+        generator_called=True,
+        optimal=list(optimal),
+    )
 
 
 def evaluate_batch(

@@ -3,8 +3,10 @@
 Pure: tasks in, verified CFs out; the engine reads the database and writes the results. Every
 candidate is verified (condition, immutable features, the model's output) before it counts; a
 generator that raises or overruns its deadline marks its task ``failed`` with the reason, and
-the other tasks go on. Tasks run through an executor (:mod:`cfdb.exec`): in this process,
-in warm worker processes (in chunks), or on Ray.
+the other tasks go on. A generator that *proves* there is no CF (``info["status"] ==
+"infeasible"`` on its answer, see :mod:`cfdb.generators.base`) marks its task ``infeasible``;
+its per-CF ``__optimal`` flags follow the CFs that pass verification. Tasks run through an
+executor (:mod:`cfdb.exec`): in this process, in warm worker processes (in chunks), or on Ray.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from cfdb.errors import CfdbUnsupportedError
 from cfdb.generators.base import (
     GenerationTask,
     Generator,
     model_outputs,
+    output_scores,
     output_text,
     take,
     valid_mask,
@@ -40,7 +44,10 @@ class Outcome:
         distances: their distances to the instance.
         labels: the model's output on each CF as text: its label, or a regressor's value
             (:func:`~cfdb.generators.base.output_text`).
+        scores: the model's score on each CF (:func:`~cfdb.generators.base.output_scores`).
+        optimal: per CF, whether the generator proved it optimal (None: it does not say).
         error: why the task failed (``None`` if it ran).
+        infeasible: the generator proved that no CF exists (``error`` says so).
         seconds: time spent.
     """
 
@@ -48,7 +55,10 @@ class Outcome:
     rows: dict[str, np.ndarray] = field(default_factory=dict)
     distances: np.ndarray = field(default_factory=lambda: np.zeros(0))
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    optimal: list[bool | None] = field(default_factory=list)
     error: str | None = None
+    infeasible: bool = False
     seconds: float = 0.0
 
     @property
@@ -80,7 +90,17 @@ def run_task(
             key, error=f"time limit exceeded ({seconds:.1f} s > {time_limit} s)", seconds=seconds
         )
     names = [f.name for f in features]
+    extra = getattr(candidates, "extra", None) or {}
+    info = getattr(candidates, "info", None) or {}
     if not candidates or not len(next(iter(candidates.values()), [])):
+        if info.get("status") == "infeasible":
+            return Outcome(
+                key,
+                error=f"no counterfactual exists: generator {generator.name!r} proved that none "
+                "satisfies the condition and the target within the feature domains",
+                infeasible=True,
+                seconds=seconds,
+            )
         return Outcome(key, error="no counterfactual found", seconds=seconds)
     missing = [n for n in names if n not in candidates]
     if missing:
@@ -92,20 +112,37 @@ def run_task(
     ok = valid_mask(model, features, task, rows)
     if not ok.any():
         return Outcome(key, error="no candidate passed verification", seconds=seconds)
-    rows = take(rows, np.flatnonzero(ok))
+    kept = np.flatnonzero(ok)
+    rows = take(rows, kept)
     dist = distance(task.distance, task.instance, rows, features)
     if diverse:
         order = select_diverse(rows, dist, task.n, task.diversity, features, task.distance)
     else:
         order = np.argsort(dist, kind="stable")[: task.n]
     rows = take(rows, order)
+    flags = extra.get("__optimal")
+    if flags is not None and len(flags) == len(ok):
+        optimal: list[bool | None] = [bool(v) for v in np.asarray(flags)[kept][order]]
+    else:
+        optimal = [None] * len(order)
     return Outcome(
         key,
         rows=rows,
         distances=dist[order],
         labels=output_text(model, model_outputs(model, rows)),
+        scores=_scores(model, rows),
+        optimal=optimal,
         seconds=time.monotonic() - started,
     )
+
+
+def _scores(model: Any, rows: dict[str, np.ndarray]) -> np.ndarray:
+    """The model's score on each CF; NaN (stored as NULL) for a classifier that gives no
+    probabilities."""
+    try:
+        return output_scores(model, rows)
+    except CfdbUnsupportedError:
+        return np.full(len(next(iter(rows.values()))), np.nan)
 
 
 def coerce(rows: dict[str, Any], features: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:

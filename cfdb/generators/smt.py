@@ -26,6 +26,9 @@ chosen objective, so a burden computed from them is exact rather than an upper b
   among those). The statement's ``distance`` option still decides how the engine orders and
   records CFs; set both to the same measure for exact results (e.g. ``objective =
   'tabular', distance = 'tabular'``).
+* Bounds on the CF's score (``C.Score`` in CFQL; :mod:`~.smt_output`): a regressor's
+  output, or a binary classifier's probability of the CF's label, as a threshold on the
+  encoded score (``p`` is ``log(p / (1 - p))`` for logistic links); multi-class models refuse.
 * ``n > 1``: successive optimal CFs under blocking clauses (:mod:`~.smt_search`).
 * Time limits (:mod:`~.smt_worker`): solving runs in a child process that is killed at the
   task's deadline; the best CF found so far is returned, flagged as not proven optimal.
@@ -39,8 +42,10 @@ margin on both sides of every tie and a 100 times larger margin.
 The answer is a dict of feature columns, of type :class:`SmtColumns`, that also carries
 per-CF flags in ``extra`` (``__optimal``, ``__timed_out``, ``__objective``, ``__l0``, aligned
 with the rows) and per-task facts in ``info`` (``status``: ``optimal``, ``feasible`` (time
-ran out after a CF was found), ``timeout``, ``infeasible`` or ``error``; ``seconds``;
-``error``).
+ran out after a CF was found), ``timeout``, ``infeasible`` (proven: no CF within the
+feature domains meets the condition and the target, up to the decision margin; the engine
+records the request as ``infeasible``), ``unproven`` (none found with the widened margin of a
+retry) or ``error``; ``seconds``; ``error``).
 
 Parameters (``WITH``): ``objective`` (default ``l0_l1``) and ``process`` (default true: solve
 in a child process with a hard time limit; false: in this process, with z3's timeout).
@@ -58,6 +63,7 @@ from cfdb.generators.base import GENERATORS, GenerationTask, Generator, take, va
 from cfdb.generators.sampling import empty_columns, instance_row, raw_column, resolve_params
 from cfdb.generators.smt_encode import Encoding
 from cfdb.generators.smt_model import compile_model
+from cfdb.generators.smt_output import raw_bounds
 from cfdb.generators.smt_search import OBJECTIVES, Found, Job
 from cfdb.generators.smt_worker import Result, Worker
 from cfdb.types import Columns
@@ -151,6 +157,14 @@ class Smt(Generator):
                 raise CfdbDataError(f"target {task.target!r} is not a label of the model")
             original = labels.index(str(task.original_label))
             target = None if task.target is None else labels.index(task.target)
+        score = None
+        if task.score is not None:
+            wanted = target
+            if wanted is None and not regression and self.compiled_.n_classes == 2:
+                wanted = 1 - original
+            score = raw_bounds(self.model_, self.compiled_, task.score, wanted)
+            if score is None:  # the bound itself is out of reach (a probability above 1)
+                return SmtColumns(empty_columns(self.features_), info={"status": "infeasible"})
         job = Job(
             instance={k: _python(v) for k, v in x.items()},
             condition=task.condition,
@@ -160,6 +174,7 @@ class Smt(Generator):
             objective=p["objective"],
             margin=self.compiled_.margin,
             regression=regression,
+            score=score,
         )
         here = not p["process"]
         result = self.worker_.run(job, task.deadline, in_process=here)
@@ -176,6 +191,9 @@ class Smt(Generator):
             raise CfdbSolverError(f"the smt search failed: {result.error}")
         answer = self._answer(rows, found, result)
         answer.info["rejected"] = rejected
+        if rejected and answer.info["status"] == "infeasible":
+            # Infeasible only under the widened margin: no proof that no CF exists.
+            answer.info["status"] = "unproven"
         return answer
 
     def _verified(self, task: GenerationTask, result: Result) -> tuple[dict[str, Any], list[Found]]:

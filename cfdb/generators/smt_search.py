@@ -69,6 +69,8 @@ class Job:
         ties: whether exact ties count for the class the estimator breaks them for.
         regression: for a regressor, ``(original output, min_change, direction)``; the class
             codes are then unused.
+        score: ``(lowest, highest)`` encoded score (None: unbounded), from a bound on the
+            CF's score (:mod:`~.smt_output`); None: no bound.
     """
 
     instance: dict[str, Any]
@@ -80,6 +82,7 @@ class Job:
     margin: float
     ties: bool = True
     regression: tuple[float, float, str] | None = None
+    score: tuple[Fraction | None, Fraction | None] | None = None
 
 
 @dataclass
@@ -142,6 +145,8 @@ class Search:
                 enc.regression_target(*job.regression, Fraction(job.margin), terms.facts)
             else:
                 enc.decision(job.original, job.target, Fraction(job.margin), job.ties, terms.facts)
+            if job.score is not None:
+                _score_bounds(enc, job.score, Fraction(job.margin), terms.facts)
             enc.solver.add(enc.condition(job.condition, terms.facts))
             for index in range(job.n):
                 best = self._one(job, terms, index, emit)
@@ -371,6 +376,22 @@ class Search:
             else:
                 lits.append(z3.Not(terms.changed[f.name]))
         return z3.Or(lits) if lits else z3.BoolVal(False, enc.ctx)
+
+
+def _score_bounds(
+    enc: Encoding, bounds: tuple[Fraction | None, Fraction | None], margin: Fraction, into: list
+) -> None:
+    """Assert ``low <= score <= high`` on the single encoded score, with ``margin`` (and the
+    rounding slack of linear coefficients) to spare on each side."""
+    s = enc.scores[0]
+    lp = enc.compiled.is_linear  # tree scores are fixed by the leaves
+    low, high = bounds
+    for value, above in ((low, True), (high, False)):
+        if value is None:
+            continue
+        spare = margin + enc.slack + Fraction(1e-12) * (1 + abs(value))
+        atom = s >= _real(enc, value + spare) if above else s <= _real(enc, value - spare)
+        enc.fact(None, atom, into, lp=lp)
 
 
 def _real(enc: Encoding, q: Fraction) -> Any:

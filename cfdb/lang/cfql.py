@@ -115,6 +115,9 @@ class CfqlPlan:
         slots: SQL of each slot expression.
         projection: the CF columns Q_CF projects (``*`` for all).
         select: Q_CF's AST, to run it over the filled tables afterwards.
+        score: bounds on the CF's model output (``C.Score``, the paper's "result"
+            attribute, section 4.4), as ``(op, slot)`` with op ``<``, ``<=``, ``>``, ``>=``;
+            all must hold (they come from top-level AND terms).
     """
 
     cf_alias: str
@@ -126,6 +129,7 @@ class CfqlPlan:
     slots: list[str]
     projection: list[str]
     select: exp.Select = field(repr=False)
+    score: list[tuple[str, int]] = field(default_factory=list)
 
     def result_sql(self, query_id: int) -> str:
         """Q_CF over the filled tables, restricted to this query's links (the rows a user
@@ -342,9 +346,14 @@ class Analyzer:
             conjuncts.extend(_conjuncts(where.this))
         join_where: list[str] = []
         template_items: list[Any] = []
+        score: list[tuple[str, int]] = []
         for c in conjuncts:
             self._check_subqueries(c)
             if self._is_link(c):
+                continue
+            bounds = self._score_bounds(c)
+            if bounds is not None:
+                score.extend(bounds)
                 continue
             if not self._mentions(c, cf=True, pc=True):
                 join_where.append(c.sql(dialect="duckdb"))
@@ -362,6 +371,7 @@ class Analyzer:
             slots=self.slots,
             projection=projection,
             select=sel,
+            score=score,
         )
 
     # -- FROM -------------------------------------------------------------------------------
@@ -456,11 +466,56 @@ class Analyzer:
                 return True
         return False
 
+    def _is_score(self, node: exp.Expression) -> bool:
+        """Whether ``node`` is ``C.Score``: the model's output on the CF (unless a feature is
+        named so)."""
+        return (
+            isinstance(node, exp.Column)
+            and node.name.lower() == "score"
+            and "score" not in self.features
+            and self._owner(node) == "cf"
+        )
+
+    def _score_bounds(self, node: exp.Expression) -> list[tuple[str, int]] | None:
+        """``C.Score op value`` or ``C.Score BETWEEN a AND b`` (a top-level AND term) as
+        ``(op, slot)`` bounds; None if ``node`` does not bound ``C.Score``."""
+        node = node.this if isinstance(node, exp.Paren) else node
+        op = _COMPARISONS.get(type(node))
+        if op is not None:
+            left, right = node.left, node.right
+            if self._is_score(right) and not self._is_score(left):
+                left, right, op = right, left, _FLIP[op]
+            if not self._is_score(left):
+                return None
+            if self._mentions(right, cf=True, pc=True):
+                self.fail("C.Score may only be compared with non-CF values", node, True)
+            if op in ("=", "<>"):
+                self.fail(
+                    "C.Score (the model's output on the CF) takes bounds: use <, <=, >, >= "
+                    "or BETWEEN",
+                    node,
+                    unsupported=True,
+                )
+            return [(op, self.slot(right))]
+        if isinstance(node, exp.Between) and self._is_score(node.this):
+            low, high = node.args["low"], node.args["high"]
+            if self._mentions(low, cf=True, pc=True) or self._mentions(high, cf=True, pc=True):
+                self.fail("C.Score may only be compared with non-CF values", node, True)
+            return [(">=", self.slot(low)), ("<=", self.slot(high))]
+        return None
+
     def _cf_var(self, node: exp.Expression) -> str | None:
         """The feature a bare CF column reference names, or None if ``node`` is not one."""
         if not isinstance(node, exp.Column) or self._owner(node) != "cf":
             return None
         name = node.name.lower()
+        if self._is_score(node):
+            self.fail(
+                "C.Score (the model's output on the CF) may only be bounded in a top-level "
+                "AND term of Q_CF (e.g. AND C.Score >= 0.7), not under OR or NOT",
+                node,
+                unsupported=True,
+            )
         if name not in self.features:
             if name in self.cf_columns:
                 self.fail(

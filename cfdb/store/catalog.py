@@ -223,6 +223,8 @@ def ensure_cfs_table(store: Store, features: Sequence[FeatureSpec]) -> None:
     if store.table_exists(CFS):
         have = {c.lower() for c, _ in store.columns(CFS)}
         if all(name.lower() in have for name, _ in wanted):
+            if "score" not in have:  # made by hand, or by a cfdb before schema v5
+                store.execute("ALTER TABLE CFs ADD COLUMN Score DOUBLE")
             return
         if store.execute("SELECT count(*) FROM CFs")[0][0]:
             return
@@ -230,7 +232,7 @@ def ensure_cfs_table(store: Store, features: Sequence[FeatureSpec]) -> None:
     cols = ", ".join(f"{quote(n)} {t}" for n, t in wanted)
     store.execute(
         f"CREATE TABLE CFs (CfId BIGINT PRIMARY KEY, {cols}, ModelId INTEGER, "
-        f"Label VARCHAR, Generator VARCHAR)"
+        f"Label VARCHAR, Generator VARCHAR, Score DOUBLE)"
     )
     create_counterfactuals_view(store, [f.name for f in features])
 

@@ -87,3 +87,31 @@ def test_read_only_open_does_not_migrate(tmp_path):
     with cfdb.connect(path, read_only=True) as db:
         assert migrations.current_version(db.session.store) == 1
     assert os.path.exists(path)
+
+
+def test_v4_file_gets_the_cf_flags_and_keeps_its_cfs(tmp_path):
+    """Schema v7 adds Prediction_CFs.Optimal and CFs.Score to a file whose CFs exist."""
+    path = str(tmp_path / "v4.duckdb")
+    store = Store(path)
+    migrations.migrate(store, target=4)
+    store.execute(
+        "CREATE TABLE CFs (CfId BIGINT PRIMARY KEY, income DOUBLE, ModelId INTEGER, "
+        "Label VARCHAR, Generator VARCHAR)"
+    )
+    store.execute("INSERT INTO CFs VALUES (1, 50.0, 1, 'yes', 'nearest')")
+    store.execute("INSERT INTO Prediction_CFs VALUES (3, 1, 2, 0.5, FALSE)")
+    store.close()
+    with cfdb.connect(path) as db:
+        assert migrations.current_version(db.session.store) == migrations.latest_version()
+        assert db.sql("SELECT CfId, Optimal FROM Prediction_CFs").fetchall() == [(1, None)]
+        assert db.sql("SELECT income, Label, Score FROM CFs").fetchall() == [(50.0, "yes", None)]
+
+
+def test_v4_file_without_cfs_migrates(tmp_path):
+    path = str(tmp_path / "v4.duckdb")
+    store = Store(path)
+    migrations.migrate(store, target=4)
+    store.close()
+    with cfdb.connect(path) as db:
+        columns = [c for c, *_ in db.sql("DESCRIBE Prediction_CFs").fetchall()]
+        assert "Optimal" in columns
