@@ -128,16 +128,15 @@ def test_grid_full_cell_equals_whatif_baseline(loan_db) -> None:
 
 
 def test_migration_keys_instances_of_an_older_file(tmp_path) -> None:
+    from cfdb.store.connection import Store
+
     path = tmp_path / "old.duckdb"
-    db = cfdb.connect(path)
-    db.sql("DROP TABLE IF EXISTS Instances")
-    db.sql(
+    store = Store(str(path))
+    migrations.migrate(store, target=4)  # a file written before the keys and features
+    store.execute(
         "CREATE TABLE Instances AS SELECT range + 1 AS InstanceId, range * 0.5 AS x FROM range(5)"
     )
-    db.sql("UPDATE cfdb_meta SET value = '4' WHERE key = 'schema_version'")
-    db.sql("ALTER TABLE ValuationRuns DROP COLUMN FeatureColumns")
-    db.sql("ALTER TABLE ValuationRuns DROP COLUMN KeyColumns")
-    db.close()
+    store.close()
     db = cfdb.connect(path)
     assert migrations.current_version(db.session.store) == migrations.latest_version()
     keys = db.sql(
