@@ -38,6 +38,7 @@ def default_features(
     units: str | None = None,
     excluded: Mapping[str, str] | None = None,
     declared: Sequence[str] | None = None,
+    available: Iterable[str] | None = None,
 ) -> FeatureChoice:
     """The default features among ``columns`` (name, feature type or ``None``), in order.
 
@@ -48,11 +49,14 @@ def default_features(
             know the rule).
         excluded: other columns to leave out, with the reason (e.g. a ``STRIKES BY`` column).
         declared: the feature space of ``Features``; when given, other columns are left out.
+        available: the evaluation query's columns; a column it lacks cannot be a feature
+            (e.g. a ``UNITS BY`` provider column the evaluation data does not have).
     """
     label_low = label.lower() if label else None
     key_set = {k.lower() for k in keys}
     other = {k.lower(): v for k, v in (excluded or {}).items()}
     declared_set = None if declared is None else {d.lower() for d in declared}
+    available_set = None if available is None else {a.lower() for a in available}
     features: list[str] = []
     dropped: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -71,6 +75,8 @@ def default_features(
             why = other[low]
         elif declared_set is not None and low not in declared_set:
             why = "not in Features"
+        elif available_set is not None and low not in available_set:
+            why = "not in the evaluation query"
         elif ftype is None:
             why = "type cannot be a feature"
         else:

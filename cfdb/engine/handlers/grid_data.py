@@ -347,7 +347,12 @@ def _define_grid(
     except CfdbError as err:
         p = node.option("key")
         raise err.located(script, *(p.span if p else tspan)) from None
-    choose: dict[str, Any] = {"label": label, "keys": [key] if key else [], "units": units_col}
+    choose: dict[str, Any] = {
+        "label": label,
+        "keys": [key] if key else [],
+        "units": units_col,
+        "available": [c for c, _ in eval_types],
+    }
     if design == "strikes":
         choose["excluded"] = {str(design_args["by"]): "STRIKES BY column"}
     fspan = node.option("features").span if node.option("features") else tspan
