@@ -13,12 +13,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from cfdb import options
+from cfdb.engine.errors import stray_error
 from cfdb.engine.handlers import HANDLERS
 from cfdb.errors import CfdbError, CfdbSyntaxError, CfdbUnsupportedError
 from cfdb.exec.progress import Progress
 from cfdb.lang import Statement, split
 from cfdb.store import migrations
 from cfdb.store.connection import Relation, Store
+from cfdb.store.relation import UserRelation
 
 
 @contextlib.contextmanager
@@ -87,15 +90,20 @@ class Session:
     def execute(self, script: str) -> list[Result]:
         """Run every statement of ``script``; stops at the first error (earlier ones stay)."""
         self.last_sql = script
-        statements = split(script)
         results = []
-        for k, statement in enumerate(statements):
-            relation = self.run_statement(statement)
-            if relation is not None and k < len(statements) - 1 and statement.node is None:
-                # DuckDB relations are lazy: read this result now, before later statements
-                # change what it would show.
-                relation = self.store.materialize(relation, statement)
-            results.append(Result(statement, relation))
+        try:
+            statements = split(script)
+            for k, statement in enumerate(statements):
+                relation = self.run_statement(statement)
+                if relation is not None and k < len(statements) - 1 and statement.node is None:
+                    # DuckDB relations are lazy: read this result now, before later statements
+                    # change what it would show.
+                    relation = self.store.materialize(relation, statement)
+                results.append(Result(statement, relation))
+        except BaseException:
+            # A failed script leaves no batch open and nothing queued.
+            self.open_block = None
+            raise
         return results
 
     def sql(self, script: str, params: Any = None) -> Relation | None:
@@ -104,13 +112,19 @@ class Session:
         ``params`` binds ``?`` placeholders of a single plain SQL statement.
         """
         if params is not None:
-            (statement,) = split(script) or [None]
-            if statement is None or statement.node is not None:
+            statements = split(script)
+            if len(statements) != 1 or statements[0].node is not None:
                 raise CfdbUnsupportedError("params bind a single plain SQL statement only")
+            (statement,) = statements
             self.last_sql = script
-            return self.store.query(statement.text, params)
+            rel = self.store.query(statement.text, params)
+            return None if rel is None else UserRelation(rel, statement.text, 0, script)
         results = self.execute(script)
-        return results[-1].relation if results else None
+        if not results or results[-1].relation is None:
+            return None
+        last = results[-1]
+        # Errors found while the user fetches the rows are CfdbErrors too.
+        return UserRelation(last.relation, last.statement.text, last.statement.start, script)
 
     def run_statement(self, statement: Statement) -> Relation | None:
         if statement.node is None and self.open_block is not None:
@@ -132,6 +146,7 @@ class Session:
                 statement.script, statement.start, statement.end
             )
         try:
+            options.check(statement.node, statement.script)
             if getattr(handler, "transactional", True):
                 with self.store.transaction():
                     out: Any = handler(self, statement.node, statement)
@@ -140,6 +155,8 @@ class Session:
         except CfdbError as err:
             err.located(statement.script, statement.start, statement.end)
             raise
+        except Exception as exc:  # the last net: a specific check should have caught it
+            raise stray_error(exc, statement) from exc
         if out is None or isinstance(out, Relation):
             return out
         return self.store.from_arrow(out)
