@@ -111,6 +111,51 @@ def _resolve(name: str) -> Any:
     return None
 
 
+#: Modules whose classes may appear in a stored estimator besides the estimators themselves:
+#: the fitted state of trees, neighbour indexes, losses, optimizers and calibrators.
+_ALLOWED_CLASS_MODULES = frozenset(
+    {
+        "sklearn.tree._tree",
+        "sklearn.neighbors._kd_tree",
+        "sklearn.neighbors._ball_tree",
+        "sklearn.metrics._dist_metrics",
+        "sklearn.ensemble._hist_gradient_boosting.predictor",
+        "sklearn.ensemble._hist_gradient_boosting.binning",
+        "sklearn.neural_network._stochastic_optimizers",
+        "sklearn.calibration",
+        "sklearn._loss.loss",
+        "sklearn._loss.link",
+        "sklearn.utils._bunch",
+        "numpy",
+        "numpy.dtypes",
+        "numpy.random.mtrand",
+        "numpy.random._generator",
+        "numpy.random._pcg64",
+        "numpy.random._mt19937",
+        "numpy.random._philox",
+        "numpy.random._sfc64",
+        "numpy.random.bit_generator",
+    }
+)
+
+
+def _is_allowed_class(obj: type) -> bool:
+    """An allow-list, not a deny-list: scikit-learn estimators, and the classes of the
+    modules in :data:`_ALLOWED_CLASS_MODULES` (scipy: sparse matrices only)."""
+    module = getattr(obj, "__module__", "") or ""
+    if module in _ALLOWED_CLASS_MODULES:
+        return True
+    if module.startswith("scipy.sparse."):
+        import scipy.sparse
+
+        return issubclass(obj, scipy.sparse.spmatrix | scipy.sparse.sparray)
+    if module.startswith("sklearn.") and not module.startswith(_DENIED_FUNCTION_MODULES):
+        from sklearn.base import BaseEstimator
+
+        return issubclass(obj, BaseEstimator)
+    return False
+
+
 def _is_allowed(name: str) -> bool:
     if name in _SAFE_BUILTINS:
         return True
@@ -120,7 +165,7 @@ def _is_allowed(name: str) -> bool:
     if obj is None:
         return False
     if isinstance(obj, type):
-        return True
+        return _is_allowed_class(obj)
     module = getattr(obj, "__module__", None) or ""
     return (
         callable(obj)
