@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cfdb.errors import CfdbOptionError
+from cfdb.grid.designs import MAX_EXHAUSTIVE_LIMIT, MAX_EXHAUSTIVE_UNITS
 
 #: Largest ``n`` (counterfactuals per prediction) of a FOREACH.
 MAX_CFS_PER_PREDICTION = 10_000
@@ -228,7 +229,14 @@ _GRID = _table(
     Option("key", "str", "the unit key column"),
     Option("sensitive", "str", "the sensitive attribute column"),
     Option("positive", "any", "the positive label"),
-    Option("max_units", "int", "largest number of units", min=1, nullable=True),
+    Option(
+        "max_units",
+        "int",
+        "largest number of units of EXHAUSTIVE",
+        MAX_EXHAUSTIVE_UNITS,
+        min=1,
+        max=MAX_EXHAUSTIVE_LIMIT,
+    ),
     Option("lazy", "bool", "fill cells when read", False),
     Option("relation", "str", "base relation of the units"),
     Option("empty_value", "float", "metric of an empty training set", nullable=True),

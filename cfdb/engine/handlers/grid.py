@@ -94,6 +94,7 @@ def create_grid(session: Any, node: CreateGrid, stmt: Statement) -> pa.Table:
         extra = DESIGN_PREPARERS[design](session, node, script, row, units, cols, args)
     ctx = designs_mod.DesignContext(len(units.ids), int(row["Seed"]), row["Options"], groups, extra)
     try:
+        designs_mod.check_size(design, len(units.ids), args)
         plan = design_fn(ctx, args)
     except CfdbError as err:
         raise err.located(script, *node.span("design")) from None
