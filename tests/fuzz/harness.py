@@ -15,6 +15,7 @@ import pickle
 import threading
 import time
 from dataclasses import dataclass
+
 import cfdb
 from cfdb.errors import CfdbError
 from cfdb.lang import split

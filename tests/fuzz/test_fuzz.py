@@ -43,8 +43,8 @@ def test_long_fuzz_profile(tmp_path, capsys):
     with capsys.disabled():
         print(f"\nfuzz seed {seed} ({examples} inputs; CFDB_FUZZ_SEED={seed} replays it)")
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.fuzz.run", "--examples", str(examples)]
-        + ["--seed", str(seed), "--log", str(log)],
+        [sys.executable, "-m", "tests.fuzz.run", "--examples", str(examples), "--seed", str(seed)]
+        + ["--log", str(log)],
         capture_output=True,
         text=True,
         env=dict(os.environ),
