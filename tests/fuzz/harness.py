@@ -159,7 +159,9 @@ def check(db: cfdb.Database, text: str, limit: float = DEFAULT_LIMIT) -> Finding
         if before is not None:
             after = snapshot(db)
             if after != before:
-                changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+                changed = sorted(
+                    k for k in set(before) | set(after) if before.get(k) != after.get(k)
+                )
                 return Finding("changed", text, f"{error} -- changed tables {changed}")
     return None
 
@@ -171,4 +173,3 @@ def run(db: cfdb.Database, files: dict[str, str], text: str, limit: float) -> Fi
 
 def describe(findings: list[Finding]) -> str:
     return "\n".join(str(f) for f in findings)
-

@@ -42,9 +42,10 @@ def test_long_fuzz_profile(tmp_path, capsys):
     log = tmp_path / "inputs.log"
     with capsys.disabled():
         print(f"\nfuzz seed {seed} ({examples} inputs; CFDB_FUZZ_SEED={seed} replays it)")
+    command = [sys.executable, "-m", "tests.fuzz.run", "--examples", str(examples)]
+    command += ["--seed", str(seed), "--log", str(log)]
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.fuzz.run", "--examples", str(examples), "--seed", str(seed)]
-        + ["--log", str(log)],
+        command,
         capture_output=True,
         text=True,
         env=dict(os.environ),
