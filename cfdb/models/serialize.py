@@ -36,7 +36,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from cfdb.errors import CfdbDataError, CfdbSchemaError, CfdbSecurityError
+from cfdb.errors import CfdbDataError, CfdbError, CfdbSchemaError, CfdbSecurityError
 from cfdb.models.featurizer import Featurizer
 from cfdb.models.kinds import MODEL_KINDS, xgboost_from_bytes, xgboost_to_ubj
 from cfdb.models.model import TASKS, Model
@@ -366,6 +366,18 @@ def dump(model: Model, *, allow_pickle: bool = False) -> StoredModel:
 
 
 def load(stored: StoredModel, *, allow_pickle: bool = False) -> Model:
+    """Rebuild a model from its stored form (see :func:`_load`); a damaged metadata record
+    (a missing field, a value of the wrong type) is a :class:`CfdbSchemaError`."""
+    try:
+        return _load(stored, allow_pickle=allow_pickle)
+    except CfdbError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"field {exc} is missing" if isinstance(exc, KeyError) else str(exc)
+        raise CfdbSchemaError(f"stored model metadata is damaged: {detail}") from None
+
+
+def _load(stored: StoredModel, *, allow_pickle: bool = False) -> Model:
     """Rebuild a model from its stored form without executing code found in it.
 
     Args:
@@ -383,6 +395,8 @@ def load(stored: StoredModel, *, allow_pickle: bool = False) -> Model:
         featurizer_state = json.loads(stored.featurizer_json)
     except (TypeError, ValueError) as exc:
         raise CfdbSchemaError(f"stored model metadata is not JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise CfdbSchemaError("stored model metadata is not a JSON object")
     if meta.get("version") != _META_VERSION:
         raise CfdbSchemaError(f"stored model metadata has unknown version {meta.get('version')!r}")
     name = str(meta["name"])

@@ -214,8 +214,8 @@ def mutated(draw: st.DrawFn, form: str) -> str:
 
 @st.composite
 def inputs(draw: st.DrawFn) -> str:
-    """A statement form as written (one in four) or mutated."""
+    """A statement form as written (one in six) or mutated."""
     form = draw(st.sampled_from(FORMS))
-    if draw(st.integers(0, 3)) == 0:
+    if draw(st.integers(0, 5)) == 0:
         return form
     return draw(mutated(form))

@@ -104,14 +104,17 @@ def snapshot(db: cfdb.Database) -> dict[str, tuple[int, int]]:
             "AND database_name = current_database() AND NOT temporary ORDER BY 1"
         )
     ]
-    out = {}
+    if not names:
+        return {}
+    parts = []
     for name in names:
         quoted = '"' + name.replace('"', '""') + '"'
-        (count, digest) = store.execute(
-            f"SELECT count(*), coalesce(sum(hash(t::VARCHAR)), 0)::VARCHAR FROM {quoted} t"
-        )[0]
-        out[name] = (int(count), int(digest))
-    return out
+        parts.append(
+            f"SELECT {len(parts)} AS k, count(*) AS n, "
+            f"coalesce(sum(hash(t::VARCHAR)), 0)::VARCHAR AS h FROM {quoted} t"
+        )
+    rows = store.execute(" UNION ALL ".join(parts))
+    return {names[k]: (int(n), int(h)) for k, n, h in rows}
 
 
 def _single_statement(text: str) -> bool:

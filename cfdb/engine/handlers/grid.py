@@ -145,6 +145,16 @@ def materialize_grid(session: Any, node: MaterializeGrid, stmt: Statement) -> pa
 
 
 # -- lazy filling -----------------------------------------------------------------------------
+def _binds(store: Any, text: str) -> bool:
+    """Whether DuckDB binds ``text`` (PREPARE checks it without running it)."""
+    try:
+        store.execute(f"PREPARE __cfdb_bind AS {text}")
+    except CfdbError:
+        return False
+    store.execute("DEALLOCATE __cfdb_bind")
+    return True
+
+
 def fill_referenced_grids(session: Any, statement: Statement) -> None:
     """``session.before_plain_sql`` hook: fill the grids a plain SELECT is about to read."""
     store = session.store
@@ -166,6 +176,8 @@ def fill_referenced_grids(session: Any, statement: Statement) -> None:
             continue
         if candidate in names and names[candidate] not in wanted:
             wanted.append(names[candidate])
+    if wanted and not _binds(store, statement.text):
+        return  # the statement fails anyway: fill nothing, so the failure changes nothing
     for grid in wanted:
         row = gstore.grid_row(store, grid)
         if (
