@@ -288,6 +288,30 @@ def option_names(statement: str) -> list[str]:
     return sorted(SPECS.get(statement, {}))
 
 
+#: Longest name of a model or grid.
+MAX_NAME_LENGTH = 128
+#: Statements that create a named object (the name is checked like an option).
+_NAMING = {"CreateModel", "ImportModel", "CreateGrid"}
+
+
+def check_name(node: Any, script: str) -> None:
+    """A new model's or grid's name: not empty, at most :data:`MAX_NAME_LENGTH` characters,
+    no control characters."""
+    if type(node).__name__ not in _NAMING:
+        return
+    name = str(node.args.get("this") or "")
+    problem = None
+    if not name.strip():
+        problem = "a name may not be empty"
+    elif len(name) > MAX_NAME_LENGTH:
+        problem = f"a name has at most {MAX_NAME_LENGTH} characters, not {len(name):,}"
+    elif any(ord(c) < 32 for c in name):
+        problem = "a name may not hold control characters"
+    if problem:
+        start, end = node.span("name")
+        raise CfdbOptionError(problem, sql=script, start=start, end=end)
+
+
 def check(node: Any, script: str) -> None:
     """Validate every declared option of a parsed statement, in place.
 
@@ -295,6 +319,7 @@ def check(node: Any, script: str) -> None:
     declare is left to the handler. A refused value raises :class:`CfdbOptionError` at the
     option's span.
     """
+    check_name(node, script)
     specs = SPECS.get(type(node).__name__)
     if not specs:
         return
