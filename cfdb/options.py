@@ -237,7 +237,7 @@ _GRID = _table(
         min=1,
         max=MAX_EXHAUSTIVE_LIMIT,
     ),
-    Option("lazy", "bool", "fill cells when read", False),
+    Option("lazy", "bool", "fill cells when read"),
     Option("relation", "str", "base relation of the units"),
     Option("empty_value", "float", "metric of an empty training set", nullable=True),
 )
