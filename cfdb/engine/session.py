@@ -91,6 +91,7 @@ class Session:
         """Run every statement of ``script``; stops at the first error (earlier ones stay)."""
         self.last_sql = script
         results = []
+        block, queued = self.open_block, len(getattr(self.open_block, "items", ()))
         try:
             statements = split(script)
             for k, statement in enumerate(statements):
@@ -101,8 +102,11 @@ class Session:
                     relation = self.store.materialize(relation, statement)
                 results.append(Result(statement, relation))
         except BaseException:
-            # A failed script leaves no batch open and nothing queued.
-            self.open_block = None
+            # A failed script leaves no batch of its own open and queues nothing: a batch
+            # opened by an earlier call stays open with what was queued before.
+            self.open_block = block
+            if block is not None:
+                del block.items[queued:]
             raise
         return results
 

@@ -252,7 +252,7 @@ def test_directories_foreign_and_damaged_files(tmp_path):
 
 
 # -- loading --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", ["", "\\\\", "/", "no/such/file.csv"])
+@pytest.mark.parametrize("path", ["", "\\", "\\\\", "/", "no/such/file.csv"])
 def test_load_paths_are_checked_first(loans, path):
     refused(loans, f"LOAD INSTANCES FROM '{path}' WITH (mode = 'append')", CfdbError)
 

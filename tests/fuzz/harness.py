@@ -127,6 +127,7 @@ def _single_statement(text: str) -> bool:
 def check(db: cfdb.Database, text: str, limit: float = DEFAULT_LIMIT) -> Finding | None:
     """Run ``text``; the broken promise, or ``None``."""
     single = _single_statement(text)
+    open_before = db.session.open_block is not None
     before = snapshot(db) if single else None
     timed_out = threading.Event()
     finished = threading.Event()
@@ -153,10 +154,12 @@ def check(db: cfdb.Database, text: str, limit: float = DEFAULT_LIMIT) -> Finding
         finished.set()
         guard.join()
     seconds = time.monotonic() - started
+    if db.session.open_block is not None and error is None:
+        db.session.open_block = None  # a lone BEGIN BATCH: close it for the next input
     if timed_out.is_set():
         return Finding("timeout", text, f"ran {seconds:.1f} s (limit {limit} s)")
     if error is not None:
-        if db.session.open_block is not None:
+        if db.session.open_block is not None and not open_before:
             db.session.open_block = None
             return Finding("batch-open", text, f"a batch stayed open after: {error}")
         if before is not None:
