@@ -10,11 +10,13 @@ and content hashes) and no batch open.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import cfdb
 from cfdb.errors import CfdbError
@@ -124,11 +126,26 @@ def _single_statement(text: str) -> bool:
         return True  # nothing runs
 
 
-def check(db: cfdb.Database, text: str, limit: float = DEFAULT_LIMIT) -> Finding | None:
-    """Run ``text``; the broken promise, or ``None``."""
+def end_user_transaction(db: cfdb.Database) -> None:
+    """Roll back a transaction an input opened with plain ``BEGIN`` (the next input starts
+    outside it, as a new script in the shell would after ``ROLLBACK``)."""
+    with contextlib.suppress(CfdbError):
+        db.session.store.execute("ROLLBACK")
+
+
+def check(
+    db: cfdb.Database, text: str, limit: float = DEFAULT_LIMIT, cache: dict[str, Any] | None = None
+) -> Finding | None:
+    """Run ``text``; the broken promise, or ``None``.
+
+    ``cache`` carries the database's :func:`snapshot` from one input to the next: an input
+    that failed left the database unchanged, so the next one need not take it again.
+    """
+    cache = {} if cache is None else cache
+    known = cache.pop("snapshot", None)
     single = _single_statement(text)
     open_before = db.session.open_block is not None
-    before = snapshot(db) if single else None
+    before = (known if known is not None else snapshot(db)) if single else None
     timed_out = threading.Event()
     finished = threading.Event()
 
@@ -164,6 +181,7 @@ def check(db: cfdb.Database, text: str, limit: float = DEFAULT_LIMIT) -> Finding
             return Finding("batch-open", text, f"a batch stayed open after: {error}")
         if before is not None:
             after = snapshot(db)
+            cache["snapshot"] = after
             if after != before:
                 changed = sorted(
                     k for k in set(before) | set(after) if before.get(k) != after.get(k)
@@ -172,9 +190,20 @@ def check(db: cfdb.Database, text: str, limit: float = DEFAULT_LIMIT) -> Finding
     return None
 
 
-def run(db: cfdb.Database, files: dict[str, str], text: str, limit: float) -> Finding | None:
-    """:func:`check` of an input with its file placeholders filled."""
-    return check(db, fill(text, files), limit)
+def run(
+    db: cfdb.Database,
+    files: dict[str, str],
+    text: str,
+    limit: float,
+    cache: dict[str, Any] | None = None,
+) -> Finding | None:
+    """:func:`check` of an input with its file placeholders filled; a transaction the input
+    opened is rolled back afterwards (and the cached snapshot dropped)."""
+    finding = check(db, fill(text, files), limit, cache)
+    if text.strip().upper().startswith(("BEGIN", "START")) and cache is not None:
+        cache.pop("snapshot", None)
+    end_user_transaction(db)
+    return finding
 
 
 def describe(findings: list[Finding]) -> str:

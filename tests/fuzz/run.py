@@ -33,7 +33,7 @@ def fuzz(
     findings: list[Finding] = []
     count = 0
     with tempfile.TemporaryDirectory() as folder:
-        state = {"db": None, "files": None}
+        state: dict = {"db": None, "files": None, "cache": {}}
         log_file = open(log, "w", encoding="utf-8") if log else None  # noqa: SIM115
 
         @settings(
@@ -47,15 +47,21 @@ def fuzz(
         @given(inputs())
         def one(text: str) -> None:
             nonlocal count
-            if count % reset_every == 0:
+            if count % reset_every == 0 or state["db"] is None:
                 if state["db"] is not None:
                     state["db"].close()
                 state["db"], state["files"] = build(folder)
+                state["cache"] = {}
             count += 1
             if log_file:
                 log_file.write(f"{count}\t{text!r}\n")
                 log_file.flush()
-            finding = run(state["db"], state["files"], text, limit)
+            try:
+                finding = run(state["db"], state["files"], text, limit, state["cache"])
+            except Exception as exc:  # the harness itself failed: report, start afresh
+                finding = Finding("harness", text, f"{type(exc).__name__}: {exc}"[:500])
+                state["db"].close()
+                state["db"] = None
             if finding is not None:
                 findings.append(finding)
                 print(finding, file=out, flush=True)
