@@ -289,3 +289,17 @@ def test_options_table_covers_every_handler_option():
     for table in SPECS.values():
         for option in table.values():
             assert option.describe()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("generator", ["random", "growing_spheres"])
+def test_foreach_time_limit_is_honoured_for_large_n(loans, generator):
+    import time
+
+    started = time.monotonic()
+    loans.sql(
+        f"FOREACH pred IN (SELECT PredictionId FROM Predictions LIMIT 1) "
+        f"GENERATE {QCF.format('1 = 1')} USING {generator} WITH (n = 10000, time_limit = 1)"
+    ).fetchall()
+    # A bound, not a timing goal: without the deadline check this ran for tens of seconds.
+    assert time.monotonic() - started < 15
