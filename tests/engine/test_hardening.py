@@ -303,3 +303,8 @@ def test_foreach_time_limit_is_honoured_for_large_n(loans, generator):
     ).fetchall()
     # A bound, not a timing goal: without the deadline check this ran for tens of seconds.
     assert time.monotonic() - started < 15
+
+
+def test_figure_paths_are_checked_before_any_work(loans, tmp_path):
+    for path in ("", str(tmp_path), str(tmp_path / "no" / "such" / "f.png")):
+        refused(loans, f"PLOT SCALING LAWS FOR GRID nope CURVES TO '{path}'", match="figure")
