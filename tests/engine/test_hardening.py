@@ -308,3 +308,13 @@ def test_foreach_time_limit_is_honoured_for_large_n(loans, generator):
 def test_figure_paths_are_checked_before_any_work(loans, tmp_path):
     for path in ("", str(tmp_path), str(tmp_path / "no" / "such" / "f.png")):
         refused(loans, f"PLOT SCALING LAWS FOR GRID nope CURVES TO '{path}'", match="figure")
+
+
+def test_scaling_fit_on_an_exhaustive_grid_is_a_cfdb_error(db):
+    db.load_instances(toy_frame(60), id="applicant", label="decision", split="part")
+    db.sql(
+        "CREATE GRID e TRAIN ON (SELECT * FROM Instances WHERE split = 'train' LIMIT 5) "
+        "SUBSETS EXHAUSTIVE EVALUATE ON (SELECT * FROM Instances WHERE split = 'test') "
+        "MODEL logistic_regression METRIC accuracy; MATERIALIZE GRID e"
+    )
+    refused(db, "FIT SCALING LAWS FOR GRID e", CfdbError)
