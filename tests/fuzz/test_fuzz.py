@@ -27,7 +27,7 @@ def _seed() -> int:
 
 def test_quick_fuzz_profile(capsys):
     seed = _seed()
-    examples = int(os.environ.get("CFDB_FUZZ_QUICK", "40"))
+    examples = int(os.environ.get("CFDB_FUZZ_QUICK", "120"))
     with capsys.disabled():
         print(f"\nfuzz seed {seed} ({examples} inputs; CFDB_FUZZ_SEED={seed} replays it)")
     count, findings = fuzz(examples, seed, limit=10.0, reset_every=examples + 1)
