@@ -1,7 +1,7 @@
 """Fuzzing the statement forms of the docs: every input succeeds or raises a CfdbError, within
 a time bound, and a failing statement leaves the database unchanged.
 
-The quick profile runs in the default suite (``CFDB_FUZZ_QUICK`` inputs, default 40); the
+The quick profile runs in the default suite (``CFDB_FUZZ_QUICK`` inputs, default 120); the
 long one (``CFDB_FUZZ_EXAMPLES``, default 10,000; ``CFDB_FUZZ_SEED`` to replay) is marked
 slow and runs in a child process, so that a crash of the process is seen and names its input.
 Both print their seed.
