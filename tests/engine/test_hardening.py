@@ -318,3 +318,24 @@ def test_scaling_fit_on_an_exhaustive_grid_is_a_cfdb_error(db):
         "MODEL logistic_regression METRIC accuracy; MATERIALIZE GRID e"
     )
     refused(db, "FIT SCALING LAWS FOR GRID e", CfdbError)
+
+
+def test_errors_page_states_the_limits_in_force():
+    from pathlib import Path
+
+    from cfdb import options
+    from cfdb.grid import designs
+
+    page = (Path(__file__).parents[2] / "docs" / "errors.md").read_text(encoding="utf-8")
+    for value in (
+        options.MAX_CFS_PER_PREDICTION,
+        options.MAX_ESTIMATORS,
+        options.MAX_ITER,
+        options.MAX_NEIGHBORS,
+        options.MAX_SEED,
+        options.MAX_NAME_LENGTH,
+        designs.MAX_GRID_SUBSETS,
+        designs.MAX_GRID_PAIRS,
+        2**designs.MAX_EXHAUSTIVE_LIMIT,
+    ):
+        assert f"{value:,}" in page, value
