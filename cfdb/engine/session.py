@@ -8,6 +8,7 @@ leaves the database as it was. Every error is a CfdbError located in the script.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 from cfdb import options
 from cfdb.engine.errors import stray_error
 from cfdb.engine.handlers import HANDLERS
-from cfdb.errors import CfdbError, CfdbSyntaxError, CfdbUnsupportedError
+from cfdb.errors import CfdbError, CfdbExecutionError, CfdbSyntaxError, CfdbUnsupportedError
 from cfdb.exec.progress import Progress
 from cfdb.lang import Statement, split
 from cfdb.store import migrations
@@ -29,6 +30,17 @@ def _progress_bar(description: str, total: int, unit: str) -> Iterator[Any]:
     started = time.perf_counter()
     with Progress(description, total, unit=unit) as bar:
         yield lambda n: bar.advance(n, time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def _interruptible(session: Any, progress: Any) -> Iterator[Any]:
+    with progress as advance:
+
+        def checked(n: int) -> None:
+            advance(n)
+            session._check_interrupt()
+
+        yield checked
 
 
 @dataclass
@@ -75,6 +87,7 @@ class Session:
         #: A statement block in progress (e.g. an open ``BEGIN BATCH``): it decides which
         #: statements may come before it is closed.
         self.open_block: Any = None
+        self._interrupted = threading.Event()
         from cfdb.engine.handlers.grid import fill_referenced_grids
 
         self.before_plain_sql.append(fill_referenced_grids)  # lazily filled grid cells
@@ -131,6 +144,7 @@ class Session:
         return UserRelation(last.relation, last.statement.text, last.statement.start, script)
 
     def run_statement(self, statement: Statement) -> Relation | None:
+        self._interrupted.clear()  # an interrupt asked for between statements is stale
         if statement.node is None and self.open_block is not None:
             raise CfdbSyntaxError(
                 "only FOREACH statements may stand between BEGIN BATCH and END BATCH"
@@ -169,13 +183,22 @@ class Session:
         """A context manager yielding ``advance(n)`` for long work: a progress bar with rate
         and time left on a terminal (``progress_factory`` replaces it)."""
         if total < 2:
-            return contextlib.nullcontext(lambda n: None)
+            return contextlib.nullcontext(lambda n: self._check_interrupt())
         if self.progress_factory is not None:
-            return self.progress_factory(description, total)
-        return _progress_bar(description, total, unit)
+            return _interruptible(self, self.progress_factory(description, total))
+        return _interruptible(self, _progress_bar(description, total, unit))
+
+    def _check_interrupt(self) -> None:
+        # Long Python work (training cells, generating CFs) reports progress between items:
+        # an interrupt asked for meanwhile stops it there, as DuckDB stops a query.
+        if self._interrupted.is_set():
+            self._interrupted.clear()
+            raise CfdbExecutionError("the statement was interrupted")
 
     def interrupt(self) -> None:
-        """Stop the running query (call from another thread, e.g. on Ctrl-C)."""
+        """Stop the running query (call from another thread, e.g. on Ctrl-C); long Python
+        work stops at its next progress report."""
+        self._interrupted.set()
         self.store.interrupt()
 
     def release(self) -> None:

@@ -339,3 +339,30 @@ def test_errors_page_states_the_limits_in_force():
         2**designs.MAX_EXHAUSTIVE_LIMIT,
     ):
         assert f"{value:,}" in page, value
+
+
+def test_foreach_whose_result_fails_to_read_changes_nothing(loans):
+    loans.sql(f"FOREACH pred IN {PRED} GENERATE {QCF.format('1 = 1')} USING nearest").fetchall()
+    refused(
+        loans,
+        f"FOREACH pred IN {PRED} GENERATE (SELECT C.* FROM CFs C WHERE "
+        "C.home IN (['a', 'b'], '')) USING nearest WITH (reuse_threshold = 0.5)",
+    )
+
+
+def test_interrupt_stops_long_python_work(loans):
+    import threading
+    import time
+
+    timer = threading.Timer(1.0, loans.session.interrupt)
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(CfdbError, match="interrupted"):
+        loans.sql(
+            "FOREACH pred IN (SELECT PredictionId FROM Predictions) "
+            f"GENERATE {QCF.format('1 = 1')} USING random WITH (time_limit = 1, n = 10000)"
+        ).fetchall()
+    timer.join()
+    # 40 predictions at up to 1 s each would take far longer than the interrupt's delay.
+    assert time.monotonic() - started < 20
+    assert loans.sql("SELECT 1").fetchall() == [(1,)]
