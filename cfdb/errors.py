@@ -116,6 +116,12 @@ class CfdbDataError(CfdbError, ValueError):
     kind = "Data error"
 
 
+class CfdbOptionError(CfdbDataError, CfdbSyntaxError):
+    """An option's value has the wrong type, is out of range, or is not one of its choices."""
+
+    kind = "Option error"
+
+
 class CfdbUnsupportedError(CfdbError, NotImplementedError):
     """A valid request that cfdb does not support (yet), with the reason."""
 

@@ -256,7 +256,9 @@ def _tighten_numeric(var: str, atoms: list[Cmp], integer: bool) -> list[Cond] | 
         inside = (n > lo or (n == lo and not lo_strict)) and (n < hi or (n == hi and not hi_strict))
         if inside:
             out.append(Cmp(var, "<>", n))
-    if integer and lo > -math.inf and hi < math.inf:
+    if integer and lo > -math.inf and hi < math.inf and int(hi) - int(lo) <= len(neqs):
+        # Only a range that the excluded points could empty (or leave one point of) is
+        # enumerated: a wide one is never walked (its bounds may be 2**63 apart).
         points = [p for p in range(int(lo), int(hi) + 1) if p not in neqs]
         if not points:
             return None

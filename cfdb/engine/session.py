@@ -8,17 +8,21 @@ leaves the database as it was. Every error is a CfdbError located in the script.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from cfdb import options
+from cfdb.engine.errors import stray_error
 from cfdb.engine.handlers import HANDLERS
-from cfdb.errors import CfdbError, CfdbSyntaxError, CfdbUnsupportedError
+from cfdb.errors import CfdbError, CfdbExecutionError, CfdbSyntaxError, CfdbUnsupportedError
 from cfdb.exec.progress import Progress
 from cfdb.lang import Statement, split
 from cfdb.store import migrations
 from cfdb.store.connection import Relation, Store
+from cfdb.store.relation import UserRelation
 
 
 @contextlib.contextmanager
@@ -39,6 +43,17 @@ def _fill_grids(session: Session, statement: Statement) -> None:
     from cfdb.engine.handlers.grid import fill_referenced_grids
 
     fill_referenced_grids(session, statement)
+
+
+@contextlib.contextmanager
+def _interruptible(session: Any, progress: Any) -> Iterator[Any]:
+    with progress as advance:
+
+        def checked(n: int) -> None:
+            advance(n)
+            session._check_interrupt()
+
+        yield checked
 
 
 @dataclass
@@ -87,6 +102,7 @@ class Session:
         #: A statement block in progress (e.g. an open ``BEGIN BATCH``): it decides which
         #: statements may come before it is closed.
         self.open_block: Any = None
+        self._interrupted = threading.Event()
         self.before_plain_sql.append(_fill_grids)  # lazily filled grid cells
         self.store.on_open(self._prepare)
         from cfdb.engine.functions import attach
@@ -103,15 +119,24 @@ class Session:
     def execute(self, script: str) -> list[Result]:
         """Run every statement of ``script``; stops at the first error (earlier ones stay)."""
         self.last_sql = script
-        statements = split(script)
         results = []
-        for k, statement in enumerate(statements):
-            relation = self.run_statement(statement)
-            if relation is not None and k < len(statements) - 1 and statement.node is None:
-                # DuckDB relations are lazy: read this result now, before later statements
-                # change what it would show.
-                relation = self.store.materialize(relation, statement)
-            results.append(Result(statement, relation))
+        block, queued = self.open_block, len(getattr(self.open_block, "items", ()))
+        try:
+            statements = split(script)
+            for k, statement in enumerate(statements):
+                relation = self.run_statement(statement)
+                if relation is not None and k < len(statements) - 1 and statement.node is None:
+                    # DuckDB relations are lazy: read this result now, before later statements
+                    # change what it would show.
+                    relation = self.store.materialize(relation, statement)
+                results.append(Result(statement, relation))
+        except BaseException:
+            # A failed script leaves no batch of its own open and queues nothing: a batch
+            # opened by an earlier call stays open with what was queued before.
+            self.open_block = block
+            if block is not None:
+                del block.items[queued:]
+            raise
         return results
 
     def sql(self, script: str, params: Any = None) -> Relation | None:
@@ -120,15 +145,22 @@ class Session:
         ``params`` binds ``?`` placeholders of a single plain SQL statement.
         """
         if params is not None:
-            (statement,) = split(script) or [None]
-            if statement is None or statement.node is not None:
+            statements = split(script)
+            if len(statements) != 1 or statements[0].node is not None:
                 raise CfdbUnsupportedError("params bind a single plain SQL statement only")
+            (statement,) = statements
             self.last_sql = script
-            return self.store.query(statement.text, params)
+            rel = self.store.query(statement.text, params)
+            return None if rel is None else UserRelation(rel, statement.text, 0, script)
         results = self.execute(script)
-        return results[-1].relation if results else None
+        if not results or results[-1].relation is None:
+            return None
+        last = results[-1]
+        # Errors found while the user fetches the rows are CfdbErrors too.
+        return UserRelation(last.relation, last.statement.text, last.statement.start, script)
 
     def run_statement(self, statement: Statement) -> Relation | None:
+        self._interrupted.clear()  # an interrupt asked for between statements is stale
         if statement.node is None and self.open_block is not None:
             raise CfdbSyntaxError(
                 "only FOREACH statements may stand between BEGIN BATCH and END BATCH"
@@ -148,6 +180,7 @@ class Session:
                 statement.script, statement.start, statement.end
             )
         try:
+            options.check(statement.node, statement.script)
             if getattr(handler, "transactional", True):
                 with self.store.transaction():
                     out: Any = handler(self, statement.node, statement)
@@ -156,6 +189,8 @@ class Session:
         except CfdbError as err:
             err.located(statement.script, statement.start, statement.end)
             raise
+        except Exception as exc:  # the last net: a specific check should have caught it
+            raise stray_error(exc, statement) from exc
         if out is None or isinstance(out, Relation):
             return out
         return self.store.from_arrow(out)
@@ -164,13 +199,22 @@ class Session:
         """A context manager yielding ``advance(n)`` for long work: a progress bar with rate
         and time left on a terminal (``progress_factory`` replaces it)."""
         if total < 2:
-            return contextlib.nullcontext(lambda n: None)
+            return contextlib.nullcontext(lambda n: self._check_interrupt())
         if self.progress_factory is not None:
-            return self.progress_factory(description, total)
-        return _progress_bar(description, total, unit)
+            return _interruptible(self, self.progress_factory(description, total))
+        return _interruptible(self, _progress_bar(description, total, unit))
+
+    def _check_interrupt(self) -> None:
+        # Long Python work (training cells, generating CFs) reports progress between items:
+        # an interrupt asked for meanwhile stops it there, as DuckDB stops a query.
+        if self._interrupted.is_set():
+            self._interrupted.clear()
+            raise CfdbExecutionError("the statement was interrupted")
 
     def interrupt(self) -> None:
-        """Stop the running query (call from another thread, e.g. on Ctrl-C)."""
+        """Stop the running query (call from another thread, e.g. on Ctrl-C); long Python
+        work stops at its next progress report."""
+        self._interrupted.set()
         self.store.interrupt()
 
     def release(self) -> None:

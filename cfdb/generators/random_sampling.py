@@ -152,7 +152,7 @@ class RandomSampling(Generator):
         rows, d = take(rows, order), d[order]
         chosen = [0]
         gap = np.full(m, np.inf)
-        while len(chosen) < min(task.n, m):
+        while len(chosen) < min(task.n, m) and not task.expired():
             last = {name: np.asarray(col)[chosen[-1]] for name, col in rows.items()}
             gap = np.minimum(gap, distance(task.distance, last, rows, self.features_))
             gap[chosen] = -np.inf

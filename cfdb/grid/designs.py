@@ -37,6 +37,12 @@ from cfdb.registry import Registry
 
 #: Default largest number of units for ``EXHAUSTIVE`` (2^14 = 16,384 subsets).
 MAX_EXHAUSTIVE_UNITS = 14
+#: The most ``max_units`` may raise that to (2^16 = 65,536 subsets, 524,288 pairs).
+MAX_EXHAUSTIVE_LIMIT = 16
+#: Largest number of training subsets (rows) of a grid, checked before planning.
+MAX_GRID_SUBSETS = 1_000_000
+#: Largest number of pairs (marginal contributions) of a grid, checked before planning.
+MAX_GRID_PAIRS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -279,7 +285,45 @@ def expected_subsets(design: str, n: int, args: dict[str, Any]) -> int | None:
     if design == "random":
         per = len(args.get("sizes") or [None]) * int(args["m"])
         return per * (2 if args.get("pairs") else 1)
+    if design == "marginal":
+        return 2 * int(args["m"]) * len(args.get("sizes") or [None]) * n
+    if design == "strikes":
+        return n + 1
     return None
+
+
+def expected_pairs(design: str, n: int, args: dict[str, Any]) -> int | None:
+    """An upper bound on the number of pairs a design makes; None if unknown."""
+    if design == "exhaustive":
+        return n * 2 ** max(n - 1, 0)
+    if design == "permutations":
+        return int(args["m"]) * n
+    subsets = expected_subsets(design, n, args)
+    return None if subsets is None else subsets // 2 + n
+
+
+def check_size(design: str, n: int, args: dict[str, Any]) -> None:
+    """Refuse, before any planning, a design whose plan would exceed the grid limits.
+
+    Raises:
+        CfdbUnsupportedError: more than :data:`MAX_GRID_SUBSETS` subsets or
+            :data:`MAX_GRID_PAIRS` pairs, with the size asked for.
+    """
+    if design == "exhaustive":
+        return  # bounded by max_units (checked by the design, capped by its option spec)
+    subsets, pairs = expected_subsets(design, n, args), expected_pairs(design, n, args)
+    if subsets is not None and subsets > MAX_GRID_SUBSETS:
+        raise CfdbUnsupportedError(
+            f"this {design} design over {n} units would make up to {subsets:,} training "
+            f"subsets; the limit is {MAX_GRID_SUBSETS:,}",
+            hint="ask for fewer draws, or group rows with UNITS BY",
+        )
+    if pairs is not None and pairs > MAX_GRID_PAIRS:
+        raise CfdbUnsupportedError(
+            f"this {design} design over {n} units would make up to {pairs:,} marginal "
+            f"contributions; the limit is {MAX_GRID_PAIRS:,}",
+            hint="ask for fewer draws, or group rows with UNITS BY",
+        )
 
 
 def shapley_weight(n: int, s: int) -> float:

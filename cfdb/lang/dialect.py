@@ -8,6 +8,7 @@ are ever parsed here: plain SQL goes to DuckDB as the user's text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,25 @@ from cfdb.errors import CfdbSyntaxError
 from cfdb.lang import nodes
 
 _WORD_TYPES = {TokenType.VAR, TokenType.IDENTIFIER}
+
+
+#: Deepest nesting of lists in an option value.
+MAX_VALUE_DEPTH = 8
+_LIST_CLOSERS = {TokenType.L_PAREN: TokenType.R_PAREN, TokenType.L_BRACKET: TokenType.R_BRACKET}
+_NUMBER_RE = re.compile(r"(?:\d+(?:_\d+)*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _number(text: str) -> int | float | None:
+    """A numeric literal as DuckDB reads it (``1_000`` included), or ``None`` if malformed.
+
+    A float that overflows to infinity is returned as ``inf``; option checks refuse it.
+    """
+    if not _NUMBER_RE.fullmatch(text):
+        return None
+    plain = text.replace("_", "")
+    if any(c in plain for c in ".eE"):
+        return float(plain)
+    return int(plain)
 
 
 def _span(first: Token, last: Token) -> tuple[int, int]:
@@ -111,19 +131,25 @@ class CfdbParser(DuckDB.Parser):  # type: ignore[name-defined,misc]
             self._advance()
         raise CfdbSyntaxError(f"unclosed parenthesis in {what}", sql=self.sql, start=opening.start)
 
-    def _value(self) -> Any:
+    def _value(self, depth: int = 0) -> Any:
+        """An option value: a number, string, boolean, NULL, word, or a list of values
+        written ``(a, b)`` or ``[a, b]`` (a tuple)."""
         tok = self._curr
         if not tok:
             return self._fail_end("a value")
-        if tok.token_type == TokenType.L_PAREN:
+        closer = _LIST_CLOSERS.get(tok.token_type)
+        if closer is not None:
+            if depth >= MAX_VALUE_DEPTH:
+                return self._fail(f"a value nests lists more than {MAX_VALUE_DEPTH} deep", tok)
             self._advance()
             items = []
-            if not self._match(TokenType.R_PAREN):
+            close = "')'" if closer == TokenType.R_PAREN else "']'"
+            if not self._match(closer):
                 while True:
-                    items.append(self._value())
-                    if self._match(TokenType.R_PAREN):
+                    items.append(self._value(depth + 1))
+                    if self._match(closer):
                         break
-                    self._expect(TokenType.COMMA, "',' or ')'")
+                    self._expect(TokenType.COMMA, f"',' or {close}")
             return tuple(items)
         negative = False
         if tok.token_type in (TokenType.DASH, TokenType.PLUS):
@@ -134,8 +160,9 @@ class CfdbParser(DuckDB.Parser):  # type: ignore[name-defined,misc]
                 return self._fail_end("a number")
         self._advance()
         if tok.token_type == TokenType.NUMBER:
-            text = tok.text
-            number: float = float(text) if any(c in text for c in ".eE") else int(text)
+            number = _number(tok.text)
+            if number is None:
+                return self._fail(f"malformed number {tok.text!r}", tok)
             return -number if negative else number
         if tok.token_type == TokenType.STRING:
             return tok.text

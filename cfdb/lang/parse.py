@@ -71,6 +71,10 @@ def _parse_cfdb(tokens: list[Token], script: str) -> CfdbStatement:
         node = parser.parse(tokens, script)[0]
     except ParseError as exc:
         raise _from_parse_error(exc, script) from exc
+    except RecursionError:
+        raise CfdbSyntaxError(
+            "the statement nests too deeply to parse", sql=script, start=tokens[0].start
+        ) from None
     assert isinstance(node, CfdbStatement)
     return node
 
@@ -85,7 +89,11 @@ def _from_parse_error(exc: ParseError, script: str) -> CfdbSyntaxError:
         return CfdbSyntaxError(message, sql=script, start=0)
     line_start = 0
     for _ in range(int(line) - 1):
-        line_start = script.index("\n", line_start) + 1
+        # sqlglot also counts a lone "\r" as a line break: fall back to the start.
+        next_break = script.find("\n", line_start)
+        if next_break < 0:
+            return CfdbSyntaxError(message, sql=script, start=0)
+        line_start = next_break + 1
     highlight = str(info.get("highlight") or " ")
     end = line_start + int(col)  # sqlglot's col is the 1-based column of the token's last char
     start = max(line_start, end - len(highlight))

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cfdb.errors import CfdbDataError, CfdbSchemaError
+from cfdb.models.xgb_check import check_booster_bytes, first_line
 from cfdb.registry import Registry
 
 
@@ -242,12 +243,13 @@ def xgboost_objective(blob: bytes) -> str:
     """The objective name stored in booster bytes (UBJSON or JSON); parsing runs no code."""
     import xgboost
 
+    check_booster_bytes(blob)  # XGBoost's parser aborts or spins on some bad bytes
     booster = xgboost.Booster()
     try:
         booster.load_model(bytearray(blob))
         return str(json.loads(booster.save_config())["learner"]["objective"]["name"])
-    except (xgboost.core.XGBoostError, KeyError, ValueError) as exc:
-        raise CfdbSchemaError(f"stored xgboost model cannot be read: {exc}") from None
+    except (xgboost.core.XGBoostError, KeyError, ValueError, TypeError) as exc:
+        raise CfdbSchemaError(f"stored xgboost model cannot be read: {first_line(exc)}") from None
 
 
 def xgboost_from_bytes(
@@ -286,7 +288,7 @@ def xgboost_from_bytes(
     try:
         estimator.load_model(bytearray(blob))
     except xgboost.core.XGBoostError as exc:
-        raise CfdbSchemaError(f"stored xgboost model cannot be read: {exc}") from None
+        raise CfdbSchemaError(f"stored xgboost model cannot be read: {first_line(exc)}") from None
     if (
         found == "classification"
         and n_classes is not None

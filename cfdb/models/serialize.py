@@ -36,7 +36,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from cfdb.errors import CfdbDataError, CfdbSchemaError, CfdbSecurityError
+from cfdb.errors import CfdbDataError, CfdbError, CfdbSchemaError, CfdbSecurityError
 from cfdb.models.featurizer import Featurizer
 from cfdb.models.kinds import MODEL_KINDS, xgboost_from_bytes, xgboost_to_ubj
 from cfdb.models.model import TASKS, Model
@@ -111,6 +111,51 @@ def _resolve(name: str) -> Any:
     return None
 
 
+#: Modules whose classes may appear in a stored estimator besides the estimators themselves:
+#: the fitted state of trees, neighbour indexes, losses, optimizers and calibrators.
+_ALLOWED_CLASS_MODULES = frozenset(
+    {
+        "sklearn.tree._tree",
+        "sklearn.neighbors._kd_tree",
+        "sklearn.neighbors._ball_tree",
+        "sklearn.metrics._dist_metrics",
+        "sklearn.ensemble._hist_gradient_boosting.predictor",
+        "sklearn.ensemble._hist_gradient_boosting.binning",
+        "sklearn.neural_network._stochastic_optimizers",
+        "sklearn.calibration",
+        "sklearn._loss.loss",
+        "sklearn._loss.link",
+        "sklearn.utils._bunch",
+        "numpy",
+        "numpy.dtypes",
+        "numpy.random.mtrand",
+        "numpy.random._generator",
+        "numpy.random._pcg64",
+        "numpy.random._mt19937",
+        "numpy.random._philox",
+        "numpy.random._sfc64",
+        "numpy.random.bit_generator",
+    }
+)
+
+
+def _is_allowed_class(obj: type) -> bool:
+    """An allow-list, not a deny-list: scikit-learn estimators, and the classes of the
+    modules in :data:`_ALLOWED_CLASS_MODULES` (scipy: sparse matrices only)."""
+    module = getattr(obj, "__module__", "") or ""
+    if module in _ALLOWED_CLASS_MODULES:
+        return True
+    if module.startswith("scipy.sparse."):
+        import scipy.sparse
+
+        return issubclass(obj, scipy.sparse.spmatrix | scipy.sparse.sparray)
+    if module.startswith("sklearn.") and not module.startswith(_DENIED_FUNCTION_MODULES):
+        from sklearn.base import BaseEstimator
+
+        return issubclass(obj, BaseEstimator)
+    return False
+
+
 def _is_allowed(name: str) -> bool:
     if name in _SAFE_BUILTINS:
         return True
@@ -120,7 +165,7 @@ def _is_allowed(name: str) -> bool:
     if obj is None:
         return False
     if isinstance(obj, type):
-        return True
+        return _is_allowed_class(obj)
     module = getattr(obj, "__module__", None) or ""
     return (
         callable(obj)
@@ -321,6 +366,18 @@ def dump(model: Model, *, allow_pickle: bool = False) -> StoredModel:
 
 
 def load(stored: StoredModel, *, allow_pickle: bool = False) -> Model:
+    """Rebuild a model from its stored form (see :func:`_load`); a damaged metadata record
+    (a missing field, a value of the wrong type) is a :class:`CfdbSchemaError`."""
+    try:
+        return _load(stored, allow_pickle=allow_pickle)
+    except CfdbError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"field {exc} is missing" if isinstance(exc, KeyError) else str(exc)
+        raise CfdbSchemaError(f"stored model metadata is damaged: {detail}") from None
+
+
+def _load(stored: StoredModel, *, allow_pickle: bool = False) -> Model:
     """Rebuild a model from its stored form without executing code found in it.
 
     Args:
@@ -338,6 +395,8 @@ def load(stored: StoredModel, *, allow_pickle: bool = False) -> Model:
         featurizer_state = json.loads(stored.featurizer_json)
     except (TypeError, ValueError) as exc:
         raise CfdbSchemaError(f"stored model metadata is not JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise CfdbSchemaError("stored model metadata is not a JSON object")
     if meta.get("version") != _META_VERSION:
         raise CfdbSchemaError(f"stored model metadata has unknown version {meta.get('version')!r}")
     name = str(meta["name"])

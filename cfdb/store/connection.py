@@ -142,6 +142,8 @@ def open_duckdb(path: str | None, *, read_only: bool = False) -> duckdb.DuckDBPy
     """Open ``path`` (``None`` or ``":memory:"`` for in-memory) with the pinned format."""
     target = ":memory:" if path in (None, ":memory:") else os.fspath(path)
     config = {"storage_compatibility_version": STORAGE_COMPATIBILITY_VERSION}
+    if target != ":memory:" and os.path.isdir(target):
+        raise CfdbSchemaError(f"{target!r} is a directory, not a database file")
     if target != ":memory:" and os.path.exists(target) and os.path.getsize(target):
         _check_is_duckdb(target)
     try:
@@ -161,13 +163,22 @@ def open_duckdb(path: str | None, *, read_only: bool = False) -> duckdb.DuckDBPy
         raise CfdbSchemaError(f"cannot open {target!r}: {exc}") from exc
 
 
+#: Smallest DuckDB file: its header blocks (a shorter file is truncated).
+_MIN_DUCKDB_BYTES = 3 * 4096
+
+
 def _check_is_duckdb(path: str) -> None:
     # A DuckDB file has the magic bytes "DUCK" at offset 8; refuse anything else before DuckDB
     # tries (and, for a writable open, before it could touch the file).
-    with open(path, "rb") as f:
-        header = f.read(16)
+    try:
+        with open(path, "rb") as f:
+            header = f.read(16)
+    except OSError as exc:
+        raise CfdbSchemaError(f"cannot read {path!r}: {exc.strerror or exc}") from None
     if header[8:12] != b"DUCK":
         raise CfdbSchemaError(f"{path!r} is not a DuckDB database file")
+    if os.path.getsize(path) < _MIN_DUCKDB_BYTES:
+        raise CfdbSchemaError(f"{path!r} is a truncated DuckDB database file")
 
 
 class Store:
@@ -193,8 +204,14 @@ class Store:
         """The live connection, opened on first use."""
         if self._con is None:
             self._con = open_duckdb(self.path, read_only=self.read_only)
-            for callback in self._on_open:
-                callback(self)
+            try:
+                for callback in self._on_open:
+                    callback(self)
+            except BaseException:
+                # A file refused while opening must not stay open (a later open of the same
+                # file in this process would fail with "different configuration").
+                self.close()
+                raise
         return self._con
 
     def open(self) -> None:

@@ -11,10 +11,14 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from cfdb.errors import CfdbSchemaError
+from cfdb.errors import CfdbError, CfdbSchemaError
 from cfdb.store.connection import Store
 
 _NAME_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_CREATED_RE = re.compile(
+    r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(\w+)",
+    re.IGNORECASE,
+)
 
 
 def sql_dir() -> Path:
@@ -50,8 +54,51 @@ def current_version(store: Store) -> int:
     """The schema version recorded in the file; 0 for a database cfdb never touched."""
     if not store.table_exists("cfdb_meta"):
         return 0
-    rows = store.execute("SELECT value FROM cfdb_meta WHERE key = 'schema_version'")
-    return int(rows[0][0]) if rows else 0
+    try:
+        rows = store.execute("SELECT value FROM cfdb_meta WHERE key = 'schema_version'")
+    except CfdbError as exc:
+        raise CfdbSchemaError(
+            f"this database is damaged or not a cfdb database: cfdb_meta cannot be read ({exc.message})"
+        ) from None
+    if not rows:
+        return 0
+    value = rows[0][0]
+    if not str(value).strip().isdigit():
+        raise CfdbSchemaError(
+            f"this is not a cfdb database, or a damaged one: cfdb_meta records schema_version "
+            f"{value!r}, not a version number"
+        )
+    return int(str(value).strip())
+
+
+def _cfdb_objects() -> set[str]:
+    """Lower-case names of the tables and views the migrations create."""
+    names = set()
+    for _, _, text in migrations():
+        names.update(m.lower() for m in _CREATED_RE.findall(text))
+    return names
+
+
+def check_foreign(store: Store) -> None:
+    """Refuse to lay cfdb's schema over a DuckDB file that already holds tables of the same
+    names without recording a cfdb schema version: it is someone else's database."""
+    clash = sorted(
+        name
+        for (name,) in store.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+            "AND database_name = current_database() UNION ALL "
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' "
+            "AND database_name = current_database() AND NOT internal"
+        )
+        if name.lower() in _cfdb_objects()
+    )
+    if clash:
+        raise CfdbSchemaError(
+            f"this DuckDB file is not a cfdb database: it records no cfdb schema version but "
+            f"already has {', '.join(clash)}",
+            hint="open a new file for cfdb, or attach this one (ATTACH 'file' AS other) and "
+            "copy what you need",
+        )
 
 
 def check_version(store: Store) -> int:
@@ -84,6 +131,8 @@ def migrate(store: Store, target: int | None = None) -> int:
     version = check_version(store)
     if version >= target:
         return version
+    if version == 0:
+        check_foreign(store)
     with store.transaction():
         for number, _name, text in migrations():
             if version < number <= target:

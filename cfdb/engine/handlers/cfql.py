@@ -68,7 +68,9 @@ def foreach(session: Any, node: Foreach, stmt: Statement) -> Any:
                 "Status": pa.array([r["Status"] for r in records], pa.string()),
             }
         )
-    return session.store.query(query["compiled"]["plan"].result_sql(query["QueryId"]))
+    # Read the result inside the statement's transaction: an error found while reading it
+    # (e.g. a cast in Q_CF) rolls the whole statement back.
+    return session.store.arrow(query["compiled"]["plan"].result_sql(query["QueryId"]))
 
 
 @handles(BeginBatch)

@@ -95,6 +95,7 @@ def create_grid(session: Any, node: CreateGrid, stmt: Statement) -> pa.Table:
         extra = DESIGN_PREPARERS[design](session, node, script, row, units, cols, args)
     ctx = designs_mod.DesignContext(len(units.ids), int(row["Seed"]), row["Options"], groups, extra)
     try:
+        designs_mod.check_size(design, len(units.ids), args)
         plan = design_fn(ctx, args)
     except CfdbError as err:
         raise err.located(script, *node.span("design")) from None
@@ -152,6 +153,16 @@ def materialize_grid(session: Any, node: MaterializeGrid, stmt: Statement) -> pa
 
 
 # -- lazy filling -----------------------------------------------------------------------------
+def _binds(store: Any, text: str) -> bool:
+    """Whether DuckDB binds ``text`` (PREPARE checks it without running it)."""
+    try:
+        store.execute(f"PREPARE __cfdb_bind AS {text}")
+    except CfdbError:
+        return False
+    store.execute("DEALLOCATE __cfdb_bind")
+    return True
+
+
 def fill_referenced_grids(session: Any, statement: Statement) -> None:
     """``session.before_plain_sql`` hook: fill the grids a plain SELECT is about to read."""
     store = session.store
@@ -173,6 +184,8 @@ def fill_referenced_grids(session: Any, statement: Statement) -> None:
             continue
         if candidate in names and names[candidate] not in wanted:
             wanted.append(names[candidate])
+    if wanted and not _binds(store, statement.text):
+        return  # the statement fails anyway: fill nothing, so the failure changes nothing
     for grid in wanted:
         row = gstore.grid_row(store, grid)
         if (

@@ -15,6 +15,7 @@ creates ``CFs`` with the same feature columns. Options:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pyarrow as pa
@@ -50,6 +51,40 @@ def _as_list(value: Any) -> list[str]:
     return [str(value)]
 
 
+def _check_path(path: str, script: str, span: tuple[int, int]) -> None:
+    """Refuse a missing local file before DuckDB's reader sees it (DuckDB's Python client
+    does not answer ``read_csv('')`` or ``read_csv('\\')``); URLs and globs go to DuckDB."""
+    if "://" in path or any(c in path for c in "*?[{"):
+        return
+    problem = None
+    if not path.strip():
+        problem = "the file path is empty"
+    elif os.path.isdir(path):
+        problem = f"{path!r} is a directory, not a file"
+    elif not os.path.isfile(path):
+        problem = f"no such file: {path!r}"
+    if problem:
+        raise CfdbCatalogError(problem).located(script, *span)
+
+
+def _file_query(store: Any, path: str, options: dict[str, Any], script: str, node: Any) -> str:
+    """``SELECT * FROM`` the file's reader; a CSV's label column is read as the text the user
+    wrote (type sniffing would turn ``yes``/``no`` into ``true``/``false``)."""
+    sql = f"SELECT * FROM {_reader(path)}"
+    label = options.get("label")
+    if not isinstance(label, str) or not _reader(path).startswith("read_csv"):
+        return sql
+    try:
+        columns = [c for c, _ in store.relation_columns(sql)]
+    except CfdbError as err:
+        err.sql, err.start = None, None
+        raise err.located(script, *node.span("source")) from None
+    match = [c for c in columns if c.lower() == label.lower()]
+    if not match:
+        return sql  # the label check names the missing column
+    return f"SELECT * FROM read_csv({literal(path)}, types = {{{literal(match[0])}: 'VARCHAR'}})"
+
+
 def _reader(path: str) -> str:
     lower = path.lower()
     if lower.endswith(".parquet"):
@@ -63,11 +98,12 @@ def _reader(path: str) -> str:
 def load_instances(session: Any, node: nodes.LoadInstances, stmt: Statement) -> pa.Table:
     source = node.args["source"]
     script = stmt.script
+    options = {k.lower(): v for k, v in node.params().items()}
     if isinstance(source, str):
-        sql, offset = f"SELECT * FROM {_reader(source)}", None
+        _check_path(source, script, node.span("source"))
+        sql, offset = _file_query(session.store, source, options, script, node), None
     else:
         sql, offset = source.text, source.start
-    options = {k.lower(): v for k, v in node.params().items()}
     return _load(session, node, script, sql, offset, options)
 
 
@@ -254,6 +290,7 @@ def _load_from_temp(store: Any, options: dict[str, Any], at: Any, script: str) -
     ]
     body = f"SELECT {', '.join(select)} FROM {_TEMP}"
     if exists:
+        _refuse_null_categoricals(store, feature_cols, id_col, script, at)
         if id_col:
             clash = store.execute(
                 f"SELECT InstanceId FROM ({body}) WHERE InstanceId IN (SELECT InstanceId FROM Instances) LIMIT 1"
@@ -278,3 +315,21 @@ def _load_from_temp(store: Any, options: dict[str, Any], at: Any, script: str) -
             "labelled": [bool(label_col)],
         }
     )
+
+
+def _refuse_null_categoricals(
+    store: Any, feature_cols: list[str], id_col: str | None, script: str, at: Any
+) -> None:
+    """Appended rows may not hold NULL in a categorical feature (a model could not predict
+    them later): name the first such row."""
+    categorical = {f.name.lower() for f in catalog.read_features(store) if f.is_categorical}
+    for name in feature_cols:
+        if name.lower() not in categorical:
+            continue
+        row_expr = quote(id_col) if id_col else "rowid + 1"
+        bad = store.execute(f"SELECT {row_expr} FROM {_TEMP} WHERE {quote(name)} IS NULL LIMIT 1")
+        if bad:
+            where = f"id {bad[0][0]}" if id_col else f"row {bad[0][0]}"
+            raise CfdbDataError(
+                f"categorical feature {name!r} is NULL in the appended {where}"
+            ).located(script, *at("mode"))

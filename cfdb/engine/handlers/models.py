@@ -46,7 +46,16 @@ _CFDB_OPTIONS = ("label", "features", "encoding", "seed")
 
 
 def columns_of(table: pa.Table) -> dict[str, np.ndarray]:
-    """A pyarrow table as name -> numpy array (case-preserving names)."""
+    """A pyarrow table as name -> numpy array (case-preserving names).
+
+    Raises:
+        CfdbDataError: the query returns two columns of the same name (``SELECT *, x``).
+    """
+    seen: set[str] = set()
+    for name in table.column_names:
+        if name.lower() in seen:
+            raise CfdbDataError(f"the query returns more than one column named {name!r}")
+        seen.add(name.lower())
     return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
 

@@ -14,6 +14,7 @@ LAWS`` and ``PLOT SCALING LAWS`` (Covert, Ji, Hashimoto & Zou, ICML 2024).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -424,10 +425,20 @@ def _columns(table: pa.Table) -> dict[str, list[Any]]:
     return {n: table.column(n).to_pylist() for n in table.column_names}
 
 
+def _check_output_path(path: str, script: str, span: tuple[int, int]) -> None:
+    """Refuse a figure path that cannot be written before any work (fits, drawing)."""
+    folder = os.path.dirname(os.path.abspath(path)) if path.strip() else ""
+    if not path.strip() or os.path.isdir(path) or not os.path.isdir(folder):
+        raise CfdbDataError(
+            f"cannot write the figure to {path!r}: give a file path in an existing folder"
+        ).located(script, *span)
+
+
 @handles(PlotScalingLaws)
 def plot_scaling_laws(session: Any, node: PlotScalingLaws, stmt: Statement) -> pa.Table:
     store, script = session.store, stmt.script
     params = _check_options(node, script, PLOT_OPTIONS, "PLOT SCALING LAWS")
+    _check_output_path(str(node.args["path"]), script, node.span("path"))
     row = _grid(session, node, script)
     grid = row["Name"]
     slice_names = [s["Name"] for s in gstore.slices(store, grid)]
