@@ -27,10 +27,10 @@ from cfdb.grid.designs import MAX_EXHAUSTIVE_LIMIT, MAX_EXHAUSTIVE_UNITS
 MAX_CFS_PER_PREDICTION = 10_000
 #: Largest per-prediction ``time_limit`` of a FOREACH, in seconds (one day).
 MAX_TIME_LIMIT = 86_400.0
-#: Largest seed (scikit-learn and NumPy legacy seeds are 32-bit).
-MAX_SEED = 2**32 - 1
 #: Largest number of worker processes an option may ask for.
 MAX_JOBS = 1024
+#: Largest seed (scikit-learn and NumPy legacy seeds are 32-bit).
+MAX_SEED = 2**32 - 1
 #: Largest number of trees / boosting rounds / iterations a model option may ask for.
 MAX_ESTIMATORS = 100_000
 #: Largest ``max_iter`` of a model.
@@ -48,7 +48,8 @@ class Option:
     Attributes:
         name: the option's name (lower case).
         type: ``int``, ``float``, ``bool``, ``str``, ``choice`` (one of ``choices``, compared
-            case-insensitively), ``names`` (a name or a list of names) or ``any``.
+            case-insensitively), ``names`` (a name or a list of names), ``jobs`` (a worker
+            count: 1 to ``MAX_JOBS``, or -1 for one per core) or ``any``.
         doc: what it does (one line).
         default: the value used when the option is absent (documentation only).
         min: smallest allowed number (inclusive), or ``None``.
@@ -78,6 +79,8 @@ class Option:
             return "a string"
         if self.type == "names":
             return "a name or a list of names"
+        if self.type == "jobs":
+            return f"an integer from 1 to {MAX_JOBS:,}, or -1 (one per core)"
         if self.type in ("int", "float"):
             noun = "an integer" if self.type == "int" else "a number"
             if self.positive and self.max is None:
@@ -121,6 +124,15 @@ class Option:
             if all(isinstance(v, str) and v for v in items):
                 return value
             raise ValueError(self._bad(value))
+        if kind == "jobs":
+            number = _number(value)
+            if (
+                number is None
+                or number != int(number)
+                or not (number == -1 or 1 <= number <= MAX_JOBS)
+            ):
+                raise ValueError(self._bad(value))
+            return int(number)
         if kind in ("int", "float"):
             number = _number(value)
             if number is None or (kind == "int" and number != int(number)):
@@ -166,7 +178,8 @@ def _table(*options: Option) -> dict[str, Option]:
 
 
 _SEED = Option("seed", "int", "random seed", 0, min=0, max=MAX_SEED)
-_N_JOBS_DOC = "worker processes"
+# Executors (cfdb.exec) check executor and address, and n_jobs again, with the same rule.
+_N_JOBS = Option("n_jobs", "jobs", "worker processes", 1)
 _MODEL_SIDE = (
     Option("label", "str", "the label column"),
     Option("features", "names", "the feature columns"),
@@ -195,8 +208,10 @@ QUERY_OPTIONS = _table(
         max=MAX_TIME_LIMIT,
     ),
     _SEED,
-    Option("n_jobs", "int", _N_JOBS_DOC, 1, min=1, max=MAX_JOBS),
+    _N_JOBS,
     Option("target", "any", "the class a CF must reach (multi-class models)"),
+    Option("diversity", "float", "weight of diversity among n > 1 CFs", min=0, max=1e6),
+    Option("min_change", "float", "regression: smallest change of the output", positive=True),
     Option("pool", "any", "the CF pool of the nearest generator"),
     Option("direction", "choice", "regression: direction", "any", choices=("up", "down", "any")),
 )
@@ -240,6 +255,7 @@ _GRID = _table(
     Option("lazy", "bool", "fill cells when read"),
     Option("relation", "str", "base relation of the units"),
     Option("empty_value", "float", "metric of an empty training set", nullable=True),
+    _N_JOBS,
 )
 
 #: Statement node class name -> its declared options.
@@ -262,10 +278,12 @@ SPECS: dict[str, dict[str, Option]] = {
     "CreateGrid": {**_GRID, **MODEL_PARAMS},
     "WhatIf": {**_GRID, **MODEL_PARAMS},
     "MaterializeGrid": _table(
+        _N_JOBS,
         Option("progress", "bool", "show progress", True),
         Option("retry_failed", "bool", "train failed cells again", False),
     ),
     "Valuate": _table(
+        _N_JOBS,
         Option("k", "int", "neighbours", 5, min=1, max=MAX_NEIGHBORS),
         Option("knn_utility", "choice", "", "soft", choices=("soft", "vote")),
         Option("label", "str", "the label column"),

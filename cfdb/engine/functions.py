@@ -338,6 +338,11 @@ def attach(session: Any) -> None:
     a view or macro."""
 
     def on_open(store: Store) -> None:
+        if migrations.current_version(store) == 0:
+            # A DuckDB file that is not a cfdb database, opened read-only for plain SQL: its
+            # own tables may share cfdb's names, so cfdb's functions have nothing to serve.
+            session.functions = None
+            return
         session.functions = install(store.con, allow_pickle=session.allow_pickle, migrate=False)
 
     def before(session_: Any, statement: Any) -> None:

@@ -195,10 +195,14 @@ def test_rows_as_literals_struct_pack_and_struct_update(models):
 def test_bad_input_is_a_cfdb_error_in_duckdbs_message_too(models, sql, error, text):
     with pytest.raises(error, match=text.replace("(", r"\(").replace(")", r"\)")):
         _errors(models, sql)
-    # The lazy relation raises DuckDB's own error, whose message keeps cfdb's text and class.
-    with pytest.raises(duckdb.Error) as info:
+    # Fetched from the returned relation, the error is the same CfdbError class ...
+    with pytest.raises(error) as info:
         models.sql(sql).fetchall()
-    assert error.__name__ + ": " in str(info.value) and text in str(info.value)
+    assert text in str(info.value)
+    # ... and on a plain DuckDB connection, DuckDB's message keeps cfdb's class and text.
+    with pytest.raises(duckdb.Error) as raw:
+        models.session.store.con.sql(sql).fetchall()
+    assert error.__name__ + ": " in str(raw.value) and text in str(raw.value)
 
 
 def test_a_wrong_number_of_arguments_is_refused_when_binding(models):
@@ -254,11 +258,11 @@ def test_cf_distance_matches_the_generators_distance(models):
 
 
 def test_cf_distance_errors(models):
-    with pytest.raises(duckdb.Error, match="feature 'income' is NULL"):
+    with pytest.raises(cfdb.CfdbError, match="feature 'income' is NULL"):
         models.sql(
             "SELECT cf_distance(I, struct_update(I, income := NULL)) FROM Instances I"
         ).fetchall()
-    with pytest.raises(duckdb.Error, match="unknown metric l2"):
+    with pytest.raises(cfdb.CfdbError, match="unknown metric l2"):
         models.sql("SELECT cf_distance(I, I, 'l2') FROM Instances I").fetchall()
     with pytest.raises(CfdbCatalogError, match='Could not find key "home"'):
         _errors(models, "SELECT cf_distance({'amount': 1}, {'amount': 2})")
@@ -440,7 +444,7 @@ def test_the_shell_shows_a_functions_error_with_its_class(models):
 
     sql = "SELECT predict('nope', {'a': 1})"
     with pytest.raises(duckdb.Error) as info:
-        models.sql(sql).fetchall()
+        models.session.store.con.sql(sql).fetchall()
     err = _wrap_fetch_error(info.value, sql, 0, len(sql))
     assert isinstance(err, CfdbCatalogError)
     assert err.render().startswith("Catalog error: model 'nope' does not exist")
