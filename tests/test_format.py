@@ -107,9 +107,7 @@ def test_empty_result_shows_the_header() -> None:
 def test_csv_and_line_modes() -> None:
     from cfdb.shell import modes
 
-    assert modes.render("csv", ["a", "b"], None, [(1, None), (2, "x,y")]) == (
-        'a,b\n1,\n2,"x,y"'
-    )
+    assert modes.render("csv", ["a", "b"], None, [(1, None), (2, "x,y")]) == ('a,b\n1,\n2,"x,y"')
     text = modes.render("line", ["a", "long"], None, [(1, None), (2, "x")], total=3)
     assert text == "   a = 1\nlong = NULL\n\n   a = 2\nlong = x\n\n… 1 more row\n3 rows"
     with pytest.raises(ValueError, match="unknown output mode"):
