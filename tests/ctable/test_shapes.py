@@ -36,7 +36,7 @@ def _templates():
     ]
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(
     st.lists(
         st.tuples(st.integers(0, 8), st.integers(-3, 3), st.integers(-3, 3), st.integers(0, 5)),

@@ -2,8 +2,10 @@
 
 :func:`build` makes a small database (toy loan data, a model ``lr`` with predictions, a lazy
 grid ``g``) and the files the statement forms name. :func:`check` runs one input with a
-watchdog: after ``limit`` seconds it calls the session's ``interrupt`` (DuckDB's cancellation)
-and the input counts as a failure; it then checks that the input succeeded or raised a
+watchdog: after ``limit`` seconds it calls the session's ``interrupt`` (DuckDB's cancellation,
+what Ctrl-C does); an input that does not stop within ``GRACE`` seconds of that counts as a
+failure (it ran on without honouring the interrupt), and an interrupted one must fail cleanly
+like any other. It then checks that the input succeeded or raised a
 ``CfdbError``, and that a failing single statement left every table as it was (row counts
 and content hashes) and no batch open.
 """
@@ -25,6 +27,9 @@ from tests.conftest import toy_frame
 
 #: Seconds an input may run before the watchdog interrupts it.
 DEFAULT_LIMIT = 10.0
+#: Seconds an interrupted input may take to stop (generous: a loaded machine is slow to
+#: schedule DuckDB's cancellation check).
+GRACE = 20.0
 
 
 @dataclass
@@ -173,8 +178,10 @@ def check(
     seconds = time.monotonic() - started
     if db.session.open_block is not None and error is None:
         db.session.open_block = None  # a lone BEGIN BATCH: close it for the next input
-    if timed_out.is_set():
-        return Finding("timeout", text, f"ran {seconds:.1f} s (limit {limit} s)")
+    if timed_out.is_set() and seconds > limit + GRACE:
+        return Finding(
+            "timeout", text, f"ran {seconds:.1f} s: the interrupt at {limit} s was not honoured"
+        )
     if error is not None:
         if db.session.open_block is not None and not open_before:
             db.session.open_block = None

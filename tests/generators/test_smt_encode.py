@@ -38,8 +38,12 @@ KINDS = {
 }
 CASES = [(k, c, e) for k in KINDS for c in (2, 3) for e in ("onehot", "target")]
 IDS = [f"{k}-{c}-{e}" for k, c, e in CASES]
-# A network's exact encoding is checked point by point with big rationals: slow.
-Z3_CASES = [pytest.param(*c, marks=pytest.mark.slow) if c[0] == "mlp" else c for c in CASES]
+# A network's exact encoding is checked point by point with big rationals, and three-class
+# XGBoost has many trees: slow (the other cases cover every kind in the default suite).
+Z3_CASES = [
+    pytest.param(*c, marks=pytest.mark.slow) if c[0] == "mlp" or c[:2] == ("xgboost", 3) else c
+    for c in CASES
+]
 N_NUMPY = 5000
 N_Z3 = 150
 #: Every how many points the decision itself is checked for each class (the slow part).
