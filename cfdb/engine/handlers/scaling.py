@@ -275,6 +275,30 @@ def _usable(
     return out
 
 
+def _check_pairs(store: Any, grid: str, node: Any, script: str) -> None:
+    """The grid's (S, S ∪ {unit}) pairs can give 4 samples of a unit at 2 sizes or more."""
+    rows = store.execute(
+        "SELECT coalesce(max(n), 0), (SELECT count(DISTINCT Size) FROM SubsetPairs "
+        "WHERE Grid = ? AND UnitIndex IS NOT NULL AND Size >= 1) FROM (SELECT count(*) AS n "
+        "FROM SubsetPairs WHERE Grid = ? AND UnitIndex IS NOT NULL AND Size >= 1 "
+        "GROUP BY UnitIndex)",
+        [grid, grid],
+    )
+    most, sizes = (int(v or 0) for v in rows[0])
+    if most == 0:
+        raise CfdbDataError(
+            f"grid {grid!r} has no measured marginal contributions of units",
+            hint="create it with SUBSETS MARGINAL ... (or another design with pairs) and "
+            "MATERIALIZE GRID",
+        ).located(script, *node.span("name"))
+    if most < 4 or sizes < 2:
+        raise CfdbDataError(
+            f"grid {grid!r} pairs each unit with at most {most} subsets at {sizes} dataset "
+            "size(s): a fit needs 4 samples or more of a unit, at 2 sizes or more",
+            hint="more draws (MARGINAL m ...) or a range of sizes (SIZES BETWEEN a AND b)",
+        ).located(script, *node.span("name"))
+
+
 @handles(FitScalingLaws, transactional=False)
 def fit_scaling_laws(session: Any, node: FitScalingLaws, stmt: Statement) -> pa.Table:
     store, script = session.store, stmt.script
@@ -295,6 +319,9 @@ def fit_scaling_laws(session: Any, node: FitScalingLaws, stmt: Statement) -> pa.
     }
     lazy = not store.read_only and row["Options"].get("lazy", True)
     if lazy and gstore.missing_subsets(store, grid):
+        # What the design can give is known before any cell trains: refuse first, so that a
+        # fit that cannot succeed does not train (and commit) cells.
+        _check_pairs(store, grid, node, script)
         fill(session, grid)  # commits cell by cell, as MATERIALIZE GRID does
     features = None
     if "amortized" in methods:
