@@ -30,10 +30,11 @@ each class needs one reverse cumulative sum: O(N·C·|Γ|) per validation row af
 The same formula holds for any tally utility, including ``soft`` (tests check both ways).
 
 **Chunks of validation rows.** Both utilities are sums over validation rows, so the values are
-a sum of per-chunk contributions. :func:`values_for_validation_chunk` is the pure unit of work
-(the contribution of one range of validation rows, a function of its inputs only) and
-:func:`map_values` sums the chunks of :func:`validation_chunks` in a fixed order; an executor
-that runs the same chunks anywhere and adds them in the same order gets bit-identical values.
+a sum of per-part contributions. ``VALUATE`` runs :func:`soft_values` / :func:`vote_values`,
+which split the validation rows into parts (:func:`part_rows`), run them on threads or on an
+executor (``cfdb.exec``) and add them in part order, so every executor gets bit-identical
+values. :func:`values_for_validation_chunk` and :func:`map_values` expose the same
+decomposition as a pure API for callers that distribute chunks themselves.
 Memory is bounded by the chunking: at most ``chunk_rows(N)`` validation rows (~64 MB of
 distances per array) are ranked at once per thread, whatever the number of validation rows.
 """
