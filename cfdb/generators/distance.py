@@ -27,6 +27,19 @@ def _differs(values: np.ndarray, x: Any) -> np.ndarray:
     return values.astype(float) != float(x)
 
 
+def _check(kind: str) -> None:
+    if kind not in DISTANCES:
+        raise CfdbPluginError(f"unknown distance {kind!r}; known: {', '.join(DISTANCES)}")
+
+
+def _combine(kind: str, cat: np.ndarray, num: np.ndarray, n_cat: int, n_num: int) -> np.ndarray:
+    """The distance from its categorical and numeric parts (tabular weighs them by count)."""
+    if kind in ("l0", "l1"):
+        return cat + num
+    total = max(1, n_cat + n_num)
+    return (n_cat / total) * cat + (n_num / total) * num
+
+
 def distance(
     kind: str, instance: Mapping[str, Any], rows: Columns, features: list[FeatureSpec]
 ) -> np.ndarray:
@@ -35,8 +48,7 @@ def distance(
     Raises:
         CfdbPluginError: an unknown distance name.
     """
-    if kind not in DISTANCES:
-        raise CfdbPluginError(f"unknown distance {kind!r}; known: {', '.join(DISTANCES)}")
+    _check(kind)
     n = len(next(iter(rows.values()))) if rows else 0
     cat = np.zeros(n)
     num = np.zeros(n)
@@ -53,10 +65,7 @@ def distance(
             else:
                 mad = f.mad if f.mad else 1.0
                 num += np.abs(values.astype(float) - float(instance[f.name])) / mad
-    if kind in ("l0", "l1"):
-        return cat + num
-    total = max(1, n_cat + n_num)
-    return (n_cat / total) * cat + (n_num / total) * num
+    return _combine(kind, cat, num, n_cat, n_num)
 
 
 def pairwise(kind: str, a: Columns, b: Columns, features: list[FeatureSpec]) -> np.ndarray:
@@ -66,8 +75,7 @@ def pairwise(kind: str, a: Columns, b: Columns, features: list[FeatureSpec]) -> 
     Raises:
         CfdbPluginError: an unknown distance name.
     """
-    if kind not in DISTANCES:
-        raise CfdbPluginError(f"unknown distance {kind!r}; known: {', '.join(DISTANCES)}")
+    _check(kind)
     n = len(next(iter(a.values()))) if a else 0
     cat = np.zeros(n)
     num = np.zeros(n)
@@ -83,10 +91,7 @@ def pairwise(kind: str, a: Columns, b: Columns, features: list[FeatureSpec]) -> 
                 num += x.astype(float) != y.astype(float)
             else:
                 num += np.abs(x.astype(float) - y.astype(float)) / (f.mad if f.mad else 1.0)
-    if kind in ("l0", "l1"):
-        return cat + num
-    total = max(1, n_cat + n_num)
-    return (n_cat / total) * cat + (n_num / total) * num
+    return _combine(kind, cat, num, n_cat, n_num)
 
 
 def _pair_differs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
