@@ -46,7 +46,7 @@ def round_to_data(
         raw = np.abs(values - x) * scale
         # Whole steps of the data's precision, never fewer than the change needs (float noise
         # such as 0.30000000004 is not a step more), and at least one for any change at all.
-        steps = np.ceil(raw - 1e-9 * np.maximum(1.0, raw))
+        steps = np.ceil(raw - 1e-12 * np.maximum(1.0, raw))
         step = np.where(raw > 0, np.maximum(steps, 1.0), 0.0) / scale
         out[f.name] = np.round(x + np.sign(values - x) * step, d)
     return out
