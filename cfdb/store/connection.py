@@ -298,15 +298,25 @@ class Store:
     def unregister(self, name: str) -> None:
         self.con.unregister(name)
 
+    def in_transaction(self) -> bool:
+        """Whether the user has a transaction open on this connection.
+
+        Probing with ``BEGIN`` would abort the user's transaction (DuckDB 2.0 marks it
+        aborted on the failed nested ``BEGIN``), so ask instead: in autocommit mode every
+        statement runs in its own transaction and two statements see two ids.
+        """
+        first = self.con.execute("SELECT txid_current()").fetchone()
+        second = self.con.execute("SELECT txid_current()").fetchone()
+        return first == second
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One transaction around a cfdb statement; joins a transaction the user opened."""
         con = self.con
-        try:
-            con.execute("BEGIN TRANSACTION").fetchall()
-        except duckdb.TransactionException:
+        if self.in_transaction():
             yield  # inside the user's own transaction: they commit or roll back
             return
+        con.execute("BEGIN TRANSACTION").fetchall()
         try:
             yield
         except BaseException:
