@@ -1,16 +1,20 @@
 """CFQL optimizer benchmark (CFDB paper, section 5.4 and 5.3).
 
 1. Bank Marketing, random forest (10 trees, depth 5), false negatives; the ten query shapes of
-   the paper's Table 1, each over its own slice of the false negatives, instantiated twice:
-   over many different features (loosely connected graph) and over the same few features
-   (densely connected). Graph construction time and solver calls, naive against atom-based,
+   the paper's Table 1, each over the same sample of false negatives (the paper's Q_Pred; with
+   ``--slices`` each over its own sample), instantiated twice: over many different features
+   (loosely connected graph) and over the same few features (densely connected). Graph construction time and solver calls, naive against atom-based,
    for ``--nodes`` conditions (default 500) and, atom-based only, ``--big`` (default 5,000).
-2. Generator calls and mean L0 distance against the reuse threshold (Algorithm 2).
+2. Generator calls and mean L0 distance against the reuse threshold (Algorithm 2), beside the
+   paper's Figure 10 and 12 numbers where its text gives them. Threshold ``inf`` shows the
+   floor: a class that no other class implies starts with an empty pool, so it calls the
+   generator at any threshold.
 3. The burden use case on Adult: unfavourable predictions sampled per sex × race group, CFs
    that keep sex and race, tabular distance; time and burden with reuse against the no-reuse
    baseline, in the same run.
 
 Run:  python benchmarks/cfql_batch_reuse.py [--nodes 500] [--big 5000] [--per-group 503]
+          [--thresholds 0,1,3,5,7,9,11,inf] [--slices] [--graph-only | --reuse-only]
 """
 
 from __future__ import annotations
@@ -54,13 +58,14 @@ def batch(
     generator: str = "growing_spheres",
     explain: bool = True,
     extra: str = "",
+    slices: bool = False,
 ) -> str:
     parts = [f"{'EXPLAIN ' if explain else ''}BEGIN BATCH WITH ({options});"]
     for k, cond in enumerate(shapes):
         q_pred = (
             "SELECT P.PredictionId FROM Predictions P JOIN Instances I USING (InstanceId) "
             "WHERE I.GroundTruth = 'yes' AND P.Label = 'no' "
-            f"ORDER BY hash(P.PredictionId + {k}) LIMIT {per_query}"
+            f"ORDER BY hash(P.PredictionId + {k if slices else 0}) LIMIT {per_query}"
         )
         q_cf = f"SELECT C.* FROM CFs C, Instances I WHERE {LINK} AND {cond}"
         parts.append(f"FOREACH pred IN ({q_pred}) GENERATE ({q_cf}) USING {generator}{extra};")
@@ -72,10 +77,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=500)
     parser.add_argument("--big", type=int, default=5000)
-    parser.add_argument("--thresholds", default="0,1,3,5,7,9,11")
+    parser.add_argument("--thresholds", default="0,1,3,5,7,9,11,inf")
     parser.add_argument("--per-group", type=int, default=503)
     parser.add_argument(
         "--graph-only", action="store_true", help="run part 1 (graph construction) only"
+    )
+    parser.add_argument("--reuse-only", action="store_true", help="run part 2 (reuse) only")
+    parser.add_argument(
+        "--slices", action="store_true", help="each query over its own sample of predictions"
     )
     args = parser.parse_args()
 
@@ -92,6 +101,29 @@ def main() -> None:
     ).fetchall()[0][0]
     print(f"Bank Marketing: {fns} false negatives of the random forest")
     print()
+    if not args.reuse_only:
+        graphs(db, args)
+    if args.graph_only:
+        return
+    reuse(db, args)
+    if args.reuse_only:
+        return
+    print()
+    print(f"3. Burden on Adult: up to {args.per_group} unfavourable predictions per sex x race")
+    burden(args.per_group)
+
+
+#: The paper's Figure 10 / 12 (Bank Marketing, 500 conditions, L0), as its text gives them:
+#: threshold -> (generator calls, mean L0) for the loose and dense graphs.
+PAPER = {
+    ("loose", 7.0): (365, 2.5),
+    ("dense", 7.0): (244, 2.5),
+    ("loose", 11.0): (180, 6.0),
+    ("dense", 11.0): (44, 7.2),
+}
+
+
+def graphs(db: cfdb.Database, args: argparse.Namespace) -> None:
     print("1. Implication graph construction")
     print(
         f"{'graph':8} {'nodes':>6} {'unique':>7} {'classes':>8} {'edges':>7} {'density':>8} "
@@ -102,7 +134,10 @@ def main() -> None:
             per_query = max(1, nodes // len(shapes))
             row = db.sql(
                 batch(
-                    shapes, per_query, "construction = 'both'" if both else "construction = 'atoms'"
+                    shapes,
+                    per_query,
+                    "construction = 'both'" if both else "construction = 'atoms'",
+                    slices=args.slices,
                 )
             ).fetchall()
             stats = {r[1]: r for r in row}
@@ -118,25 +153,27 @@ def main() -> None:
                 f"{a[7]:8.2f} {a[6]:7d} {naive_s} {naive_calls} {speed}"
             )
 
-    if args.graph_only:
-        return
+
+def reuse(db: cfdb.Database, args: argparse.Namespace) -> None:
     print()
     print(f"2. Generator calls and mean L0 against the reuse threshold ({args.nodes} conditions)")
     print(
         f"{'graph':8} {'threshold':>9} {'calls':>6} {'reused':>7} {'failed':>7} "
-        f"{'mean L0':>8} {'seconds':>8}"
+        f"{'mean L0':>8} {'seconds':>8} {'paper calls':>12} {'paper L0':>9}"
     )
     for name, shapes in (("loose", LOOSE), ("dense", DENSE)):
         for t in (float(x) for x in args.thresholds.split(",")):
+            paper = PAPER.get((name, t))
             db.sql("DELETE FROM Prediction_CFs; DELETE FROM CFs;")  # no help from earlier runs
             started = time.perf_counter()
             db.sql(
                 batch(
                     shapes,
                     max(1, args.nodes // len(shapes)),
-                    f"reuse_threshold = {t}, persistent_pool = false",
+                    f"reuse_threshold = {t if t != float('inf') else 1e9}, persistent_pool = false",
                     explain=False,
                     extra=" WITH (distance = 'l0', time_limit = 5)",
+                    slices=args.slices,
                 )
             )
             seconds = time.perf_counter() - started
@@ -147,12 +184,9 @@ def main() -> None:
             ).fetchall()[0]
             print(
                 f"{name:8} {t:9.0f} {calls:6d} {reused:7d} {failed:7d} "
-                f"{(dist or float('nan')):8.2f} {seconds:8.1f}"
+                f"{(dist or float('nan')):8.2f} {seconds:8.1f} "
+                f"{paper[0] if paper else '':>12} {paper[1] if paper else '':>9}"
             )
-
-    print()
-    print(f"3. Burden on Adult: up to {args.per_group} unfavourable predictions per sex x race")
-    burden(args.per_group)
 
 
 def burden(per_group: int) -> None:
