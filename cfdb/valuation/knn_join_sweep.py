@@ -71,9 +71,9 @@ from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
 from cfdb.valuation.quadrature import Nodes
 from cfdb.valuation.utilities import Tallies
 
-#: (node, position) cells per array: bounds the sweep's memory (about 40 arrays of this many
-#: float64 values times the number of tallies).
-_CELLS = 1 << 17
+#: float64 values per array of the sweep (tallies × nodes × tree cells): bounds its memory
+#: (a dozen such arrays live at once).
+_CELLS = 1 << 22
 
 
 class _Series:
@@ -188,30 +188,84 @@ def _suffix_in_group(
     return out
 
 
-def _danger_pairs(rows: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(p, i)`` for every row ``p`` of ``rows`` and every position ``p < i < stop[p]``."""
-    lengths = stop[rows] - rows - 1
-    keep = lengths > 0
-    rows, lengths = rows[keep], lengths[keep]
-    total = int(lengths.sum())
-    pp = np.repeat(rows, lengths)
-    first = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return pp, pp + 1 + (np.arange(total) - first)
+def _cover(lo: np.ndarray, hi: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical segment-tree nodes of the ranges ``[lo, hi]``: (node, range index) pairs.
+
+    Nodes are numbered as a heap (root 1, leaf of position i at ``size + i``); each range is
+    the disjoint union of at most ``2·log2(size)`` nodes.
+    """
+    left, right, which = lo + size, hi + size + 1, np.arange(len(lo))
+    nodes, owners = [], []
+    while len(left):
+        keep = left < right
+        left, right, which = left[keep], right[keep], which[keep]
+        odd = (left & 1) == 1
+        nodes.append(left[odd])
+        owners.append(which[odd])
+        left = left + odd
+        odd = (right & 1) == 1
+        right = right - odd
+        nodes.append(right[odd])
+        owners.append(which[odd])
+        left, right = left >> 1, right >> 1
+    return np.concatenate(nodes), np.concatenate(owners)
 
 
-def _excl_cumsum(x: np.ndarray, extra: int = 0) -> np.ndarray:
-    """Exclusive cumulative sum along the last axis, with ``extra`` trailing totals."""
-    out = np.zeros((*x.shape[:-1], x.shape[-1] + 1 + extra), dtype=x.dtype)
-    np.cumsum(x, axis=-1, out=out[..., 1 : x.shape[-1] + 1])
-    if extra:
-        out[..., x.shape[-1] + 1 :] = out[..., x.shape[-1] : x.shape[-1] + 1]
-    return out
+class _Plan:
+    """One validation row's distance order: dimension states, factor ranges and their tree."""
+
+    def __init__(self, ser: _Series, g: np.ndarray, c: np.ndarray) -> None:
+        m = len(g)
+        self.m, self.g, self.c = m, g, c
+        n_cls = ser.tallies.n_classes
+        _, nxt, self.gorder = _within_group(g)
+        self.before = _group_counts(g, c, n_cls)  # class counts of the dimension before row i
+        self.after = self.before.copy()
+        self.after[np.arange(m), c] += 1.0
+        # The factor of row p's dimension after p holds at positions p+1 .. next row of the
+        # dimension − 1 (the tail, position m, included when p is the dimension's last row):
+        # exactly the positions whose boundary lies in another dimension.
+        stop = np.where(nxt < m, nxt, m + 1)
+        self.size = 1 << max(1, int(m).bit_length())  # leaves 0..m (the tail is position m)
+        live = np.nonzero(stop > np.arange(m) + 1)[0]
+        node, owner = _cover(live + 1, stop[live] - 1, self.size)
+        piece = live[owner]
+        idx = np.lexsort((piece, node))
+        self.node, self.piece = node[idx], piece[idx]
+        first = np.r_[True, self.node[1:] != self.node[:-1]]
+        last = np.r_[self.node[1:] != self.node[:-1], True]
+        start = np.maximum.accumulate(np.where(first, np.arange(len(idx)), 0))
+        rank = np.arange(len(idx)) - start
+        end = np.minimum.accumulate(np.where(last, np.arange(len(idx)), len(idx))[::-1])[::-1]
+        back = end - np.arange(len(idx))
+        top = int(rank.max()) if len(idx) else 0
+        self.fwd = [np.nonzero(rank == j)[0] for j in range(1, top + 1)]
+        self.bwd = [np.nonzero(back == j)[0] for j in range(1, top + 1)]
+        self.last = np.nonzero(last)[0]
+
+    @property
+    def cells(self) -> int:
+        """Series cells per node of the largest arrays."""
+        return max(len(self.node), 2 * self.size)
+
+
+def _factor_series(
+    ser: _Series, counts: np.ndarray, log_t: np.ndarray, log_u: np.ndarray
+) -> np.ndarray:
+    """``A(n) = Π_c ((1 − t) + t·y_c)^{n_c}`` truncated below degree K (T × nodes × rows).
+
+    Coefficients ``Π_c C(n_c, γ_c) · t^{|γ|} · (1 − t)^{|n| − |γ|}``: nonnegative, each
+    formed to a few ulps (no cancellation anywhere).
+    """
+    size = counts.sum(axis=1)
+    deg = ser.deg[:, None, None]
+    power = deg * log_t[None, :, None] + (size[None, None, :] - deg) * log_u[None, :, None]
+    return ser.binomials(counts)[:, None, :] * np.exp(np.minimum(power, 0.0))
 
 
 def sweep_row(
     ser: _Series,
-    g: np.ndarray,
-    c: np.ndarray,
+    plan: _Plan,
     lam_y: np.ndarray,
     t: np.ndarray,
     w: np.ndarray,
@@ -220,8 +274,7 @@ def sweep_row(
 
     Args:
         ser: the series ring (``soft``: one variable; ``vote``: one per class).
-        g: dimension of the row at each position (distance order), any integer ids.
-        c: class of the row at each position in ``ser``'s variables (0 for ``soft``).
+        plan: the row's distance order (:class:`_Plan`).
         lam_y: ``Λ_i`` per position as weights of the tallies (T × (M + 1)); the last column
             is the tail's functional ``Λ_∞``.
         t, w: nodes and weights.
@@ -229,126 +282,93 @@ def sweep_row(
     Returns:
         Per position: the derivative credited to its fact, and to its dimension.
     """
-    m = len(g)
+    m, size, c, g = plan.m, plan.size, plan.c, plan.g
     n_cls = ser.tallies.n_classes
+    q = len(t)
     u = 1.0 - t
-    big = t > 0.5
-    s = np.where(big, u**1, 1.0)
-    r = t * s / u  # φ_c = u·(1 + r·x_c) in the rescaled variable x = y/s
     log_u, log_t = np.log(u), np.log(t)
-    _, nxt, gorder = _within_group(g)
-    before = _group_counts(g, c, n_cls)  # class counts of the dimension before each row
-    after = before.copy()
-    after[np.arange(m), c] += 1.0
-    size_after = after.sum(axis=1)
-    # prev[i]: the previous row of the same dimension (m: none)
-    prev = np.full(m, m, dtype=np.int64)
-    has_next = nxt < m
-    prev[nxt[has_next]] = np.nonzero(has_next)[0]
-    rdeg = r[None, :] ** ser.deg[:, None]  # (T, Q)
-    a_after = ser.binomials(after)[:, None, :] * rdeg[:, :, None]  # (T, Q, M): A/u^|n|
-    un_after = np.exp(size_after[None, :] * log_u[:, None])  # u^|n|
-    f0_after = u[:, None] + t[:, None] * un_after
-    g_after = a_after * (t[:, None] * un_after / f0_after)[None]
-    g_after[0] = 0.0
-    l_after = ser.log1p(g_after)
-    lf0_after = np.log(f0_after)
-    # state before each row = state after the previous row of its dimension (or empty)
-    l_before = np.concatenate([l_after, np.zeros((ser.t, len(t), 1), dtype=t.dtype)], axis=2)[
-        :, :, prev
-    ]
-    lf0_before = np.concatenate([lf0_after, np.zeros((len(t), 1), dtype=t.dtype)], axis=1)[:, prev]
-    a_before = np.concatenate([a_after, np.zeros((ser.t, len(t), 1), dtype=t.dtype)], axis=2)[
-        :, :, prev
-    ]
-    a_before[0][:, prev == m] = 1.0
-    size_before = size_after - 1.0
-    cl = _excl_cumsum(l_after - l_before)  # Σ_d log(1 + G_d) before each row, and in total
-    cc = _excl_cumsum(lf0_after - lf0_before)
-    ell = cl[:, :, :m] - l_before
-    scale = cc[:, :m] - lf0_before + 2 * log_t[:, None] + size_before[None, :] * log_u[:, None]
-    p = np.empty((ser.t, len(t), m + 1), dtype=t.dtype)
-    e_rest = ser.exp(ell)
-    p[:, :, :m] = ser.mul(a_before, e_rest) * np.exp(scale)[None]
-    p[:, :, m] = ser.exp(cl[:, :, m]) * np.exp(cc[:, m])[None]
-    # Λ in the rescaled variable: [x^γ] = [y^γ]·s^|γ|
-    sdeg = s[None, :] ** -ser.deg[:, None]  # (T, Q)
-    lam = lam_y[:, None, :] * sdeg[:, :, None]
-    d = ser.dual(p, lam)  # (T, Q, M + 1)
-    own = w @ (d[0, :, :m] / t[:, None])
+    one = np.zeros((ser.t, q, 1))
+    one[0] = 1.0
+    a_after = _factor_series(ser, plan.after, log_t, log_u)
+    f_after = t[None, :, None] * a_after
+    f_after[0] += u[:, None]  # F = (1 − t) + t·A: the dimension's factor after row p
+    # M_v: product of the factors stored at tree node v (prefix/suffix products per node give
+    # every factor's leave-one-out product without a division)
+    f_inc = f_after[:, :, plan.piece]
+    pre = np.empty_like(f_inc)
+    pre[0], pre[1:] = 1.0, 0.0
+    for idx in plan.fwd:
+        pre[:, :, idx] = ser.mul(pre[:, :, idx - 1], f_inc[:, :, idx - 1])
+    suf = np.empty_like(f_inc)
+    suf[0], suf[1:] = 1.0, 0.0
+    for idx in plan.bwd:
+        suf[:, :, idx] = ser.mul(suf[:, :, idx + 1], f_inc[:, :, idx + 1])
+    prod = np.repeat(one, 2 * size, axis=2)
+    prod[:, :, plan.node[plan.last]] = ser.mul(pre[:, :, plan.last], f_inc[:, :, plan.last])
+    # top-down: above[v] = product of M over v's strict ancestors
+    above = np.repeat(one, 2 * size, axis=2)
+    level = 1
+    while level < size:
+        v = np.arange(level, 2 * level)
+        both = ser.mul(above[:, :, v], prod[:, :, v])
+        above[:, :, 2 * v] = both
+        above[:, :, 2 * v + 1] = both
+        level *= 2
+    leaves = size + np.arange(m + 1)
+    rest = ser.mul(above[:, :, leaves], prod[:, :, leaves])  # R_i: every other dimension
+    # boundary factor L_i = t²·A(before) (the tail: 1); leaf functional Φ_i(W) = Λ_i(W·L_i)
+    lam = lam_y[:, None, :]
+    lead = np.concatenate([_factor_series(ser, plan.before, log_t, log_u), one], axis=2)
+    lead[:, :, :m] *= (t * t)[None, :, None]
+    phi = np.zeros((ser.t, q, 2 * size))
+    phi[:, :, leaves] = ser.dual(lead, lam)
+    # bottom-up: Φ_v(W) = Σ_children Φ_child(W·M_child)
+    level = size // 2
+    while level >= 1:
+        v = np.arange(level, 2 * level)
+        phi[:, :, v] = ser.dual(prod[:, :, 2 * v], phi[:, :, 2 * v]) + ser.dual(
+            prod[:, :, 2 * v + 1], phi[:, :, 2 * v + 1]
+        )
+        level //= 2
+    own = w @ (np.sum(rest[:, :, :m] * phi[:, :, size : size + m], axis=0) / t[:, None])
     fact_vals = own.copy()
     dim_vals = own.copy()
-    # A fact's factor φ_c = (1 − t) + t·y_c is taken out of A in closed form (one fact of class
-    # c fewer), never divided out: dividing by φ_c is ill-conditioned for t near 1.
-    ym1 = np.zeros((n_cls, ser.t, len(t)), dtype=t.dtype)  # y_c − 1 = s·x_c − 1
+    ym1 = np.zeros((n_cls, ser.t, q, 1))  # y_c − 1
+    eye = np.eye(n_cls)
     for cls in range(n_cls):
         ym1[cls, 0] = -1.0
         if len(ser.unit[cls]) > 1:
-            ym1[cls, ser.unit[cls][1]] = s
-    eye = np.eye(n_cls)
-
-    def a_minus(counts: np.ndarray, cls: int) -> np.ndarray:
-        """``A/(u^(|n|−1)·φ_c)``: the factor series of the counts with one class-c fact less."""
-        return ser.binomials(counts - eye[cls])[:, None, :] * rdeg[:, :, None]
-
-    # facts of the boundary's dimension before it: Λ_i(t²·A^(−c)·(y_c − 1)·R_i)
+            ym1[cls, ser.unit[cls][1]] = 1.0
+    # facts of the boundary's dimension before it: Λ_i(t²·A^(−c)·(y_c − 1)·R_i), A^(−c) the
+    # factor series with one class-c fact fewer (closed form, no division by φ_c)
+    dual_rest = ser.dual(rest[:, :, :m], lam[:, :, :m])
     v_same = np.zeros((n_cls, m))
     for cls in range(n_cls):
-        pm = ser.mul(a_minus(before, cls), e_rest) * np.exp(scale - log_u[:, None])[None]
-        v_same[cls] = w @ np.sum(lam[:, :, :m] * ser.mul(ym1[cls][:, :, None], pm), axis=0)
-    # stretches after each row: Σ D over positions (i, next row of the dimension), tail included
-    cd = _excl_cumsum(d)
-    stop = np.where(has_next, nxt, m + 1)
-    stretch = cd[:, :, stop] - cd[:, :, np.arange(m) + 1]
-    # Dimensions with 1..K-1 facts: F's constant term (≈ 1 − t) is small against its top
-    # coefficient (≈ 1) near t = 1, and dividing F out of a product through its inverse series
-    # is ill-conditioned there. Their stretches are summed pair by pair instead, with F removed
-    # in log space (a subtraction of bounded logarithms), not through the inverse.
-    danger = (size_after >= 1) & (size_after <= ser.tallies.max_size)
-    pairs = _danger_pairs(np.nonzero(danger)[0], stop)
-    stretch[:, :, danger] = 0.0
-    inv = ser.inv1p(g_after)
-    scaled = a_after * un_after[None]
-    scaled[0] -= 1.0
-    x_dim = ser.mul(scaled, inv) / f0_after[None]
-    dim_vals += w @ np.sum(x_dim * stretch, axis=0)
+        lead_c = ser.mul(_factor_series(ser, plan.before - eye[cls], log_t, log_u), ym1[cls])
+        v_same[cls] = w @ (np.sum(lead_c * dual_rest, axis=0) * t[:, None] ** 2)
+    # every factor's gradient: Σ over its tree nodes of Φ_v(·× above_v × leave-one-out)
+    grad = ser.dual(ser.mul(above[:, :, plan.node], ser.mul(pre, suf)), phi[:, :, plan.node])
+    scaled = a_after.copy()
+    scaled[0] -= 1.0  # ∂F/∂p_d = A − 1
+    dim_term = w @ np.sum(scaled[:, :, plan.piece] * grad, axis=0)
+    dim_vals += np.bincount(plan.piece, weights=dim_term, minlength=m)
     z = np.zeros((n_cls, m))
-    fact_series = []
     for cls in range(n_cls):
-        # t·A^(−c)·(y_c − 1) per row's after-state; over a stretch, divided by F
-        fs = ser.mul(a_minus(after, cls), ym1[cls][:, :, None])
-        fs *= (t[:, None] * np.exp((size_after[None, :] - 1.0) * log_u[:, None]))[None]
-        fact_series.append(fs)
-        y_fact = ser.mul(fs, inv) / f0_after[None]
-        z[cls] = w @ np.sum(y_fact * stretch, axis=0)
-    if len(pairs[0]):
-        ell_ext = np.concatenate([ell, cl[:, :, m : m + 1]], axis=2)
-        scale_ext = np.concatenate([scale, cc[:, m : m + 1]], axis=1)
-        a_ext = np.concatenate([a_before, np.zeros((ser.t, len(t), 1), dtype=t.dtype)], axis=2)
-        a_ext[0, :, m] = 1.0
-        batch = max(1, _CELLS // len(t))
-        for start in range(0, len(pairs[0]), batch):
-            pp = pairs[0][start : start + batch]
-            pi = pairs[1][start : start + batch]
-            rest = ser.exp(ell_ext[:, :, pi] - l_after[:, :, pp])
-            rest = ser.mul(a_ext[:, :, pi], rest)
-            rest *= np.exp(scale_ext[:, pi] - lf0_after[:, pp])[None]
-            lam_b = lam[:, :, pi]
-            dim_term = np.sum(ser.mul(scaled[:, :, pp], rest) * lam_b, axis=0)
-            dim_vals += np.bincount(pp, weights=w @ dim_term, minlength=m)
-            for cls in range(n_cls):
-                fact_term = np.sum(ser.mul(fact_series[cls][:, :, pp], rest) * lam_b, axis=0)
-                z[cls] += np.bincount(pp, weights=w @ fact_term, minlength=m)
+        # ∂F/∂p_f = t·A^(−c)·(y_c − 1) for a fact of class c of the dimension
+        fs = ser.mul(_factor_series(ser, plan.after - eye[cls], log_t, log_u), ym1[cls])
+        fs *= t[None, :, None]
+        fact_term = w @ np.sum(fs[:, :, plan.piece] * grad, axis=0)
+        z[cls] = np.bincount(plan.piece, weights=fact_term, minlength=m)
     # a class the dimension has no fact of (yet) has no factor to differentiate: the terms
-    # above are meaningless there (and large), so they are dropped before the suffix sums
-    v_same[before.T == 0] = 0.0
-    z[after.T == 0] = 0.0
+    # above are meaningless there, so they are dropped before the suffix sums
+    v_same[plan.before.T == 0] = 0.0
+    z[plan.after.T == 0] = 0.0
     for cls in range(n_cls):
         mine = c == cls
         if not mine.any():
             continue
-        fact_vals[mine] += _suffix_in_group(v_same[cls], gorder, g, inclusive=False)[mine]
-        fact_vals[mine] += _suffix_in_group(z[cls], gorder, g, inclusive=True)[mine]
+        fact_vals[mine] += _suffix_in_group(v_same[cls], plan.gorder, g, inclusive=False)[mine]
+        fact_vals[mine] += _suffix_in_group(z[cls], plan.gorder, g, inclusive=True)[mine]
     return fact_vals, dim_vals
 
 
@@ -373,7 +393,6 @@ def join_values_sweep(
     ser = _Series(1 if soft else n_classes, k)
     values = np.zeros(n_vars)
     m = ranker.n
-    node_batch = max(1, _CELLS // max(m, 1))
     full = Tallies(n_classes, k) if not soft else None
     for part in chunks(len(gain), chunk_rows(m)):
         order = ranker.order(val[part])
@@ -387,11 +406,13 @@ def join_values_sweep(
             else:
                 lam = _vote_functionals(ser, full, gains, y, k)
                 cls = y
+            plan = _Plan(ser, g, cls)
+            node_batch = max(1, _CELLS // (ser.t * plan.cells))
             fv = np.zeros(m)
             dv = np.zeros(m)
             for s in range(0, len(nodes.t), node_batch):
                 a, b = sweep_row(
-                    ser, g, cls, lam, nodes.t[s : s + node_batch], nodes.w[s : s + node_batch]
+                    ser, plan, lam, nodes.t[s : s + node_batch], nodes.w[s : s + node_batch]
                 )
                 fv += a
                 dv += b

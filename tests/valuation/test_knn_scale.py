@@ -30,7 +30,7 @@ def joins(draw):
     k = draw(st.integers(1, facts + 2))  # K may exceed the training set
     kind = draw(st.sampled_from(["soft", "vote"]))
     seed = draw(st.integers(0, 2**16))
-    return facts, dims, dim_of, spare, n_classes, min(k, 4), kind, seed
+    return facts, dims, dim_of, spare, n_classes, min(k, 6), kind, seed
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
