@@ -212,33 +212,37 @@ def _cover(lo: np.ndarray, hi: np.ndarray, size: int) -> tuple[np.ndarray, np.nd
 
 
 class _Plan:
-    """One validation row's distance order: dimension states, factor ranges and their tree."""
+    """One validation row's distance order, cut after ``length`` positions: dimension states,
+    the ranges where each dimension factor holds, and their segment tree."""
 
-    def __init__(self, ser: _Series, g: np.ndarray, c: np.ndarray) -> None:
+    def __init__(self, ser: _Series, g: np.ndarray, c: np.ndarray, length: int) -> None:
         m = len(g)
-        self.m, self.g, self.c = m, g, c
+        rows = min(length, m)  # rows kept; ``length == m + 1`` keeps the tail (position m)
+        self.m, self.rows, self.length = m, rows, length
+        self.g, self.c = g[:rows], c[:rows]
         n_cls = ser.tallies.n_classes
-        _, nxt, self.gorder = _within_group(g)
-        self.before = _group_counts(g, c, n_cls)  # class counts of the dimension before row i
+        _, nxt, self.gorder = _within_group(self.g)
+        self.before = _group_counts(self.g, self.c, n_cls)  # the dimension's counts before i
         self.after = self.before.copy()
-        self.after[np.arange(m), c] += 1.0
+        self.after[np.arange(rows), self.c] += 1.0
         # The factor of row p's dimension after p holds at positions p+1 .. next row of the
         # dimension − 1 (the tail, position m, included when p is the dimension's last row):
         # exactly the positions whose boundary lies in another dimension.
-        stop = np.where(nxt < m, nxt, m + 1)
-        self.size = 1 << max(1, int(m).bit_length())  # leaves 0..m (the tail is position m)
-        live = np.nonzero(stop > np.arange(m) + 1)[0]
+        stop = np.minimum(np.where(nxt < rows, nxt, m + 1), length)
+        self.size = 1 << max(1, int(length - 1).bit_length())  # leaves 0..length−1
+        live = np.nonzero(stop > np.arange(rows) + 1)[0]
         node, owner = _cover(live + 1, stop[live] - 1, self.size)
         piece = live[owner]
         idx = np.lexsort((piece, node))
         self.node, self.piece = node[idx], piece[idx]
+        n_inc = len(idx)
         first = np.r_[True, self.node[1:] != self.node[:-1]]
         last = np.r_[self.node[1:] != self.node[:-1], True]
-        start = np.maximum.accumulate(np.where(first, np.arange(len(idx)), 0))
-        rank = np.arange(len(idx)) - start
-        end = np.minimum.accumulate(np.where(last, np.arange(len(idx)), len(idx))[::-1])[::-1]
-        back = end - np.arange(len(idx))
-        top = int(rank.max()) if len(idx) else 0
+        start = np.maximum.accumulate(np.where(first, np.arange(n_inc), 0))
+        rank = np.arange(n_inc) - start
+        end = np.minimum.accumulate(np.where(last, np.arange(n_inc), n_inc)[::-1])[::-1]
+        back = end - np.arange(n_inc)
+        top = int(rank.max()) if n_inc else 0
         self.fwd = [np.nonzero(rank == j)[0] for j in range(1, top + 1)]
         self.bwd = [np.nonzero(back == j)[0] for j in range(1, top + 1)]
         self.last = np.nonzero(last)[0]
@@ -249,18 +253,50 @@ class _Plan:
         return max(len(self.node), 2 * self.size)
 
 
+def cutoffs(g: np.ndarray, k: int, t: np.ndarray, tol: float = 1e-18) -> np.ndarray:
+    """Per node: how many positions (the tail is position M) can carry a top-K event.
+
+    Every term at position i is an event "fewer than K present rows before i", possibly
+    conditioned on one tuple (and on the boundary's own two), so it is at most
+    ``P(S_i < K)/min(t, 1 − t)²``, ``S_i`` the present rows before i. ``S_i = Σ_d B_d`` over
+    dimensions, independent, ``B_d`` = (dimension present) × Binomial(n_d, t), so Chernoff's
+    bound ``P(S_i < K) ≤ e^{λK}·Π_d E[e^{−λB_d}] = e^{λK}·Π_d ((1 − t) + t(1 − t + t·e^{−λ})^{n_d})``
+    (a cumulative sum of logarithms along the order; minimum over a few λ). Positions from the
+    first one whose bound is below ``tol/(M + 1)`` contribute less than ``tol`` times the
+    largest utility weight in all, and are skipped; the bound only falls along the order.
+    """
+    m = len(g)
+    counts = _group_counts(g, np.zeros(m, dtype=np.int64), 1)[:, 0]  # dimension's rows before
+    u = 1.0 - t
+    log_u, log_t = np.log(u)[:, None], np.log(t)[:, None]
+    best = np.full((len(t), m + 1), np.inf)
+    for lam in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
+        log_e = np.log(u + t * np.exp(-lam))[:, None]
+
+        def log_f(n: np.ndarray, log_e: np.ndarray = log_e) -> np.ndarray:
+            return np.logaddexp(log_u, log_t + n[None, :] * log_e)
+
+        step = log_f(counts + 1.0) - log_f(counts)
+        bound = np.zeros((len(t), m + 1))
+        np.cumsum(step, axis=1, out=bound[:, 1:])
+        np.minimum(best, bound + lam * k, out=best)
+    limit = np.log(tol / (m + 1)) + 2 * np.log(np.minimum(t, u))
+    below = best < limit[:, None]
+    return np.where(below.any(axis=1), np.argmax(below, axis=1), m + 1)
+
+
 def _factor_series(
     ser: _Series, counts: np.ndarray, log_t: np.ndarray, log_u: np.ndarray
 ) -> np.ndarray:
-    """``A(n) = Π_c ((1 − t) + t·y_c)^{n_c}`` truncated below degree K (T × nodes × rows).
+    """``A(n) = Π_c ((1 − t) + t·y_c)^{n_c}`` truncated below degree K (T × rows × nodes).
 
     Coefficients ``Π_c C(n_c, γ_c) · t^{|γ|} · (1 − t)^{|n| − |γ|}``: nonnegative, each
     formed to a few ulps (no cancellation anywhere).
     """
     size = counts.sum(axis=1)
     deg = ser.deg[:, None, None]
-    power = deg * log_t[None, :, None] + (size[None, None, :] - deg) * log_u[None, :, None]
-    return ser.binomials(counts)[:, None, :] * np.exp(np.minimum(power, 0.0))
+    power = deg * log_t[None, None, :] + (size[None, :, None] - deg) * log_u[None, None, :]
+    return ser.binomials(counts)[:, :, None] * np.exp(np.minimum(power, 0.0))
 
 
 def sweep_row(
@@ -274,66 +310,64 @@ def sweep_row(
 
     Args:
         ser: the series ring (``soft``: one variable; ``vote``: one per class).
-        plan: the row's distance order (:class:`_Plan`).
+        plan: the row's distance order (:class:`_Plan`), cut where the batch's nodes allow.
         lam_y: ``Λ_i`` per position as weights of the tallies (T × (M + 1)); the last column
             is the tail's functional ``Λ_∞``.
         t, w: nodes and weights.
 
     Returns:
-        Per position: the derivative credited to its fact, and to its dimension.
+        Per position (M): the derivative credited to its fact, and to its dimension.
     """
-    m, size, c, g = plan.m, plan.size, plan.c, plan.g
+    m, rows, length, size = plan.m, plan.rows, plan.length, plan.size
+    c, g = plan.c, plan.g
     n_cls = ser.tallies.n_classes
     q = len(t)
     u = 1.0 - t
     log_u, log_t = np.log(u), np.log(t)
-    one = np.zeros((ser.t, q, 1))
+    one = np.zeros((ser.t, 1, q))
     one[0] = 1.0
     a_after = _factor_series(ser, plan.after, log_t, log_u)
-    f_after = t[None, :, None] * a_after
-    f_after[0] += u[:, None]  # F = (1 − t) + t·A: the dimension's factor after row p
-    # M_v: product of the factors stored at tree node v (prefix/suffix products per node give
-    # every factor's leave-one-out product without a division)
-    f_inc = f_after[:, :, plan.piece]
+    f_after = t[None, None, :] * a_after
+    f_after[0] += u[None, :]  # F = (1 − t) + t·A: the dimension's factor after row p
+    # M_v: product of the factors stored at tree node v, by prefix products within the node
+    f_inc = f_after[:, plan.piece]
     pre = np.empty_like(f_inc)
     pre[0], pre[1:] = 1.0, 0.0
     for idx in plan.fwd:
-        pre[:, :, idx] = ser.mul(pre[:, :, idx - 1], f_inc[:, :, idx - 1])
-    suf = np.empty_like(f_inc)
-    suf[0], suf[1:] = 1.0, 0.0
-    for idx in plan.bwd:
-        suf[:, :, idx] = ser.mul(suf[:, :, idx + 1], f_inc[:, :, idx + 1])
-    prod = np.repeat(one, 2 * size, axis=2)
-    prod[:, :, plan.node[plan.last]] = ser.mul(pre[:, :, plan.last], f_inc[:, :, plan.last])
+        pre[:, idx] = ser.mul(pre[:, idx - 1], f_inc[:, idx - 1])
+    prod = np.repeat(one, 2 * size, axis=1)
+    held = plan.node[plan.last]
+    prod[:, held] = ser.mul(pre[:, plan.last], f_inc[:, plan.last])
     # top-down: above[v] = product of M over v's strict ancestors
-    above = np.repeat(one, 2 * size, axis=2)
+    above = np.repeat(one, 2 * size, axis=1)
     level = 1
     while level < size:
         v = np.arange(level, 2 * level)
-        both = ser.mul(above[:, :, v], prod[:, :, v])
-        above[:, :, 2 * v] = both
-        above[:, :, 2 * v + 1] = both
+        both = ser.mul(above[:, v], prod[:, v])
+        above[:, 2 * v] = both
+        above[:, 2 * v + 1] = both
         level *= 2
-    leaves = size + np.arange(m + 1)
-    rest = ser.mul(above[:, :, leaves], prod[:, :, leaves])  # R_i: every other dimension
+    leaves = size + np.arange(length)
+    rest = ser.mul(above[:, leaves], prod[:, leaves])  # R_i: every other dimension
     # boundary factor L_i = t²·A(before) (the tail: 1); leaf functional Φ_i(W) = Λ_i(W·L_i)
-    lam = lam_y[:, None, :]
-    lead = np.concatenate([_factor_series(ser, plan.before, log_t, log_u), one], axis=2)
-    lead[:, :, :m] *= (t * t)[None, :, None]
-    phi = np.zeros((ser.t, q, 2 * size))
-    phi[:, :, leaves] = ser.dual(lead, lam)
+    lam = lam_y[:, :length, None]
+    lead = _factor_series(ser, plan.before, log_t, log_u) * (t * t)[None, None, :]
+    if length > m:
+        lead = np.concatenate([lead, one], axis=1)
+    phi = np.zeros((ser.t, 2 * size, q))
+    phi[:, leaves] = ser.dual(lead, lam)
     # bottom-up: Φ_v(W) = Σ_children Φ_child(W·M_child)
     level = size // 2
     while level >= 1:
         v = np.arange(level, 2 * level)
-        phi[:, :, v] = ser.dual(prod[:, :, 2 * v], phi[:, :, 2 * v]) + ser.dual(
-            prod[:, :, 2 * v + 1], phi[:, :, 2 * v + 1]
+        phi[:, v] = ser.dual(prod[:, 2 * v], phi[:, 2 * v]) + ser.dual(
+            prod[:, 2 * v + 1], phi[:, 2 * v + 1]
         )
         level //= 2
-    own = w @ (np.sum(rest[:, :, :m] * phi[:, :, size : size + m], axis=0) / t[:, None])
+    own = (np.sum(rest[:, :rows] * phi[:, size : size + rows], axis=0) / t[None, :]) @ w
     fact_vals = own.copy()
     dim_vals = own.copy()
-    ym1 = np.zeros((n_cls, ser.t, q, 1))  # y_c − 1
+    ym1 = np.zeros((n_cls, ser.t, 1, 1))  # y_c − 1
     eye = np.eye(n_cls)
     for cls in range(n_cls):
         ym1[cls, 0] = -1.0
@@ -341,24 +375,30 @@ def sweep_row(
             ym1[cls, ser.unit[cls][1]] = 1.0
     # facts of the boundary's dimension before it: Λ_i(t²·A^(−c)·(y_c − 1)·R_i), A^(−c) the
     # factor series with one class-c fact fewer (closed form, no division by φ_c)
-    dual_rest = ser.dual(rest[:, :, :m], lam[:, :, :m])
-    v_same = np.zeros((n_cls, m))
+    dual_rest = ser.dual(rest[:, :rows], lam[:, :rows])
+    v_same = np.zeros((n_cls, rows))
     for cls in range(n_cls):
         lead_c = ser.mul(_factor_series(ser, plan.before - eye[cls], log_t, log_u), ym1[cls])
-        v_same[cls] = w @ (np.sum(lead_c * dual_rest, axis=0) * t[:, None] ** 2)
-    # every factor's gradient: Σ over its tree nodes of Φ_v(·× above_v × leave-one-out)
-    grad = ser.dual(ser.mul(above[:, :, plan.node], ser.mul(pre, suf)), phi[:, :, plan.node])
+        v_same[cls] = (np.sum(lead_c * dual_rest, axis=0) * t[None, :] ** 2) @ w
+    # A factor F stored at node v: ∂E/∂F = Φ_v(·× above_v × the other factors at v). As a
+    # dual vector: the node's ψ_v = dual(above_v, φ_v), pushed through the later factors of the
+    # node (a backward chain) and then through the earlier ones (the prefix product).
+    back = np.empty_like(f_inc)
+    back[:, plan.last] = ser.dual(above[:, held], phi[:, held])
+    for idx in plan.bwd:
+        back[:, idx] = ser.dual(f_inc[:, idx + 1], back[:, idx + 1])
+    grad = ser.dual(pre, back)
     scaled = a_after.copy()
     scaled[0] -= 1.0  # ∂F/∂p_d = A − 1
-    dim_term = w @ np.sum(scaled[:, :, plan.piece] * grad, axis=0)
-    dim_vals += np.bincount(plan.piece, weights=dim_term, minlength=m)
-    z = np.zeros((n_cls, m))
+    dim_term = np.sum(scaled[:, plan.piece] * grad, axis=0) @ w
+    dim_vals += np.bincount(plan.piece, weights=dim_term, minlength=rows)
+    z = np.zeros((n_cls, rows))
     for cls in range(n_cls):
         # ∂F/∂p_f = t·A^(−c)·(y_c − 1) for a fact of class c of the dimension
         fs = ser.mul(_factor_series(ser, plan.after - eye[cls], log_t, log_u), ym1[cls])
-        fs *= t[None, :, None]
-        fact_term = w @ np.sum(fs[:, :, plan.piece] * grad, axis=0)
-        z[cls] = np.bincount(plan.piece, weights=fact_term, minlength=m)
+        fs *= t[None, None, :]
+        fact_term = np.sum(fs[:, plan.piece] * grad, axis=0) @ w
+        z[cls] = np.bincount(plan.piece, weights=fact_term, minlength=rows)
     # a class the dimension has no fact of (yet) has no factor to differentiate: the terms
     # above are meaningless there, so they are dropped before the suffix sums
     v_same[plan.before.T == 0] = 0.0
@@ -369,7 +409,8 @@ def sweep_row(
             continue
         fact_vals[mine] += _suffix_in_group(v_same[cls], plan.gorder, g, inclusive=False)[mine]
         fact_vals[mine] += _suffix_in_group(z[cls], plan.gorder, g, inclusive=True)[mine]
-    return fact_vals, dim_vals
+    pad = (0, m - rows)
+    return np.pad(fact_vals, pad), np.pad(dim_vals, pad)
 
 
 def join_values_sweep(
@@ -383,10 +424,13 @@ def join_values_sweep(
     k: int,
     knn_utility: str,
     nodes: Nodes,
+    *,
+    prune: bool = True,
 ) -> np.ndarray:
     """Exact (with exact nodes) KNN-Shapley values of the facts and dimensions of a join.
 
-    Every row must be a fact × dimension pair and every fact must have one row.
+    Every row must be a fact × dimension pair and every fact must have one row. ``prune``
+    skips, per node, the positions :func:`cutoffs` bounds as negligible.
     """
     n_classes = gain.shape[1]
     soft = knn_utility == "soft"
@@ -406,19 +450,27 @@ def join_values_sweep(
             else:
                 lam = _vote_functionals(ser, full, gains, y, k)
                 cls = y
-            plan = _Plan(ser, g, cls)
-            node_batch = max(1, _CELLS // (ser.t * plan.cells))
             fv = np.zeros(m)
             dv = np.zeros(m)
-            for s in range(0, len(nodes.t), node_batch):
-                a, b = sweep_row(
-                    ser, plan, lam, nodes.t[s : s + node_batch], nodes.w[s : s + node_batch]
-                )
-                fv += a
-                dv += b
+            for length, sel in _buckets(cutoffs(g, k, nodes.t) if prune else None, m, nodes):
+                plan = _Plan(ser, g, cls, length)
+                batch = max(1, _CELLS // (ser.t * plan.cells))
+                for s in range(0, len(sel), batch):
+                    b = sel[s : s + batch]
+                    a, d = sweep_row(ser, plan, lam, nodes.t[b], nodes.w[b])
+                    fv += a
+                    dv += d
             values += np.bincount(f, weights=fv, minlength=n_vars)
             values += np.bincount(g, weights=dv, minlength=n_vars)
     return values
+
+
+def _buckets(cut: np.ndarray | None, m: int, nodes: Nodes) -> list[tuple[int, np.ndarray]]:
+    """Nodes grouped by the positions they need, rounded up to powers of two (few plans)."""
+    if cut is None:
+        return [(m + 1, np.arange(len(nodes.t)))]
+    length = np.minimum(m + 1, 1 << np.ceil(np.log2(np.maximum(cut, 2))).astype(np.int64))
+    return [(int(x), np.nonzero(length == x)[0]) for x in np.unique(length)]
 
 
 def _vote_functionals(
