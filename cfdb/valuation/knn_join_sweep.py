@@ -246,6 +246,10 @@ class _Plan:
         self.fwd = [np.nonzero(rank == j)[0] for j in range(1, top + 1)]
         self.bwd = [np.nonzero(back == j)[0] for j in range(1, top + 1)]
         self.last = np.nonzero(last)[0]
+        self.by_piece = np.argsort(self.piece, kind="stable")
+        ps = self.piece[self.by_piece]
+        self.piece_starts = np.nonzero(np.r_[True, ps[1:] != ps[:-1]])[0] if n_inc else ps
+        self.pieces = ps[self.piece_starts]
 
     @property
     def cells(self) -> int:
@@ -294,9 +298,12 @@ def _factor_series(
     formed to a few ulps (no cancellation anywhere).
     """
     size = counts.sum(axis=1)
-    deg = ser.deg[:, None, None]
-    power = deg * log_t[None, None, :] + (size[None, :, None] - deg) * log_u[None, None, :]
-    return ser.binomials(counts)[:, :, None] * np.exp(np.minimum(power, 0.0))
+    # t^|γ|·(1 − t)^(|n| − |γ|) as (t/(1 − t))^|γ| times (1 − t)^|n|: two small tables instead
+    # of an exponential per cell; where (1 − t)^|n| underflows the coefficient is negligible
+    # (below 1e-230 even after the binomial), and |γ| > |n| has a zero binomial
+    ratio = np.exp(ser.deg[:, None] * (log_t - log_u)[None, :])  # (T, nodes)
+    base = np.exp(size[:, None] * log_u[None, :])  # (rows, nodes)
+    return ser.binomials(counts)[:, :, None] * ratio[:, None, :] * base[None, :, :]
 
 
 def sweep_row(
@@ -387,18 +394,18 @@ def sweep_row(
     back[:, plan.last] = ser.dual(above[:, held], phi[:, held])
     for idx in plan.bwd:
         back[:, idx] = ser.dual(f_inc[:, idx + 1], back[:, idx + 1])
-    grad = ser.dual(pre, back)
-    scaled = a_after.copy()
+    grad = ser.dual(pre, back)[:, plan.by_piece]
+    grad = np.add.reduceat(grad, plan.piece_starts, axis=1)  # per factor: over its nodes
+    held_rows = plan.pieces
+    scaled = a_after[:, held_rows]
     scaled[0] -= 1.0  # ∂F/∂p_d = A − 1
-    dim_term = np.sum(scaled[:, plan.piece] * grad, axis=0) @ w
-    dim_vals += np.bincount(plan.piece, weights=dim_term, minlength=rows)
+    dim_vals[held_rows] += np.sum(scaled * grad, axis=0) @ w
     z = np.zeros((n_cls, rows))
     for cls in range(n_cls):
         # ∂F/∂p_f = t·A^(−c)·(y_c − 1) for a fact of class c of the dimension
-        fs = ser.mul(_factor_series(ser, plan.after - eye[cls], log_t, log_u), ym1[cls])
-        fs *= t[None, None, :]
-        fact_term = np.sum(fs[:, plan.piece] * grad, axis=0) @ w
-        z[cls] = np.bincount(plan.piece, weights=fact_term, minlength=rows)
+        a_minus = _factor_series(ser, plan.after[held_rows] - eye[cls], log_t, log_u)
+        fs = ser.mul(a_minus, ym1[cls]) * t[None, None, :]
+        z[cls, held_rows] = np.sum(fs * grad, axis=0) @ w
     # a class the dimension has no fact of (yet) has no factor to differentiate: the terms
     # above are meaningless there, so they are dropped before the suffix sums
     v_same[plan.before.T == 0] = 0.0
