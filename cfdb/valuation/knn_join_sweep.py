@@ -1,18 +1,19 @@
-"""KNN-Shapley over a one-to-many join in one vectorized sweep: O(Q·M·|Γ|²) per validation row.
+"""KNN-Shapley over a one-to-many join, division-free: O(Q·N·log N·|Γ|²) per validation row.
 
 The players are fact tuples ``f`` and dimension tuples ``d``; a training row ``a_f · a_d`` is
 present when both are. :mod:`cfdb.valuation.knn_join` explains the Shapley integral
 ``φ_x = ∫₀¹ ∂E_t[u]/∂p_x dt`` (every player present independently with probability ``t``,
 Gauss–Legendre nodes in ``t``) and the factorization over dimension tuples. This module
 computes the same integrand for *every* player at *every* node with array operations along
-the distance order, instead of per-row leave-one-out products. Per validation row and node:
+the distance order. Per validation row and node:
 
 **Series.** ``y`` marks present rows before a position: ``y`` alone counts them (``soft``:
 the utility is linear in the rows, ``u(S) = Σ_i (h_i/K)·1[i present, < K present before i]``)
 or ``y_c`` counts them per class (``vote``: label tallies). Series are truncated below total
 degree K. A fact of class ``c`` contributes ``φ_c = (1−t) + t·y_c``; a dimension tuple whose
 facts before position ``i`` have class counts ``n`` contributes ``F(n) = (1−t) + t·A(n)``,
-``A(n) = Π_c φ_c^{n_c}`` (closed form by the binomial theorem).
+``A(n) = Π_c φ_c^{n_c}``, whose coefficients ``Π_c C(n_c, γ_c)·t^|γ|·(1−t)^(|n|−|γ|)`` come
+in closed form.
 
 **Event probabilities.** Row ``i`` (fact ``f_i``, dimension ``g_i``, class ``c_i``) is the
 boundary with tally ``γ`` of the present rows before it with probability
@@ -20,46 +21,46 @@ boundary with tally ``γ`` of the present rows before it with probability
 dimension is present, not a factor). ``E_t[u] = Σ_i Λ_i(P_i) + Λ_∞(Φ)``: ``Λ_i`` weighs the
 tallies by the utility (``soft``: ``h_i/K`` for every count below K; ``vote``: ``u(γ + e_{c_i})``
 for ``|γ| = K − 1``) and the tail ``Λ_∞`` (``vote`` only) scores coalitions with fewer than K
-present rows, ``Φ = Π_d F_d`` over all rows.
+present rows, ``Φ = Π_d F_d`` over all rows (the tail is position M).
 
-**Products as sums of logarithms.** ``log R_i = Σ_d log F_d − log F_{g_i}``; along the
-distance order only one dimension's factor changes per row, so ``Σ_d log F_d`` is a
-cumulative sum of per-row differences — vectorized over all rows at once. Each
-``log F(n)`` is split into ``log F(n)(0)`` (a number; its sums are exponentiated at the end,
-underflow meaning a negligible event) and ``log(1 + G(n))``, ``G`` without constant term.
-Logarithm, exponential and inverse of truncated series come from the Euler-operator
-recurrences ``θ log(1+G) = θG − θlog(1+G)·G``, ``θ exp(ℓ) = θℓ·exp(ℓ)``, ``I = 1 − G·I``.
-To keep ``G``'s coefficients bounded (so that the series arithmetic does not cancel), ``y`` is
-rescaled by ``s = 1 − t`` at nodes ``t > 1/2``: then ``|[y^γ] G| ≤ 2^{|γ|}`` at every node.
+**Products without division.** Row ``p``'s dimension has the factor ``F`` of its counts after
+``p`` at the positions ``p+1 .. q−1``, ``q`` the dimension's next row (or the tail): exactly
+the positions whose boundary lies in another dimension. So ``R_i`` is the product of the
+factors whose range covers ``i``. Each range is cut into the ``O(log M)`` canonical nodes of a
+segment tree over the positions; a node's factors multiply into ``M_v`` (prefix products
+within the node), ``R_i`` is the product of ``M_v`` over leaf ``i``'s ancestors (top-down).
+Every series in these products has nonnegative coefficients, so each coefficient is formed
+to a few ulps whatever ``t``: no inverse series, no logarithms, no rescaling of ``y``.
 
 **Derivatives.** With ``D_i`` the dual of ``P_i`` under ``Λ_i``
-(``⟨W, D_i⟩ = Λ_i(W·P_i)`` for every series ``W``), the partial derivatives are:
+(``⟨W, D_i⟩ = Λ_i(W·P_i)``, :meth:`_Series.dual`), the partial derivatives are:
 
 * ``∂/∂p_{f_i}`` and ``∂/∂p_{g_i}`` of ``Λ_i(P_i)``: ``Λ_i(P_i)/t`` (the row's own term);
-* a fact ``f`` of class ``c`` in ``g_i`` before ``i``: ``Λ_i(t²·(A_{g_i}/φ_c)·(y_c − 1)·R_i)``;
-* a dimension ``d ≠ g_i`` with facts before ``i``: ``⟨(A_d − 1)/F_d, D_i⟩``, and a fact of
-  class ``c`` of such a ``d``: ``⟨t·A_d·(y_c − 1)/(φ_c·F_d), D_i⟩``.
+* a fact ``f`` of class ``c`` in ``g_i`` before ``i``: ``Λ_i(t²·A^{(−c)}_{g_i}·(y_c − 1)·R_i)``,
+  ``A^{(−c)}`` the closed form with one class-``c`` fact fewer (never a division by ``φ_c``);
+* a factor ``F`` (a range): ``∂E/∂F`` is the functional ``W ↦ Σ_{i in range} Λ_i(W·P_i/F)``.
+  Per tree node, ``Φ_v(W) = Σ_{i under v} Λ_i(W·L_i·Π_{nodes strictly between} M)``
+  (``L_i = t²·A_{g_i}``) is built bottom-up as a dual vector; a factor stored at ``v`` gets
+  ``Φ_v(W·above_v·(the other factors at v))``, pushed through the node's other factors as
+  duals (a backward chain and the prefix products), again without division. The dimension's
+  derivative is ``⟨A − 1, ∂E/∂F⟩``, its class-``c`` facts' ``⟨t·A^{(−c)}·(y_c − 1), ∂E/∂F⟩``;
+  each fact accumulates the ranges after it by a suffix sum within its dimension.
 
-``F_d`` and ``A_d`` are constant between two facts of ``d`` in the distance order, so the
-last two are inner products with *stretch sums* of ``D`` (differences of one cumulative sum,
-the tail included), and each fact accumulates the stretches after it by a suffix sum within
-its dimension. Everything is linear in the node's integrand, so node weights are applied
-before the per-tuple sums.
+Everything is linear in the node's integrand, so node weights are applied before the per-tuple
+sums.
 
-**Precision.** Taking a factor out of a product through its inverse series is
-ill-conditioned when the factor is nearly a monomial of positive degree, which happens near
-``t = 1``: a fact's ``φ_c`` (constant ``1 − t``, slope ``t``) and a dimension with fewer than K
-facts (constant ≈ ``1 − t``, top coefficient ≈ 1). So ``A/φ_c`` is formed in closed form (the
-counts with one class-c fact less), and the stretches of dimensions with 1..K−1 facts are
-summed pair by pair with the factor removed in log space (``exp(ℓ_i − log F_d)``; O(Σ of those
-stretches) extra work). Dimensions with K or more facts still go through ``1/F_d``; the loss
-grows with K (values sum to the utility to 1e-13 for K <= 3 with hundreds of tuples, 1e-10 for
-K = 4, 1e-7 for K = 5), hence :data:`cfdb.valuation.knn_join.SWEEP_MAX_K`.
+**Pruning.** At node ``t`` every term at position ``i`` concerns coalitions with fewer than K
+present rows before ``i``; :func:`cutoffs` bounds that probability (Chernoff, per node) and
+drops the positions where the bound, even conditioned on one player, is below 1e-18 of the
+utility weights. Near ``t = 1`` only a short prefix of the order remains (a few dozen positions
+for K ≤ 10); near ``t = 0`` every position counts, and with few dimension tuples (each absent
+with probability ``1 − t``) nothing can be dropped.
 
-Complexity per validation row: O(N log N) to rank plus O(Q·M·|Γ|²) for M rows, Q nodes and
-|Γ| tallies below K (K for ``soft``, ``C(K − 1 + C, C)`` for ``vote`` with C classes).
-Covers joins where every training row is a fact × dimension pair and every fact has one row;
-other one-to-many shapes use :func:`cfdb.valuation.knn_join.join_values_general`.
+Complexity per validation row: O(N log N) to rank plus O(Q·M·log M·|Γ|²) for M rows, Q nodes
+and |Γ| tallies below K (K for ``soft``, ``C(K − 1 + C, C)`` for ``vote`` with C classes),
+less where pruning applies. Covers joins where every training row is a fact × dimension pair
+and every fact has one row; other one-to-many shapes use
+:func:`cfdb.valuation.knn_join.join_values_general`.
 """
 
 from __future__ import annotations
