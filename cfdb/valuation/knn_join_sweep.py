@@ -66,6 +66,7 @@ and every fact has one row; other one-to-many shapes use
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from cfdb.valuation.knn_join import _within_group
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
@@ -247,10 +248,11 @@ class _Plan:
         self.fwd = [np.nonzero(rank == j)[0] for j in range(1, top + 1)]
         self.bwd = [np.nonzero(back == j)[0] for j in range(1, top + 1)]
         self.last = np.nonzero(last)[0]
-        self.by_piece = np.argsort(self.piece, kind="stable")
-        ps = self.piece[self.by_piece]
-        self.piece_starts = np.nonzero(np.r_[True, ps[1:] != ps[:-1]])[0] if n_inc else ps
-        self.pieces = ps[self.piece_starts]
+        self.pieces, column = np.unique(self.piece, return_inverse=True)
+        # sums a per-node array (incidences × nodes) into one row per factor
+        self.gather = csr_matrix(
+            (np.ones(n_inc), (column, np.arange(n_inc))), shape=(len(self.pieces), n_inc)
+        )
 
     @property
     def cells(self) -> int:
@@ -275,13 +277,12 @@ def cutoffs(g: np.ndarray, k: int, t: np.ndarray, tol: float = 1e-18) -> np.ndar
     u = 1.0 - t
     log_u, log_t = np.log(u)[:, None], np.log(t)[:, None]
     best = np.full((len(t), m + 1), np.inf)
+    n = np.arange(int(counts.max(initial=0)) + 2, dtype=np.float64)[None, :]
+    pos = counts.astype(np.int64)
     for lam in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
         log_e = np.log(u + t * np.exp(-lam))[:, None]
-
-        def log_f(n: np.ndarray, log_e: np.ndarray = log_e) -> np.ndarray:
-            return np.logaddexp(log_u, log_t + n[None, :] * log_e)
-
-        step = log_f(counts + 1.0) - log_f(counts)
+        table = np.logaddexp(log_u, log_t + n * log_e)  # log E[e^{−λB}] by dimension size
+        step = table[:, pos + 1] - table[:, pos]
         bound = np.zeros((len(t), m + 1))
         np.cumsum(step, axis=1, out=bound[:, 1:])
         np.minimum(best, bound + lam * k, out=best)
@@ -395,8 +396,8 @@ def sweep_row(
     back[:, plan.last] = ser.dual(above[:, held], phi[:, held])
     for idx in plan.bwd:
         back[:, idx] = ser.dual(f_inc[:, idx + 1], back[:, idx + 1])
-    grad = ser.dual(pre, back)[:, plan.by_piece]
-    grad = np.add.reduceat(grad, plan.piece_starts, axis=1)  # per factor: over its nodes
+    grad = ser.dual(pre, back)
+    grad = np.stack([plan.gather @ x for x in grad])  # per factor: the sum over its nodes
     held_rows = plan.pieces
     scaled = a_after[:, held_rows]
     scaled[0] -= 1.0  # ∂F/∂p_d = A − 1
