@@ -10,7 +10,7 @@ Sections (each prints a table; times are wall seconds on this machine, ratios in
 * ``join`` — 10,000 facts × 200 dimension tuples × 1,000 validation rows: time per
   validation row for K = 1 (running products), K = 2, 3, 5, 10 (the join sweep), extrapolated
   to 1,000 rows (``*``); with ``--general`` also the division-free counting oracle on a
-  400-fact join against the sweep, same K, in the same run.
+  200-fact join against the sweep, same K, in the same run.
 * ``star`` — a fact table with three dimension tables: refused (the message is printed).
 * ``growth`` — facts N = 10k, 20k, 40k (N/50 dimension tuples), per validation row, K = 1
   and 5, with the fitted exponent of CPU time in N.
@@ -112,13 +112,13 @@ def _against_general() -> None:
     from cfdb.valuation.neighbors import Ranker
     from cfdb.valuation.quadrature import shapley_nodes
 
-    print("\n400 facts × 20 dimension tuples, one validation row: sweep vs counting oracle")
+    print("\n200 facts × 10 dimension tuples, one validation row: sweep vs counting oracle")
     print(f"{'K':>3} {'sweep CPU s':>12} {'oracle CPU s':>13} {'ratio':>7} {'max rel diff':>13}")
-    problem = _join_problem(400, 20, 1)
+    problem = _join_problem(200, 10, 1)
     dims = problem.lineage.row_vars[:, 1]
-    args = (Ranker(problem.train), np.arange(400), dims, problem.labels)
-    args += (problem.val, problem.gain, 420)
-    nodes = shapley_nodes(420)
+    args = (Ranker(problem.train), np.arange(200), dims, problem.labels)
+    args += (problem.val, problem.gain, 210)
+    nodes = shapley_nodes(210)
     for k in (4, 5):
         cpu = time.process_time()
         fast = join_values_sweep(*args, k, "soft", nodes)

@@ -87,11 +87,6 @@ class _Series:
         self.deg = self.tallies.sizes.astype(np.float64)
         ii, jj, kk = self.tallies.product_table()
         self.pairs = list(zip(ii.tolist(), jj.tolist(), kk.tolist()))
-        # pairs grouped by target, targets by increasing degree (recurrences need that order)
-        self.into: dict[int, list[tuple[int, int]]] = {}
-        for i, j, t in self.pairs:
-            self.into.setdefault(t, []).append((i, j))
-        self.order = sorted(range(self.t), key=lambda x: (self.tallies.sizes[x], x))
         self.unit = [
             [self.tallies.index(np.eye(n_classes, dtype=np.int64)[c] * p) for p in range(k)]
             for c in range(n_classes)
@@ -101,41 +96,6 @@ class _Series:
         out = np.zeros(np.broadcast_shapes(a.shape, b.shape), dtype=np.result_type(a, b))
         for i, j, t in self.pairs:
             out[t] += a[i] * b[j]
-        return out
-
-    def exp(self, f: np.ndarray) -> np.ndarray:
-        """``exp(f)`` for ``f`` without constant term."""
-        out = np.zeros_like(f)
-        out[0] = 1.0
-        for t in self.order[1:]:
-            acc = np.zeros_like(f[0])
-            for i, j in self.into[t]:
-                if i:
-                    acc += self.deg[i] * f[i] * out[j]
-            out[t] = acc / self.deg[t]
-        return out
-
-    def log1p(self, g: np.ndarray) -> np.ndarray:
-        """``log(1 + g)`` for ``g`` without constant term."""
-        out = np.zeros_like(g)
-        for t in self.order[1:]:
-            acc = np.zeros_like(g[0])
-            for i, j in self.into[t]:
-                if i and j:
-                    acc += self.deg[i] * out[i] * g[j]
-            out[t] = g[t] - acc / self.deg[t]
-        return out
-
-    def inv1p(self, g: np.ndarray) -> np.ndarray:
-        """``1/(1 + g)`` for ``g`` without constant term."""
-        out = np.zeros_like(g)
-        out[0] = 1.0
-        for t in self.order[1:]:
-            acc = np.zeros_like(g[0])
-            for i, j in self.into[t]:
-                if i:
-                    acc += g[i] * out[j]
-            out[t] = -acc
         return out
 
     def dual(self, p: np.ndarray, lam: np.ndarray) -> np.ndarray:
