@@ -16,6 +16,9 @@ Shapley value.
 * :func:`join_values_1nn` — K = 1 with every row a fact × dimension pair: the factors are
   scalars, products are running sums of logarithms, and every tuple's derivative is a
   prefix-sum lookup: O(N log N + Q·N) per validation row for ``Q`` nodes.
+* :func:`cfdb.valuation.knn_join_sweep.join_values_sweep` — any K with every row a fact ×
+  dimension pair and one row per fact: division-free products over a segment tree on the
+  distance order, O(Q·N·log N·|Γ|²) per validation row.
 * :func:`join_values_general` — any K, any mix of fact-only, dimension-only and joined rows
   (and therefore fork and map pipelines too): at each boundary row, leave-one-out products
   of the dimension factors (prefix and suffix products, no division) give every tuple's
@@ -35,14 +38,6 @@ from cfdb.valuation.quadrature import Nodes, shapley_nodes
 from cfdb.valuation.utilities import Tallies, tally_utility
 
 _NODE_CHUNK = 64
-
-#: Largest K routed to :mod:`cfdb.valuation.knn_join_sweep`. The sweep removes dimension
-#: factors in log space and fact factors in closed form; the remaining divisions (by the
-#: factor of a dimension with K or more facts, through its inverse series) lose precision at
-#: nodes ``t`` near 1 as K grows: values sum to the utility to 1e-13 for K <= 3 with
-#: hundreds of tuples, only to 1e-10 for K = 4 and 1e-7 for K = 5. Larger K use
-#: :func:`join_values_general`.
-SWEEP_MAX_K = 3
 
 
 def _within_group(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -442,7 +437,7 @@ def join_values(
     joined = bool(np.all(row_fact >= 0) and np.all(row_group >= 0))
     if k == 1 and joined:
         return join_values_1nn(ranker, row_fact, row_group, labels, val, gain, n_vars, nodes), nodes
-    if k <= SWEEP_MAX_K and joined and len(np.unique(row_fact)) == len(row_fact):
+    if joined and len(np.unique(row_fact)) == len(row_fact):
         from cfdb.valuation.knn_join_sweep import join_values_sweep
 
         values = join_values_sweep(

@@ -1,18 +1,19 @@
-"""KNN-Shapley over a one-to-many join in one vectorized sweep: O(Q·M·|Γ|²) per validation row.
+"""KNN-Shapley over a one-to-many join, division-free: O(Q·N·log N·|Γ|²) per validation row.
 
 The players are fact tuples ``f`` and dimension tuples ``d``; a training row ``a_f · a_d`` is
 present when both are. :mod:`cfdb.valuation.knn_join` explains the Shapley integral
 ``φ_x = ∫₀¹ ∂E_t[u]/∂p_x dt`` (every player present independently with probability ``t``,
 Gauss–Legendre nodes in ``t``) and the factorization over dimension tuples. This module
 computes the same integrand for *every* player at *every* node with array operations along
-the distance order, instead of per-row leave-one-out products. Per validation row and node:
+the distance order. Per validation row and node:
 
 **Series.** ``y`` marks present rows before a position: ``y`` alone counts them (``soft``:
 the utility is linear in the rows, ``u(S) = Σ_i (h_i/K)·1[i present, < K present before i]``)
 or ``y_c`` counts them per class (``vote``: label tallies). Series are truncated below total
 degree K. A fact of class ``c`` contributes ``φ_c = (1−t) + t·y_c``; a dimension tuple whose
 facts before position ``i`` have class counts ``n`` contributes ``F(n) = (1−t) + t·A(n)``,
-``A(n) = Π_c φ_c^{n_c}`` (closed form by the binomial theorem).
+``A(n) = Π_c φ_c^{n_c}``, whose coefficients ``Π_c C(n_c, γ_c)·t^|γ|·(1−t)^(|n|−|γ|)`` come
+in closed form.
 
 **Event probabilities.** Row ``i`` (fact ``f_i``, dimension ``g_i``, class ``c_i``) is the
 boundary with tally ``γ`` of the present rows before it with probability
@@ -20,60 +21,61 @@ boundary with tally ``γ`` of the present rows before it with probability
 dimension is present, not a factor). ``E_t[u] = Σ_i Λ_i(P_i) + Λ_∞(Φ)``: ``Λ_i`` weighs the
 tallies by the utility (``soft``: ``h_i/K`` for every count below K; ``vote``: ``u(γ + e_{c_i})``
 for ``|γ| = K − 1``) and the tail ``Λ_∞`` (``vote`` only) scores coalitions with fewer than K
-present rows, ``Φ = Π_d F_d`` over all rows.
+present rows, ``Φ = Π_d F_d`` over all rows (the tail is position M).
 
-**Products as sums of logarithms.** ``log R_i = Σ_d log F_d − log F_{g_i}``; along the
-distance order only one dimension's factor changes per row, so ``Σ_d log F_d`` is a
-cumulative sum of per-row differences — vectorized over all rows at once. Each
-``log F(n)`` is split into ``log F(n)(0)`` (a number; its sums are exponentiated at the end,
-underflow meaning a negligible event) and ``log(1 + G(n))``, ``G`` without constant term.
-Logarithm, exponential and inverse of truncated series come from the Euler-operator
-recurrences ``θ log(1+G) = θG − θlog(1+G)·G``, ``θ exp(ℓ) = θℓ·exp(ℓ)``, ``I = 1 − G·I``.
-To keep ``G``'s coefficients bounded (so that the series arithmetic does not cancel), ``y`` is
-rescaled by ``s = 1 − t`` at nodes ``t > 1/2``: then ``|[y^γ] G| ≤ 2^{|γ|}`` at every node.
+**Products without division.** Row ``p``'s dimension has the factor ``F`` of its counts after
+``p`` at the positions ``p+1 .. q−1``, ``q`` the dimension's next row (or the tail): exactly
+the positions whose boundary lies in another dimension. So ``R_i`` is the product of the
+factors whose range covers ``i``. Each range is cut into the ``O(log M)`` canonical nodes of a
+segment tree over the positions; a node's factors multiply into ``M_v`` (prefix products
+within the node), ``R_i`` is the product of ``M_v`` over leaf ``i``'s ancestors (top-down).
+Every series in these products has nonnegative coefficients, so each coefficient is formed
+to a few ulps whatever ``t``: no inverse series, no logarithms, no rescaling of ``y``.
 
 **Derivatives.** With ``D_i`` the dual of ``P_i`` under ``Λ_i``
-(``⟨W, D_i⟩ = Λ_i(W·P_i)`` for every series ``W``), the partial derivatives are:
+(``⟨W, D_i⟩ = Λ_i(W·P_i)``, :meth:`_Series.dual`), the partial derivatives are:
 
 * ``∂/∂p_{f_i}`` and ``∂/∂p_{g_i}`` of ``Λ_i(P_i)``: ``Λ_i(P_i)/t`` (the row's own term);
-* a fact ``f`` of class ``c`` in ``g_i`` before ``i``: ``Λ_i(t²·(A_{g_i}/φ_c)·(y_c − 1)·R_i)``;
-* a dimension ``d ≠ g_i`` with facts before ``i``: ``⟨(A_d − 1)/F_d, D_i⟩``, and a fact of
-  class ``c`` of such a ``d``: ``⟨t·A_d·(y_c − 1)/(φ_c·F_d), D_i⟩``.
+* a fact ``f`` of class ``c`` in ``g_i`` before ``i``: ``Λ_i(t²·A^{(−c)}_{g_i}·(y_c − 1)·R_i)``,
+  ``A^{(−c)}`` the closed form with one class-``c`` fact fewer (never a division by ``φ_c``);
+* a factor ``F`` (a range): ``∂E/∂F`` is the functional ``W ↦ Σ_{i in range} Λ_i(W·P_i/F)``.
+  Per tree node, ``Φ_v(W) = Σ_{i under v} Λ_i(W·L_i·Π_{nodes strictly between} M)``
+  (``L_i = t²·A_{g_i}``) is built bottom-up as a dual vector; a factor stored at ``v`` gets
+  ``Φ_v(W·above_v·(the other factors at v))``, pushed through the node's other factors as
+  duals (a backward chain and the prefix products), again without division. The dimension's
+  derivative is ``⟨A − 1, ∂E/∂F⟩``, its class-``c`` facts' ``⟨t·A^{(−c)}·(y_c − 1), ∂E/∂F⟩``;
+  each fact accumulates the ranges after it by a suffix sum within its dimension.
 
-``F_d`` and ``A_d`` are constant between two facts of ``d`` in the distance order, so the
-last two are inner products with *stretch sums* of ``D`` (differences of one cumulative sum,
-the tail included), and each fact accumulates the stretches after it by a suffix sum within
-its dimension. Everything is linear in the node's integrand, so node weights are applied
-before the per-tuple sums.
+Everything is linear in the node's integrand, so node weights are applied before the per-tuple
+sums.
 
-**Precision.** Taking a factor out of a product through its inverse series is
-ill-conditioned when the factor is nearly a monomial of positive degree, which happens near
-``t = 1``: a fact's ``φ_c`` (constant ``1 − t``, slope ``t``) and a dimension with fewer than K
-facts (constant ≈ ``1 − t``, top coefficient ≈ 1). So ``A/φ_c`` is formed in closed form (the
-counts with one class-c fact less), and the stretches of dimensions with 1..K−1 facts are
-summed pair by pair with the factor removed in log space (``exp(ℓ_i − log F_d)``; O(Σ of those
-stretches) extra work). Dimensions with K or more facts still go through ``1/F_d``; the loss
-grows with K (values sum to the utility to 1e-13 for K <= 3 with hundreds of tuples, 1e-10 for
-K = 4, 1e-7 for K = 5), hence :data:`cfdb.valuation.knn_join.SWEEP_MAX_K`.
+**Pruning.** At node ``t`` every term at position ``i`` concerns coalitions with fewer than K
+present rows before ``i``; :func:`cutoffs` bounds that probability (Chernoff, per node) and
+drops the positions where the bound, even conditioned on one player, is below 1e-18 of the
+utility weights. Near ``t = 1`` only a short prefix of the order remains (a few dozen positions
+for K ≤ 10); near ``t = 0`` every position counts, and with few dimension tuples (each absent
+with probability ``1 − t``) nothing can be dropped.
 
-Complexity per validation row: O(N log N) to rank plus O(Q·M·|Γ|²) for M rows, Q nodes and
-|Γ| tallies below K (K for ``soft``, ``C(K − 1 + C, C)`` for ``vote`` with C classes).
-Covers joins where every training row is a fact × dimension pair and every fact has one row;
-other one-to-many shapes use :func:`cfdb.valuation.knn_join.join_values_general`.
+Complexity per validation row: O(N log N) to rank plus O(Q·M·log M·|Γ|²) for M rows, Q nodes
+and |Γ| tallies below K (K for ``soft``, ``C(K − 1 + C, C)`` for ``vote`` with C classes),
+less where pruning applies. Covers joins where every training row is a fact × dimension pair
+and every fact has one row; other one-to-many shapes use
+:func:`cfdb.valuation.knn_join.join_values_general`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from cfdb.valuation.knn_join import _within_group
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
 from cfdb.valuation.quadrature import Nodes
 from cfdb.valuation.utilities import Tallies
 
-#: (node, position) cells per array: bounds the sweep's memory (about 40 arrays of this many
-#: float64 values times the number of tallies).
-_CELLS = 1 << 17
+#: float64 values per array of the sweep (tallies × nodes × tree cells): bounds its memory
+#: (a dozen such arrays live at once).
+_CELLS = 1 << 22
 
 
 class _Series:
@@ -85,11 +87,6 @@ class _Series:
         self.deg = self.tallies.sizes.astype(np.float64)
         ii, jj, kk = self.tallies.product_table()
         self.pairs = list(zip(ii.tolist(), jj.tolist(), kk.tolist()))
-        # pairs grouped by target, targets by increasing degree (recurrences need that order)
-        self.into: dict[int, list[tuple[int, int]]] = {}
-        for i, j, t in self.pairs:
-            self.into.setdefault(t, []).append((i, j))
-        self.order = sorted(range(self.t), key=lambda x: (self.tallies.sizes[x], x))
         self.unit = [
             [self.tallies.index(np.eye(n_classes, dtype=np.int64)[c] * p) for p in range(k)]
             for c in range(n_classes)
@@ -99,41 +96,6 @@ class _Series:
         out = np.zeros(np.broadcast_shapes(a.shape, b.shape), dtype=np.result_type(a, b))
         for i, j, t in self.pairs:
             out[t] += a[i] * b[j]
-        return out
-
-    def exp(self, f: np.ndarray) -> np.ndarray:
-        """``exp(f)`` for ``f`` without constant term."""
-        out = np.zeros_like(f)
-        out[0] = 1.0
-        for t in self.order[1:]:
-            acc = np.zeros_like(f[0])
-            for i, j in self.into[t]:
-                if i:
-                    acc += self.deg[i] * f[i] * out[j]
-            out[t] = acc / self.deg[t]
-        return out
-
-    def log1p(self, g: np.ndarray) -> np.ndarray:
-        """``log(1 + g)`` for ``g`` without constant term."""
-        out = np.zeros_like(g)
-        for t in self.order[1:]:
-            acc = np.zeros_like(g[0])
-            for i, j in self.into[t]:
-                if i and j:
-                    acc += self.deg[i] * out[i] * g[j]
-            out[t] = g[t] - acc / self.deg[t]
-        return out
-
-    def inv1p(self, g: np.ndarray) -> np.ndarray:
-        """``1/(1 + g)`` for ``g`` without constant term."""
-        out = np.zeros_like(g)
-        out[0] = 1.0
-        for t in self.order[1:]:
-            acc = np.zeros_like(g[0])
-            for i, j in self.into[t]:
-                if i:
-                    acc += g[i] * out[j]
-            out[t] = -acc
         return out
 
     def dual(self, p: np.ndarray, lam: np.ndarray) -> np.ndarray:
@@ -188,30 +150,127 @@ def _suffix_in_group(
     return out
 
 
-def _danger_pairs(rows: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(p, i)`` for every row ``p`` of ``rows`` and every position ``p < i < stop[p]``."""
-    lengths = stop[rows] - rows - 1
-    keep = lengths > 0
-    rows, lengths = rows[keep], lengths[keep]
-    total = int(lengths.sum())
-    pp = np.repeat(rows, lengths)
-    first = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return pp, pp + 1 + (np.arange(total) - first)
+def _cover(lo: np.ndarray, hi: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical segment-tree nodes of the ranges ``[lo, hi]``: (node, range index) pairs.
+
+    Nodes are numbered as a heap (root 1, leaf of position i at ``size + i``); each range is
+    the disjoint union of at most ``2·log2(size)`` nodes.
+    """
+    left, right, which = lo + size, hi + size + 1, np.arange(len(lo))
+    nodes, owners = [], []
+    while len(left):
+        keep = left < right
+        left, right, which = left[keep], right[keep], which[keep]
+        odd = (left & 1) == 1
+        nodes.append(left[odd])
+        owners.append(which[odd])
+        left = left + odd
+        odd = (right & 1) == 1
+        right = right - odd
+        nodes.append(right[odd])
+        owners.append(which[odd])
+        left, right = left >> 1, right >> 1
+    return np.concatenate(nodes), np.concatenate(owners)
 
 
-def _excl_cumsum(x: np.ndarray, extra: int = 0) -> np.ndarray:
-    """Exclusive cumulative sum along the last axis, with ``extra`` trailing totals."""
-    out = np.zeros((*x.shape[:-1], x.shape[-1] + 1 + extra), dtype=x.dtype)
-    np.cumsum(x, axis=-1, out=out[..., 1 : x.shape[-1] + 1])
-    if extra:
-        out[..., x.shape[-1] + 1 :] = out[..., x.shape[-1] : x.shape[-1] + 1]
-    return out
+class _Plan:
+    """One validation row's distance order, cut after ``length`` positions: dimension states,
+    the ranges where each dimension factor holds, and their segment tree."""
+
+    def __init__(self, ser: _Series, g: np.ndarray, c: np.ndarray, length: int) -> None:
+        m = len(g)
+        rows = min(length, m)  # rows kept; ``length == m + 1`` keeps the tail (position m)
+        self.m, self.rows, self.length = m, rows, length
+        self.g, self.c = g[:rows], c[:rows]
+        n_cls = ser.tallies.n_classes
+        _, nxt, self.gorder = _within_group(self.g)
+        self.before = _group_counts(self.g, self.c, n_cls)  # the dimension's counts before i
+        self.after = self.before.copy()
+        self.after[np.arange(rows), self.c] += 1.0
+        # The factor of row p's dimension after p holds at positions p+1 .. next row of the
+        # dimension − 1 (the tail, position m, included when p is the dimension's last row):
+        # exactly the positions whose boundary lies in another dimension.
+        stop = np.minimum(np.where(nxt < rows, nxt, m + 1), length)
+        self.size = 1 << max(1, int(length - 1).bit_length())  # leaves 0..length−1
+        live = np.nonzero(stop > np.arange(rows) + 1)[0]
+        node, owner = _cover(live + 1, stop[live] - 1, self.size)
+        piece = live[owner]
+        idx = np.lexsort((piece, node))
+        self.node, self.piece = node[idx], piece[idx]
+        n_inc = len(idx)
+        first = np.r_[True, self.node[1:] != self.node[:-1]]
+        last = np.r_[self.node[1:] != self.node[:-1], True]
+        start = np.maximum.accumulate(np.where(first, np.arange(n_inc), 0))
+        rank = np.arange(n_inc) - start
+        end = np.minimum.accumulate(np.where(last, np.arange(n_inc), n_inc)[::-1])[::-1]
+        back = end - np.arange(n_inc)
+        top = int(rank.max()) if n_inc else 0
+        self.fwd = [np.nonzero(rank == j)[0] for j in range(1, top + 1)]
+        self.bwd = [np.nonzero(back == j)[0] for j in range(1, top + 1)]
+        self.last = np.nonzero(last)[0]
+        self.pieces, column = np.unique(self.piece, return_inverse=True)
+        # sums a per-node array (incidences × nodes) into one row per factor
+        self.gather = csr_matrix(
+            (np.ones(n_inc), (column, np.arange(n_inc))), shape=(len(self.pieces), n_inc)
+        )
+
+    @property
+    def cells(self) -> int:
+        """Series cells per node of the largest arrays."""
+        return max(len(self.node), 2 * self.size)
+
+
+def cutoffs(g: np.ndarray, k: int, t: np.ndarray, tol: float = 1e-18) -> np.ndarray:
+    """Per node: how many positions (the tail is position M) can carry a top-K event.
+
+    Every term at position i is an event "fewer than K present rows before i", possibly
+    conditioned on one tuple (and on the boundary's own two), so it is at most
+    ``P(S_i < K)/min(t, 1 − t)²``, ``S_i`` the present rows before i. ``S_i = Σ_d B_d`` over
+    dimensions, independent, ``B_d`` = (dimension present) × Binomial(n_d, t), so Chernoff's
+    bound ``P(S_i < K) ≤ e^{λK}·Π_d E[e^{−λB_d}] = e^{λK}·Π_d ((1 − t) + t(1 − t + t·e^{−λ})^{n_d})``
+    (a cumulative sum of logarithms along the order; minimum over a few λ). Positions from the
+    first one whose bound is below ``tol/(M + 1)`` contribute less than ``tol`` times the
+    largest utility weight in all, and are skipped; the bound only falls along the order.
+    """
+    m = len(g)
+    counts = _group_counts(g, np.zeros(m, dtype=np.int64), 1)[:, 0]  # dimension's rows before
+    u = 1.0 - t
+    log_u, log_t = np.log(u)[:, None], np.log(t)[:, None]
+    best = np.full((len(t), m + 1), np.inf)
+    n = np.arange(int(counts.max(initial=0)) + 2, dtype=np.float64)[None, :]
+    pos = counts.astype(np.int64)
+    for lam in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
+        log_e = np.log(u + t * np.exp(-lam))[:, None]
+        table = np.logaddexp(log_u, log_t + n * log_e)  # log E[e^{−λB}] by dimension size
+        step = table[:, pos + 1] - table[:, pos]
+        bound = np.zeros((len(t), m + 1))
+        np.cumsum(step, axis=1, out=bound[:, 1:])
+        np.minimum(best, bound + lam * k, out=best)
+    limit = np.log(tol / (m + 1)) + 2 * np.log(np.minimum(t, u))
+    below = best < limit[:, None]
+    return np.where(below.any(axis=1), np.argmax(below, axis=1), m + 1)
+
+
+def _factor_series(
+    ser: _Series, counts: np.ndarray, log_t: np.ndarray, log_u: np.ndarray
+) -> np.ndarray:
+    """``A(n) = Π_c ((1 − t) + t·y_c)^{n_c}`` truncated below degree K (T × rows × nodes).
+
+    Coefficients ``Π_c C(n_c, γ_c) · t^{|γ|} · (1 − t)^{|n| − |γ|}``: nonnegative, each
+    formed to a few ulps (no cancellation anywhere).
+    """
+    size = counts.sum(axis=1)
+    # t^|γ|·(1 − t)^(|n| − |γ|) as (t/(1 − t))^|γ| times (1 − t)^|n|: two small tables instead
+    # of an exponential per cell; where (1 − t)^|n| underflows the coefficient is negligible
+    # (below 1e-230 even after the binomial), and |γ| > |n| has a zero binomial
+    ratio = np.exp(ser.deg[:, None] * (log_t - log_u)[None, :])  # (T, nodes)
+    base = np.exp(size[:, None] * log_u[None, :])  # (rows, nodes)
+    return ser.binomials(counts)[:, :, None] * ratio[:, None, :] * base[None, :, :]
 
 
 def sweep_row(
     ser: _Series,
-    g: np.ndarray,
-    c: np.ndarray,
+    plan: _Plan,
     lam_y: np.ndarray,
     t: np.ndarray,
     w: np.ndarray,
@@ -220,136 +279,107 @@ def sweep_row(
 
     Args:
         ser: the series ring (``soft``: one variable; ``vote``: one per class).
-        g: dimension of the row at each position (distance order), any integer ids.
-        c: class of the row at each position in ``ser``'s variables (0 for ``soft``).
+        plan: the row's distance order (:class:`_Plan`), cut where the batch's nodes allow.
         lam_y: ``Λ_i`` per position as weights of the tallies (T × (M + 1)); the last column
             is the tail's functional ``Λ_∞``.
         t, w: nodes and weights.
 
     Returns:
-        Per position: the derivative credited to its fact, and to its dimension.
+        Per position (M): the derivative credited to its fact, and to its dimension.
     """
-    m = len(g)
+    m, rows, length, size = plan.m, plan.rows, plan.length, plan.size
+    c, g = plan.c, plan.g
     n_cls = ser.tallies.n_classes
+    q = len(t)
     u = 1.0 - t
-    big = t > 0.5
-    s = np.where(big, u**1, 1.0)
-    r = t * s / u  # φ_c = u·(1 + r·x_c) in the rescaled variable x = y/s
     log_u, log_t = np.log(u), np.log(t)
-    _, nxt, gorder = _within_group(g)
-    before = _group_counts(g, c, n_cls)  # class counts of the dimension before each row
-    after = before.copy()
-    after[np.arange(m), c] += 1.0
-    size_after = after.sum(axis=1)
-    # prev[i]: the previous row of the same dimension (m: none)
-    prev = np.full(m, m, dtype=np.int64)
-    has_next = nxt < m
-    prev[nxt[has_next]] = np.nonzero(has_next)[0]
-    rdeg = r[None, :] ** ser.deg[:, None]  # (T, Q)
-    a_after = ser.binomials(after)[:, None, :] * rdeg[:, :, None]  # (T, Q, M): A/u^|n|
-    un_after = np.exp(size_after[None, :] * log_u[:, None])  # u^|n|
-    f0_after = u[:, None] + t[:, None] * un_after
-    g_after = a_after * (t[:, None] * un_after / f0_after)[None]
-    g_after[0] = 0.0
-    l_after = ser.log1p(g_after)
-    lf0_after = np.log(f0_after)
-    # state before each row = state after the previous row of its dimension (or empty)
-    l_before = np.concatenate([l_after, np.zeros((ser.t, len(t), 1), dtype=t.dtype)], axis=2)[
-        :, :, prev
-    ]
-    lf0_before = np.concatenate([lf0_after, np.zeros((len(t), 1), dtype=t.dtype)], axis=1)[:, prev]
-    a_before = np.concatenate([a_after, np.zeros((ser.t, len(t), 1), dtype=t.dtype)], axis=2)[
-        :, :, prev
-    ]
-    a_before[0][:, prev == m] = 1.0
-    size_before = size_after - 1.0
-    cl = _excl_cumsum(l_after - l_before)  # Σ_d log(1 + G_d) before each row, and in total
-    cc = _excl_cumsum(lf0_after - lf0_before)
-    ell = cl[:, :, :m] - l_before
-    scale = cc[:, :m] - lf0_before + 2 * log_t[:, None] + size_before[None, :] * log_u[:, None]
-    p = np.empty((ser.t, len(t), m + 1), dtype=t.dtype)
-    e_rest = ser.exp(ell)
-    p[:, :, :m] = ser.mul(a_before, e_rest) * np.exp(scale)[None]
-    p[:, :, m] = ser.exp(cl[:, :, m]) * np.exp(cc[:, m])[None]
-    # Λ in the rescaled variable: [x^γ] = [y^γ]·s^|γ|
-    sdeg = s[None, :] ** -ser.deg[:, None]  # (T, Q)
-    lam = lam_y[:, None, :] * sdeg[:, :, None]
-    d = ser.dual(p, lam)  # (T, Q, M + 1)
-    own = w @ (d[0, :, :m] / t[:, None])
+    one = np.zeros((ser.t, 1, q))
+    one[0] = 1.0
+    a_after = _factor_series(ser, plan.after, log_t, log_u)
+    f_after = t[None, None, :] * a_after
+    f_after[0] += u[None, :]  # F = (1 − t) + t·A: the dimension's factor after row p
+    # M_v: product of the factors stored at tree node v, by prefix products within the node
+    f_inc = f_after[:, plan.piece]
+    pre = np.empty_like(f_inc)
+    pre[0], pre[1:] = 1.0, 0.0
+    for idx in plan.fwd:
+        pre[:, idx] = ser.mul(pre[:, idx - 1], f_inc[:, idx - 1])
+    prod = np.repeat(one, 2 * size, axis=1)
+    held = plan.node[plan.last]
+    prod[:, held] = ser.mul(pre[:, plan.last], f_inc[:, plan.last])
+    # top-down: above[v] = product of M over v's strict ancestors
+    above = np.repeat(one, 2 * size, axis=1)
+    level = 1
+    while level < size:
+        v = np.arange(level, 2 * level)
+        both = ser.mul(above[:, v], prod[:, v])
+        above[:, 2 * v] = both
+        above[:, 2 * v + 1] = both
+        level *= 2
+    leaves = size + np.arange(length)
+    rest = ser.mul(above[:, leaves], prod[:, leaves])  # R_i: every other dimension
+    # boundary factor L_i = t²·A(before) (the tail: 1); leaf functional Φ_i(W) = Λ_i(W·L_i)
+    lam = lam_y[:, :length, None]
+    lead = _factor_series(ser, plan.before, log_t, log_u) * (t * t)[None, None, :]
+    if length > m:
+        lead = np.concatenate([lead, one], axis=1)
+    phi = np.zeros((ser.t, 2 * size, q))
+    phi[:, leaves] = ser.dual(lead, lam)
+    # bottom-up: Φ_v(W) = Σ_children Φ_child(W·M_child)
+    level = size // 2
+    while level >= 1:
+        v = np.arange(level, 2 * level)
+        phi[:, v] = ser.dual(prod[:, 2 * v], phi[:, 2 * v]) + ser.dual(
+            prod[:, 2 * v + 1], phi[:, 2 * v + 1]
+        )
+        level //= 2
+    own = (np.sum(rest[:, :rows] * phi[:, size : size + rows], axis=0) / t[None, :]) @ w
     fact_vals = own.copy()
     dim_vals = own.copy()
-    # A fact's factor φ_c = (1 − t) + t·y_c is taken out of A in closed form (one fact of class
-    # c fewer), never divided out: dividing by φ_c is ill-conditioned for t near 1.
-    ym1 = np.zeros((n_cls, ser.t, len(t)), dtype=t.dtype)  # y_c − 1 = s·x_c − 1
+    ym1 = np.zeros((n_cls, ser.t, 1, 1))  # y_c − 1
+    eye = np.eye(n_cls)
     for cls in range(n_cls):
         ym1[cls, 0] = -1.0
         if len(ser.unit[cls]) > 1:
-            ym1[cls, ser.unit[cls][1]] = s
-    eye = np.eye(n_cls)
-
-    def a_minus(counts: np.ndarray, cls: int) -> np.ndarray:
-        """``A/(u^(|n|−1)·φ_c)``: the factor series of the counts with one class-c fact less."""
-        return ser.binomials(counts - eye[cls])[:, None, :] * rdeg[:, :, None]
-
-    # facts of the boundary's dimension before it: Λ_i(t²·A^(−c)·(y_c − 1)·R_i)
-    v_same = np.zeros((n_cls, m))
+            ym1[cls, ser.unit[cls][1]] = 1.0
+    # facts of the boundary's dimension before it: Λ_i(t²·A^(−c)·(y_c − 1)·R_i), A^(−c) the
+    # factor series with one class-c fact fewer (closed form, no division by φ_c)
+    dual_rest = ser.dual(rest[:, :rows], lam[:, :rows])
+    v_same = np.zeros((n_cls, rows))
     for cls in range(n_cls):
-        pm = ser.mul(a_minus(before, cls), e_rest) * np.exp(scale - log_u[:, None])[None]
-        v_same[cls] = w @ np.sum(lam[:, :, :m] * ser.mul(ym1[cls][:, :, None], pm), axis=0)
-    # stretches after each row: Σ D over positions (i, next row of the dimension), tail included
-    cd = _excl_cumsum(d)
-    stop = np.where(has_next, nxt, m + 1)
-    stretch = cd[:, :, stop] - cd[:, :, np.arange(m) + 1]
-    # Dimensions with 1..K-1 facts: F's constant term (≈ 1 − t) is small against its top
-    # coefficient (≈ 1) near t = 1, and dividing F out of a product through its inverse series
-    # is ill-conditioned there. Their stretches are summed pair by pair instead, with F removed
-    # in log space (a subtraction of bounded logarithms), not through the inverse.
-    danger = (size_after >= 1) & (size_after <= ser.tallies.max_size)
-    pairs = _danger_pairs(np.nonzero(danger)[0], stop)
-    stretch[:, :, danger] = 0.0
-    inv = ser.inv1p(g_after)
-    scaled = a_after * un_after[None]
-    scaled[0] -= 1.0
-    x_dim = ser.mul(scaled, inv) / f0_after[None]
-    dim_vals += w @ np.sum(x_dim * stretch, axis=0)
-    z = np.zeros((n_cls, m))
-    fact_series = []
+        lead_c = ser.mul(_factor_series(ser, plan.before - eye[cls], log_t, log_u), ym1[cls])
+        v_same[cls] = (np.sum(lead_c * dual_rest, axis=0) * t[None, :] ** 2) @ w
+    # A factor F stored at node v: ∂E/∂F = Φ_v(·× above_v × the other factors at v). As a
+    # dual vector: the node's ψ_v = dual(above_v, φ_v), pushed through the later factors of the
+    # node (a backward chain) and then through the earlier ones (the prefix product).
+    back = np.empty_like(f_inc)
+    back[:, plan.last] = ser.dual(above[:, held], phi[:, held])
+    for idx in plan.bwd:
+        back[:, idx] = ser.dual(f_inc[:, idx + 1], back[:, idx + 1])
+    grad = ser.dual(pre, back)
+    grad = np.stack([plan.gather @ x for x in grad])  # per factor: the sum over its nodes
+    held_rows = plan.pieces
+    scaled = a_after[:, held_rows]
+    scaled[0] -= 1.0  # ∂F/∂p_d = A − 1
+    dim_vals[held_rows] += np.sum(scaled * grad, axis=0) @ w
+    z = np.zeros((n_cls, rows))
     for cls in range(n_cls):
-        # t·A^(−c)·(y_c − 1) per row's after-state; over a stretch, divided by F
-        fs = ser.mul(a_minus(after, cls), ym1[cls][:, :, None])
-        fs *= (t[:, None] * np.exp((size_after[None, :] - 1.0) * log_u[:, None]))[None]
-        fact_series.append(fs)
-        y_fact = ser.mul(fs, inv) / f0_after[None]
-        z[cls] = w @ np.sum(y_fact * stretch, axis=0)
-    if len(pairs[0]):
-        ell_ext = np.concatenate([ell, cl[:, :, m : m + 1]], axis=2)
-        scale_ext = np.concatenate([scale, cc[:, m : m + 1]], axis=1)
-        a_ext = np.concatenate([a_before, np.zeros((ser.t, len(t), 1), dtype=t.dtype)], axis=2)
-        a_ext[0, :, m] = 1.0
-        batch = max(1, _CELLS // len(t))
-        for start in range(0, len(pairs[0]), batch):
-            pp = pairs[0][start : start + batch]
-            pi = pairs[1][start : start + batch]
-            rest = ser.exp(ell_ext[:, :, pi] - l_after[:, :, pp])
-            rest = ser.mul(a_ext[:, :, pi], rest)
-            rest *= np.exp(scale_ext[:, pi] - lf0_after[:, pp])[None]
-            lam_b = lam[:, :, pi]
-            dim_term = np.sum(ser.mul(scaled[:, :, pp], rest) * lam_b, axis=0)
-            dim_vals += np.bincount(pp, weights=w @ dim_term, minlength=m)
-            for cls in range(n_cls):
-                fact_term = np.sum(ser.mul(fact_series[cls][:, :, pp], rest) * lam_b, axis=0)
-                z[cls] += np.bincount(pp, weights=w @ fact_term, minlength=m)
+        # ∂F/∂p_f = t·A^(−c)·(y_c − 1) for a fact of class c of the dimension
+        a_minus = _factor_series(ser, plan.after[held_rows] - eye[cls], log_t, log_u)
+        fs = ser.mul(a_minus, ym1[cls]) * t[None, None, :]
+        z[cls, held_rows] = np.sum(fs * grad, axis=0) @ w
     # a class the dimension has no fact of (yet) has no factor to differentiate: the terms
-    # above are meaningless there (and large), so they are dropped before the suffix sums
-    v_same[before.T == 0] = 0.0
-    z[after.T == 0] = 0.0
+    # above are meaningless there, so they are dropped before the suffix sums
+    v_same[plan.before.T == 0] = 0.0
+    z[plan.after.T == 0] = 0.0
     for cls in range(n_cls):
         mine = c == cls
         if not mine.any():
             continue
-        fact_vals[mine] += _suffix_in_group(v_same[cls], gorder, g, inclusive=False)[mine]
-        fact_vals[mine] += _suffix_in_group(z[cls], gorder, g, inclusive=True)[mine]
-    return fact_vals, dim_vals
+        fact_vals[mine] += _suffix_in_group(v_same[cls], plan.gorder, g, inclusive=False)[mine]
+        fact_vals[mine] += _suffix_in_group(z[cls], plan.gorder, g, inclusive=True)[mine]
+    pad = (0, m - rows)
+    return np.pad(fact_vals, pad), np.pad(dim_vals, pad)
 
 
 def join_values_sweep(
@@ -363,17 +393,19 @@ def join_values_sweep(
     k: int,
     knn_utility: str,
     nodes: Nodes,
+    *,
+    prune: bool = True,
 ) -> np.ndarray:
     """Exact (with exact nodes) KNN-Shapley values of the facts and dimensions of a join.
 
-    Every row must be a fact × dimension pair and every fact must have one row.
+    Every row must be a fact × dimension pair and every fact must have one row. ``prune``
+    skips, per node, the positions :func:`cutoffs` bounds as negligible.
     """
     n_classes = gain.shape[1]
     soft = knn_utility == "soft"
     ser = _Series(1 if soft else n_classes, k)
     values = np.zeros(n_vars)
     m = ranker.n
-    node_batch = max(1, _CELLS // max(m, 1))
     full = Tallies(n_classes, k) if not soft else None
     for part in chunks(len(gain), chunk_rows(m)):
         order = ranker.order(val[part])
@@ -389,15 +421,25 @@ def join_values_sweep(
                 cls = y
             fv = np.zeros(m)
             dv = np.zeros(m)
-            for s in range(0, len(nodes.t), node_batch):
-                a, b = sweep_row(
-                    ser, g, cls, lam, nodes.t[s : s + node_batch], nodes.w[s : s + node_batch]
-                )
-                fv += a
-                dv += b
+            for length, sel in _buckets(cutoffs(g, k, nodes.t) if prune else None, m, nodes):
+                plan = _Plan(ser, g, cls, length)
+                batch = max(1, _CELLS // (ser.t * plan.cells))
+                for s in range(0, len(sel), batch):
+                    b = sel[s : s + batch]
+                    a, d = sweep_row(ser, plan, lam, nodes.t[b], nodes.w[b])
+                    fv += a
+                    dv += d
             values += np.bincount(f, weights=fv, minlength=n_vars)
             values += np.bincount(g, weights=dv, minlength=n_vars)
     return values
+
+
+def _buckets(cut: np.ndarray | None, m: int, nodes: Nodes) -> list[tuple[int, np.ndarray]]:
+    """Nodes grouped by the positions they need, rounded up to powers of two (few plans)."""
+    if cut is None:
+        return [(m + 1, np.arange(len(nodes.t)))]
+    length = np.minimum(m + 1, 1 << np.ceil(np.log2(np.maximum(cut, 2))).astype(np.int64))
+    return [(int(x), np.nonzero(length == x)[0]) for x in np.unique(length)]
 
 
 def _vote_functionals(

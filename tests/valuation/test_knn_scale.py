@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import cfdb
 from cfdb.errors import CfdbDataError, CfdbUnsupportedError
 from cfdb.valuation import KnnShapley, Lineage, Problem, knn_join, knn_map, proxy_predictions
-from cfdb.valuation.knn_join_sweep import join_values_sweep
+from cfdb.valuation.knn_join_sweep import cutoffs, join_values_sweep
 from cfdb.valuation.neighbors import Ranker
 from cfdb.valuation.quadrature import shapley_nodes
 from cfdb.valuation.structure import classify
@@ -30,7 +30,7 @@ def joins(draw):
     k = draw(st.integers(1, facts + 2))  # K may exceed the training set
     kind = draw(st.sampled_from(["soft", "vote"]))
     seed = draw(st.integers(0, 2**16))
-    return facts, dims, dim_of, spare, n_classes, min(k, 4), kind, seed
+    return facts, dims, dim_of, spare, n_classes, min(k, 6), kind, seed
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -59,26 +59,59 @@ def test_join_sweep_equals_enumeration(case):
     assert all(got[v] == 0.0 for v in unused)  # dimension tuples with no facts
 
 
-@pytest.mark.parametrize(("k", "kind"), [(2, "soft"), (2, "vote"), (3, "soft"), (3, "vote")])
-def test_join_sweep_agrees_with_the_division_free_algorithm(k, kind):
+@pytest.mark.parametrize(
+    ("k", "kind", "n_classes"),
+    [
+        (2, "vote", 2),
+        (3, "soft", 2),
+        (4, "soft", 2),
+        (4, "vote", 3),
+        (5, "soft", 2),
+        (5, "vote", 2),
+    ],
+)
+def test_join_sweep_agrees_with_the_division_free_algorithm(k, kind, n_classes):
     rng = np.random.default_rng(k)
-    facts, dims = 70, 7
+    facts, dims = 40, 6
     dim_of = rng.integers(0, dims, facts)
     train = rng.normal(size=(facts, 3))
     train[:, 0] += dim_of  # a dimension's facts lie close together
-    labels = rng.integers(0, 2, facts)
-    val = rng.normal(size=(3, 3))
-    gain = rng.normal(size=(3, 2))
+    train[::7] = train[1::7][: len(train[::7])]  # some exact distance ties
+    labels = rng.integers(0, n_classes, facts)
+    val = rng.normal(size=(2, 3))
+    gain = rng.normal(size=(2, n_classes))
     args = (Ranker(train), np.arange(facts), facts + dim_of, labels, val, gain, facts + dims)
     nodes = shapley_nodes(facts + dims)
     sweep = join_values_sweep(*args, k, kind, nodes)
     general = knn_join.join_values_general(*args, k, kind, nodes)
-    np.testing.assert_allclose(sweep, general, atol=1e-10 * np.abs(general).max())
+    np.testing.assert_allclose(sweep, general, rtol=0, atol=1e-12 * np.abs(general).max())
 
 
-def test_joins_route_to_the_sweep_and_sum_to_the_utility():
+@pytest.mark.parametrize(("k", "kind"), [(4, "vote"), (6, "soft"), (10, "soft")])
+def test_join_sweep_prunes_only_negligible_positions(k, kind):
+    """Many small dimension tuples: at nodes near t = 1 only a prefix of the order can hold
+    fewer than K present rows; skipping the rest changes nothing (to rounding)."""
+    rng = np.random.default_rng(k)
+    facts, dims = 400, 100
+    dim_of = rng.integers(0, dims, facts)
+    train = rng.normal(size=(facts, 3))
+    labels = rng.integers(0, 2, facts)
+    val = rng.normal(size=(1, 3))
+    gain = rng.normal(size=(1, 2))
+    args = (Ranker(train), np.arange(facts), facts + dim_of, labels, val, gain, facts + dims)
+    nodes = shapley_nodes(facts + dims)
+    order = Ranker(train).order(val)[0]
+    cut = cutoffs((facts + dim_of)[order], k, nodes.t)
+    assert (cut <= facts // 2).sum() > len(cut) // 4  # pruning does happen (t near 1)
+    pruned = join_values_sweep(*args, k, kind, nodes)
+    full = join_values_sweep(*args, k, kind, nodes, prune=False)
+    np.testing.assert_allclose(pruned, full, rtol=0, atol=1e-13 * np.abs(full).max())
+
+
+@pytest.mark.parametrize(("k", "kind"), [(3, "soft"), (3, "vote"), (5, "vote"), (8, "soft")])
+def test_joins_route_to_the_sweep_and_sum_to_the_utility(k, kind):
     rng = np.random.default_rng(3)
-    facts, dims = 300, 12
+    facts, dims = 200, 12
     dim_of = rng.integers(0, dims, facts)
     train = rng.normal(size=(facts, 4))
     labels = rng.integers(0, 3, facts)
@@ -89,11 +122,10 @@ def test_joins_route_to_the_sweep_and_sum_to_the_utility():
     rows = np.c_[np.arange(facts), facts + dim_of]
     relation = np.r_[np.zeros(facts), np.ones(dims)].astype(np.int64)
     lineage = Lineage(facts + dims, relation, rows)
-    for kind in ("soft", "vote"):
-        method = KnnShapley(k=3, knn_utility=kind).fit(Problem(train, labels, lineage, val, gain))
-        assert method.pipeline_.kind == "join"
-        direct = float((proxy_predictions(train, labels, val, 3, 3, kind) * gain).sum())
-        assert method.utility_all_ == pytest.approx(direct, abs=1e-10)
+    method = KnnShapley(k=k, knn_utility=kind).fit(Problem(train, labels, lineage, val, gain))
+    assert method.pipeline_.kind == "join"
+    direct = float((proxy_predictions(train, labels, val, k, 3, kind) * gain).sum())
+    assert method.utility_all_ == pytest.approx(direct, abs=1e-13)
 
 
 def test_map_values_are_validation_chunks_summed_in_order():
