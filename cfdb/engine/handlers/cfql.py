@@ -55,22 +55,22 @@ def foreach(session: Any, node: Foreach, stmt: Statement) -> Any:
     explain = bool(node.args.get("explain"))
     params = {k.lower(): v for k, v in node.params().items()}
     options = {k: v for k, v in params.items() if k in BATCH_OPTIONS}
-    result = run_batch(session, [(node, stmt)], options, explain)
-    (query,) = result["queries"]
+    _, result = run_batch(session, [(node, stmt)], options, explain)
+    (query,) = result.queries
     if explain:
-        records = query["compiled"]["records"]
+        records = [x.request for x in query.records]
         return pa.table(
             {
-                "QueryId": pa.array([query["QueryId"]] * len(records), pa.int64()),
-                "PredictionId": pa.array([r["PredictionId"] for r in records], pa.int64()),
-                "InstanceId": pa.array([r["InstanceId"] for r in records], pa.int64()),
-                "Condition": pa.array([r["Condition"] for r in records], pa.string()),
-                "Status": pa.array([r["Status"] for r in records], pa.string()),
+                "QueryId": pa.array([query.query.query_id] * len(records), pa.int64()),
+                "PredictionId": pa.array([r.prediction_id for r in records], pa.int64()),
+                "InstanceId": pa.array([r.instance_id for r in records], pa.int64()),
+                "Condition": pa.array([r.condition for r in records], pa.string()),
+                "Status": pa.array([x.answer.status for x in query.records], pa.string()),
             }
         )
     # Read the result inside the statement's transaction: an error found while reading it
     # (e.g. a cast in Q_CF) rolls the whole statement back.
-    return session.store.arrow(query["compiled"]["plan"].result_sql(query["QueryId"]))
+    return session.store.arrow(query.query.analysis.result_sql(query.query.query_id))
 
 
 @handles(BeginBatch)
@@ -95,8 +95,8 @@ def end_batch(session: Any, node: EndBatch, stmt: Statement) -> pa.Table:
     session.open_block = None
     if not block.items:
         raise CfdbSyntaxError("the batch holds no FOREACH statement")
-    result = run_batch(session, block.items, block.options, block.explain)
-    s = result["summary"]
+    _, result = run_batch(session, block.items, block.options, block.explain)
+    s = result.summary
     if block.explain:
         rows = [
             (
@@ -119,17 +119,21 @@ def end_batch(session: Any, node: EndBatch, stmt: Statement) -> pa.Table:
                 "Seconds": [r[2] for r in rows],
             }
         )
-    queries = result["queries"]
+    queries = result.queries
+
+    def column(name: str) -> list[Any]:
+        return [q.stats[name] for q in queries]
+
     return pa.table(
         {
             "BatchId": pa.array([s["BatchId"]] * len(queries), pa.int64()),
-            "QueryId": pa.array([q["QueryId"] for q in queries], pa.int64()),
-            "Position": pa.array([q["Position"] for q in queries], pa.int32()),
-            "Predictions": pa.array([q["stats"]["Predictions"] for q in queries], pa.int64()),
-            "Infeasible": pa.array([q["stats"]["Infeasible"] for q in queries], pa.int64()),
-            "GeneratorCalls": pa.array([q["stats"]["GeneratorCalls"] for q in queries], pa.int64()),
-            "Reused": pa.array([q["stats"]["Reused"] for q in queries], pa.int64()),
-            "Failed": pa.array([q["stats"]["Failed"] for q in queries], pa.int64()),
-            "MeanDistance": pa.array([q["stats"]["MeanDistance"] for q in queries], pa.float64()),
+            "QueryId": pa.array([q.query.query_id for q in queries], pa.int64()),
+            "Position": pa.array([q.query.position for q in queries], pa.int32()),
+            "Predictions": pa.array(column("Predictions"), pa.int64()),
+            "Infeasible": pa.array(column("Infeasible"), pa.int64()),
+            "GeneratorCalls": pa.array(column("GeneratorCalls"), pa.int64()),
+            "Reused": pa.array(column("Reused"), pa.int64()),
+            "Failed": pa.array(column("Failed"), pa.int64()),
+            "MeanDistance": pa.array(column("MeanDistance"), pa.float64()),
         }
     )
