@@ -6,7 +6,9 @@ prediction) with its condition and status. ``BEGIN BATCH [WITH (...)]`` opens a 
 following ``FOREACH`` statements (in one script or over several REPL inputs) are queued, and
 ``END BATCH`` optimizes and runs them together, returning one summary row per query;
 ``EXPLAIN BEGIN BATCH`` makes ``END BATCH`` plan without generating and return the plan's
-summary. Only FOREACH statements are allowed inside a batch.
+summary. ``EXPLAIN PLAN FOREACH`` and ``EXPLAIN PLAN BEGIN BATCH`` return the plan as a tree
+(one row ``explain_key, explain_value`` as DuckDB's EXPLAIN, :mod:`cfdb.engine.cfql_explain`),
+with the estimated generator calls. Only FOREACH statements are allowed inside a batch.
 
 Per-query options (``WITH``): ``n`` (CFs per prediction, default 1), ``distance``
 (``tabular``, ``l0``, ``l1``), ``time_limit`` (seconds per prediction, default 10), ``seed``,
@@ -23,7 +25,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from cfdb.engine.cfql_batch import BATCH_OPTIONS, run_batch
+from cfdb.engine.cfql_batch import BATCH_OPTIONS, BatchPlan, run_batch
+from cfdb.engine.cfql_explain import render
 from cfdb.engine.handlers import handles
 from cfdb.errors import CfdbSyntaxError
 from cfdb.lang.cfql import BeginBatch, EndBatch, Foreach
@@ -36,6 +39,7 @@ class OpenBatch:
 
     options: dict[str, Any]
     explain: bool
+    plan: bool = False
     items: list[tuple[Foreach, Statement]] = field(default_factory=list)
 
     def accepts(self, statement: Statement) -> bool:
@@ -55,7 +59,9 @@ def foreach(session: Any, node: Foreach, stmt: Statement) -> Any:
     explain = bool(node.args.get("explain"))
     params = {k.lower(): v for k, v in node.params().items()}
     options = {k: v for k, v in params.items() if k in BATCH_OPTIONS}
-    _, result = run_batch(session, [(node, stmt)], options, explain)
+    plan, result = run_batch(session, [(node, stmt)], options, explain, bool(node.args.get("plan")))
+    if node.args.get("plan"):
+        return _plan_table(plan)
     (query,) = result.queries
     if explain:
         records = [x.request for x in query.records]
@@ -83,7 +89,9 @@ def begin_batch(session: Any, node: BeginBatch, stmt: Statement) -> pa.Table:
             raise CfdbSyntaxError(
                 f"unknown batch option {key!r}; known: {', '.join(sorted(BATCH_OPTIONS))}"
             ).located(stmt.script, *node.param(key).span)
-    session.open_block = OpenBatch(options, bool(node.args.get("explain")))
+    session.open_block = OpenBatch(
+        options, bool(node.args.get("explain")), bool(node.args.get("plan"))
+    )
     return pa.table({"Batch": ["open"], "Explain": [bool(node.args.get("explain"))]})
 
 
@@ -95,7 +103,9 @@ def end_batch(session: Any, node: EndBatch, stmt: Statement) -> pa.Table:
     session.open_block = None
     if not block.items:
         raise CfdbSyntaxError("the batch holds no FOREACH statement")
-    _, result = run_batch(session, block.items, block.options, block.explain)
+    plan, result = run_batch(session, block.items, block.options, block.explain, block.plan)
+    if block.plan:
+        return _plan_table(plan)
     s = result.summary
     if block.explain:
         rows = [
@@ -137,3 +147,8 @@ def end_batch(session: Any, node: EndBatch, stmt: Statement) -> pa.Table:
             "MeanDistance": pa.array(column("MeanDistance"), pa.float64()),
         }
     )
+
+
+def _plan_table(plan: BatchPlan) -> pa.Table:
+    """``EXPLAIN PLAN``'s result, shaped as DuckDB's EXPLAIN."""
+    return pa.table({"explain_key": ["physical_plan"], "explain_value": [render(plan)]})
