@@ -2,7 +2,7 @@
 its physical plan (CFDB paper, section 4: the batch optimizer's decisions made visible).
 
 The root is the last phase; each box is a phase with its counts, leaves are the compiled
-queries. The EXECUTE box carries the estimated generator calls
+queries. The Execute box carries the estimated generator calls
 (:meth:`~cfdb.engine.cfql_plan.PhysicalPlan.estimate`): one number when it is exact, else
 the interval ``low – high``. Pure: a :class:`~cfdb.engine.cfql_batch.BatchPlan` in, text out.
 """
@@ -19,8 +19,8 @@ from cfdb.engine.cfql_plan import Access, CallEstimate, LogicalGroup, PhysicalPl
 if TYPE_CHECKING:
     from cfdb.engine.cfql_batch import BatchPlan
 
-#: Box width, borders included (DuckDB's boxes are about this wide).
-WIDTH = 41
+#: Inner width of the boxes at most; longer lines wrap.
+MAX_WIDTH = 44
 GAP = 2
 #: Leaves shown side by side at most; the rest are summed up in one more box.
 MAX_CHILDREN = 4
@@ -43,7 +43,8 @@ def estimate_text(estimate: CallEstimate) -> tuple[str, ...]:
         return (f"Estimated generator calls: {estimate.low}",)
     return (
         f"Estimated generator calls: {estimate.low} – {estimate.high}",
-        "(≥ 1 per GENERATE class, ≤ 1 per request)",
+        "(≥ 1 per GENERATE class,",
+        " ≤ 1 per request)",
     )
 
 
@@ -56,14 +57,14 @@ def _group_label(lg: LogicalGroup) -> str:
 
 
 def plan_tree(plan: BatchPlan) -> Node:
-    """The plan as operator boxes, root (RECORD) first."""
+    """The plan as operator boxes, root (Record) first."""
     queries, logical, physical = plan.queries, plan.logical, plan.physical
     stats = logical.stats()
     requests = sum(len(q.requests) for q in queries)
     infeasible = sum(1 for q in queries for r in q.requests if not r.feasible)
     leaves = [
         Node(
-            f"COMPILE #{q.position}",
+            f"Compile #{q.position}",
             (
                 f"Query: {q.query_id}",
                 f"Generator: {q.generator.name}",
@@ -75,10 +76,10 @@ def plan_tree(plan: BatchPlan) -> Node:
     ]
     if len(leaves) > MAX_CHILDREN:
         rest = queries[MAX_CHILDREN - 1 :]
-        more = Node(f"COMPILE × {len(rest)}", (f"Requests: {sum(len(q.requests) for q in rest)}",))
+        more = Node(f"Compile × {len(rest)}", (f"Requests: {sum(len(q.requests) for q in rest)}",))
         leaves = [*leaves[: MAX_CHILDREN - 1], more]
     dedupe = Node(
-        "DEDUPE",
+        "Dedupe",
         (
             f"Requests: {requests}",
             f"Feasible: {requests - infeasible}",
@@ -94,19 +95,19 @@ def plan_tree(plan: BatchPlan) -> Node:
     ]
     if stats["NaiveSolverCalls"] is not None:
         graph_lines.append(f"z3 calls (naive): {stats['NaiveSolverCalls']}")
-    graph = Node("GRAPH", tuple(graph_lines), (dedupe,))
+    graph = Node("Graph", tuple(graph_lines), (dedupe,))
     class_edges = sum(len(c.successors) for lg in logical.groups for c in lg.classes.values())
     condense = Node(
-        "CONDENSE",
+        "Condense",
         (f"Classes: {stats['Classes']}", f"Class edges: {class_edges}"),
         (graph,),
     )
     if physical is None:
-        return Node("RECORD", (f"Conditions: {requests} rows",), (condense,))
-    order = Node("ORDER", _order_lines(physical), (condense,))
-    execute = Node("EXECUTE", _execute_lines(plan, physical), (order,))
+        return Node("Record", (f"Conditions: {requests} rows",), (condense,))
+    order = Node("Order", _order_lines(physical), (condense,))
+    execute = Node("Execute", _execute_lines(plan, physical), (order,))
     return Node(
-        "RECORD",
+        "Record",
         (f"Conditions: {requests} rows", f"ImplicationEdges: {stats['Edges']} rows"),
         (execute,),
     )
@@ -125,7 +126,8 @@ def _order_lines(physical: PhysicalPlan) -> tuple[str, ...]:
     ]
     for g in physical.groups[:MAX_GROUPS]:
         gen = sum(1 for s in g.steps if s.access is Access.GENERATE)
-        lines.append(f"{_group_label(g.logical)}: {len(g.steps)} classes, {gen} GENERATE")
+        lines.append(f"{_group_label(g.logical)}:")
+        lines.append(f"  {len(g.steps)} classes, {gen} GENERATE")
     if len(physical.groups) > MAX_GROUPS:
         lines.append(f"… {len(physical.groups) - MAX_GROUPS} more groups")
     return tuple(lines)
@@ -141,66 +143,61 @@ def _execute_lines(plan: BatchPlan, physical: PhysicalPlan) -> tuple[str, ...]:
     return tuple(lines)
 
 
-# -- drawing ---------------------------------------------------------------------------------
+# -- drawing (DuckDB 2.0's EXPLAIN: rounded boxes of one width, the title in the top border,
+# inputs side by side under their parent) -------------------------------------------------
 
 
-def _box(node: Node) -> list[str]:
-    inner = WIDTH - 2
-    body = [
-        node.title.center(inner),
-        ("─" * min(inner - 4, max(len(node.title), 10))).center(inner),
-    ]
+def _width(node: Node) -> int:
+    """The inner width every box of the tree gets: its longest line, at most ``MAX_WIDTH``."""
+    own = max([len(node.title) + 3, *(len(line) + 2 for line in node.lines)])
+    return min(MAX_WIDTH, max([own, *(_width(c) for c in node.children)]))
+
+
+def _box(node: Node, inner: int, is_input: bool) -> list[str]:
+    mid = inner // 2
+    top = list("╭─ " + node.title + " " + "─" * max(0, inner - len(node.title) - 3) + "╮")
+    if is_input and top[1 + mid] == "─":
+        top[1 + mid] = "┴"
+    body = []
     for line in node.lines:
         for part in textwrap.wrap(line, inner - 2) or [""]:
-            body.append(part.center(inner))
-    top = "┌" + "─" * inner + "┐"
-    bottom = "└" + "─" * inner + "┘"
+            body.append("│ " + part.ljust(inner - 2) + " │")
+    bottom = "╰" + "─" * inner + "╯"
     if node.children:
-        mid = inner // 2
-        bottom = "└" + "─" * mid + "┬" + "─" * (inner - mid - 1) + "┘"
-    return [top] + ["│" + b + "│" for b in body] + [bottom]
+        bottom = "╰" + "─" * mid + "┬" + "─" * (inner - mid - 1) + "╯"
+    return ["".join(top), *body, bottom]
 
 
-def _with_input(lines: list[str]) -> list[str]:
-    """A box drawn as an input: its top border joins the line from above."""
-    inner = WIDTH - 2
-    mid = inner // 2
-    return ["┌" + "─" * mid + "┴" + "─" * (inner - mid - 1) + "┐", *lines[1:]]
-
-
-def _render(node: Node, is_input: bool = False) -> list[str]:
-    box = _box(node)
-    if is_input:
-        box = _with_input(box)
+def _render(node: Node, inner: int, is_input: bool = False) -> list[str]:
+    box = _box(node, inner, is_input)
     if not node.children:
         return box
-    blocks = [_render(c, is_input=True) for c in node.children]
+    blocks = [_render(c, inner, is_input=True) for c in node.children]
     widths = [max(len(x) for x in b) for b in blocks]
-    height = max(len(b) for b in blocks)
     row = []
-    for i in range(height):
+    for i in range(max(len(b) for b in blocks)):
         parts = [(b[i] if i < len(b) else "").ljust(w) for b, w in zip(blocks, widths, strict=True)]
         row.append((" " * GAP).join(parts).rstrip())
-    centers, x = [], 0
-    for w in widths:
-        centers.append(x + (WIDTH - 2) // 2 + 1)
-        x += w + GAP
     if len(blocks) > 1:
-        width = centers[-1] + 1
-        link = [" "] * width
+        centers, x = [], 0
+        for w in widths:
+            centers.append(x + 1 + inner // 2)
+            x += w + GAP
+        link = [" "] * (centers[-1] + 1)
         for i in range(centers[0], centers[-1]):
             link[i] = "─"
         link[centers[0]] = "├"
         for c in centers[1:-1]:
             link[c] = "┬"
-        link[centers[-1]] = "┐"
+        link[centers[-1]] = "╮"
         row = ["".join(link), *row]
     return box + row
 
 
 def render(plan: BatchPlan) -> str:
     """The plan tree as text."""
-    return "\n".join(line.rstrip() for line in _render(plan_tree(plan)))
+    tree = plan_tree(plan)
+    return "\n".join(line.rstrip() for line in _render(tree, _width(tree)))
 
 
 def explain_rows(plan: BatchPlan) -> tuple[Sequence[str], Sequence[Any]]:

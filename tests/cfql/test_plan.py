@@ -88,9 +88,12 @@ def test_explain_plan_is_a_tree_and_generates_nothing(figure1):
     (row,) = figure1.sql(EXAMPLE_4_2.replace("EXPLAIN BEGIN", "EXPLAIN PLAN BEGIN")).fetchall()
     key, tree = row
     assert key == "physical_plan"
-    titles = re.findall(r"│\s+([A-Z]+(?: #\d)?)\s+│", tree)
-    assert titles[:6] == ["RECORD", "EXECUTE", "ORDER", "CONDENSE", "GRAPH", "DEDUPE"]
-    assert tree.count("COMPILE #") == 3 and "Distinct conditions: 3" in tree
+    titles = re.findall(r"╭─ ([A-Za-z]+(?: #\d)?) ", tree)
+    assert titles == [
+        "Record", "Execute", "Order", "Condense", "Graph", "Dedupe",
+        "Compile #1", "Compile #2", "Compile #3",
+    ]  # fmt: skip
+    assert "Distinct conditions: 3" in tree
     assert "z3 calls (naive):" in tree  # construction = 'both'
     assert figure1.sql("SELECT count(*) FROM CFs").fetchall() == [(0,)]
     assert figure1.sql("SELECT DISTINCT Mode FROM CFQueries").fetchall() == [("explain",)]
@@ -99,7 +102,7 @@ def test_explain_plan_is_a_tree_and_generates_nothing(figure1):
         "(SELECT C.* FROM CFs C, Instances I WHERE I.InstanceId = pred.InstanceId "
         "AND C.Income > I.Income)"
     ).fetchall()
-    assert lone[0][0] == "physical_plan" and "COMPILE #1" in lone[0][1]
+    assert lone[0][0] == "physical_plan" and "Compile #1" in lone[0][1]
     with pytest.raises(CfdbSyntaxError, match="EXPLAIN BEGIN BATCH"):
         figure1.sql(
             "BEGIN BATCH; EXPLAIN PLAN FOREACH pred IN (SELECT PredictionId FROM Predictions) "
@@ -186,3 +189,18 @@ def test_class_walk_equals_algorithm_2(loans):
             compared += 1
         assert any(c.reused for c in reference.values())
     assert compared == sum(len(q.requests) for q in plan.queries)
+
+
+def test_the_shell_prints_the_tree_as_drawn(figure1):
+    from tests.shell_helpers import Captured
+
+    sh = Captured(figure1)
+    assert sh.run(EXAMPLE_4_2.replace("EXPLAIN BEGIN", "EXPLAIN PLAN BEGIN"))
+    out, err = sh.take()
+    assert not err and "explain_value" not in out
+    tree = out[out.index("╭─ Record ─") :]
+    assert tree.splitlines()[0].endswith("╮") and tree.count("╭─ Compile #") == 3
+    assert "Estimated generator calls: 5" in out
+    assert sh.run("EXPLAIN SELECT 42;")  # DuckDB's own EXPLAIN prints its tree too
+    out, _ = sh.take()
+    assert "╭─ Projection" in out and "explain_value" not in out

@@ -21,7 +21,7 @@ goes to the generator.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -31,6 +31,9 @@ from cfdb.engine.handlers import handles
 from cfdb.errors import CfdbSyntaxError
 from cfdb.lang.cfql import BeginBatch, EndBatch, Foreach
 from cfdb.lang.parse import Statement
+
+if TYPE_CHECKING:
+    from cfdb.engine.session import Session
 
 
 @dataclass
@@ -47,7 +50,7 @@ class OpenBatch:
 
 
 @handles(Foreach)
-def foreach(session: Any, node: Foreach, stmt: Statement) -> Any:
+def foreach(session: Session, node: Foreach, stmt: Statement) -> Any:
     block = getattr(session, "open_block", None)
     if isinstance(block, OpenBatch):
         if node.args.get("explain"):
@@ -80,7 +83,7 @@ def foreach(session: Any, node: Foreach, stmt: Statement) -> Any:
 
 
 @handles(BeginBatch)
-def begin_batch(session: Any, node: BeginBatch, stmt: Statement) -> pa.Table:
+def begin_batch(session: Session, node: BeginBatch, stmt: Statement) -> pa.Table:
     if getattr(session, "open_block", None) is not None:
         raise CfdbSyntaxError("a batch is already open (END BATCH closes it)")
     options = {k.lower(): v for k, v in node.params().items()}
@@ -96,7 +99,7 @@ def begin_batch(session: Any, node: BeginBatch, stmt: Statement) -> pa.Table:
 
 
 @handles(EndBatch)
-def end_batch(session: Any, node: EndBatch, stmt: Statement) -> pa.Table:
+def end_batch(session: Session, node: EndBatch, stmt: Statement) -> pa.Table:
     block = getattr(session, "open_block", None)
     if not isinstance(block, OpenBatch):
         raise CfdbSyntaxError("END BATCH without BEGIN BATCH")
