@@ -6,12 +6,12 @@ typed, immutable plan objects:
 
 compile → dedupe → graph → condense → order → execute → record
 
-1. compile (:func:`~cfdb.engine.cfql_plan.compile_batch`): Q_pred runs once; one base query
+1. compile (:func:`~cfdb.engine.cfql_compile.compile_batch`): Q_pred runs once; one base query
    computes every constant for every selected prediction; the template is instantiated per
    row and the rows of a prediction OR-ed into one normalized condition; z3 checks it over
    the active domains with the instance's immutable features held (``infeasible``
    otherwise). Each (query, prediction) is a :class:`~cfdb.engine.cfql_plan.Request`;
-2. dedupe: feasible requests are grouped by model, original label and target (CFs are only
+2. dedupe (:mod:`cfdb.engine.cfql_optimize`, as phases 3–5): feasible requests are grouped by model, original label and target (CFs are only
    interchangeable within a group; for a regression model, by model, ``direction`` and
    ``min_change``: the target is a change of the output, section 4.4, and every reused CF is
    verified against the member's own original output), identical conditions merged;
@@ -30,7 +30,8 @@ compile → dedupe → graph → condense → order → execute → record
    reuses that CF at no cost, whatever the threshold. With ``reuse_threshold = 0`` (the
    default) nothing else is reused, and generation runs in parallel over predictions
    (``n_jobs``);
-7. record: CFs, links, conditions and statistics are written.
+7. record (:mod:`cfdb.engine.cfql_record`): CFs, links, conditions and statistics are
+   written.
 
 ``EXPLAIN PLAN`` renders the plans as a tree (:mod:`cfdb.engine.cfql_explain`).
 
@@ -57,25 +58,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cfdb.engine.cfql_execute import BatchResult, execute, record
-from cfdb.engine.cfql_plan import (
-    BATCH_OPTIONS,
-    CONSTRUCTIONS,
-    LogicalPlan,
-    PhysicalPlan,
-    Query,
-    compile_batch,
-    dedupe,
-    edge_blocks,
-    order,
-    plan_logical,
-    score_bounds,
-)
+from cfdb.engine.cfql_compile import compile_batch, score_bounds
+from cfdb.engine.cfql_execute import execute
+from cfdb.engine.cfql_optimize import dedupe, order, plan_logical
+from cfdb.engine.cfql_plan import BATCH_OPTIONS, CONSTRUCTIONS, LogicalPlan, PhysicalPlan, Query
+from cfdb.engine.cfql_record import BatchResult, record
 from cfdb.errors import CfdbSyntaxError
 from cfdb.lang.cfql import Foreach
 from cfdb.lang.parse import Statement
 from cfdb.store import catalog
-from cfdb.store import cfql as store_cfql
 
 if TYPE_CHECKING:
     from cfdb.engine.session import Session
@@ -102,7 +93,7 @@ def plan_batch(
     physical: bool,
 ) -> BatchPlan:
     """Phases 1–5; the physical plan (which reads earlier answers and persistent pools) only
-    when ``physical``."""
+    when ``physical``. Writes only the queries' ``CFQueries`` rows (their ids)."""
     store = session.store
     construction = str(options.get("construction", "atoms")).lower()
     if construction not in CONSTRUCTIONS:
@@ -113,9 +104,6 @@ def plan_batch(
     features = queries[0].features
     groups = dedupe(session, queries)
     logical = plan_logical(session, groups, features, construction)
-    blocks = edge_blocks(logical)
-    if blocks:
-        store_cfql.insert_edges(store, batch_id, blocks)
     plan = order(session, queries, logical, features, options) if physical else None
     return BatchPlan(batch_id, queries, options, logical, plan)
 
