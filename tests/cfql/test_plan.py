@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import numpy as np
 import pytest
 
 from cfdb.engine.cfql_batch import plan_batch
@@ -204,3 +205,22 @@ def test_the_shell_prints_the_tree_as_drawn(figure1):
     assert sh.run("EXPLAIN SELECT 42;")  # DuckDB's own EXPLAIN prints its tree too
     out, _ = sh.take()
     assert "╭─ Projection" in out and "explain_value" not in out
+
+
+@pytest.mark.parametrize(("seed", "threshold"), [(0, 0.0), (1, 0.5), (2, 2.0), (3, 5.0)])
+def test_estimate_bounds_random_batches(loans, seed, threshold):
+    """Random batches (shapes, thresholds, persistent pool on, so memo and POOL occur as the
+    database fills): actual calls within the bounds, equal to them when exact."""
+    rng = np.random.default_rng(seed)
+    shapes = [Q_CF, SECOND, THIRD, "SELECT C.* FROM CFs C"]
+    picked = rng.choice(len(shapes), size=int(rng.integers(1, 4)), replace=False)
+    body = "".join(
+        f"FOREACH pred IN ({Q_PRED}) GENERATE ({shapes[i]}) USING random WITH (seed = {seed});"
+        for i in sorted(picked.tolist())
+    )
+    batch = f"BEGIN BATCH WITH (reuse_threshold = {threshold:g});{body}END BATCH"
+    estimate = _estimate(loans.sql("EXPLAIN PLAN " + batch).fetchall()[0][1])
+    actual = sum(r[5] for r in loans.sql(batch).fetchall())
+    assert estimate.low <= actual <= estimate.high
+    if threshold == 0:
+        assert estimate.exact
