@@ -177,16 +177,23 @@ class Link:
 
 @dataclass(frozen=True)
 class Answer:
-    """How a request was served: ``satisfied``, ``reused``, ``infeasible`` or ``failed``."""
+    """How a request was served: ``satisfied``, ``reused``, ``infeasible`` or ``failed``;
+    whether the generator ran, how many CFs it made for it, and its links (CF ids, distances,
+    optimality flags)."""
 
     status: str
     error: str | None = None
     called: bool = False
     generated: int = 0
     distances: tuple[float, ...] = ()
+    links: tuple[Link, ...] = ()
+
+    @property
+    def cf_ids(self) -> tuple[int, ...]:
+        return tuple(link.CfId for link in self.links)
 
 
-def answer_of(choice: Choice, reused: bool) -> Answer:
+def answer_of(choice: Choice, reused: bool, links: Sequence[Link] = ()) -> Answer:
     called = bool(choice.generator_called)
     if choice.error is not None or not choice.cfs:
         # A generator's proof that no CF exists is an answer, not a failure.
@@ -198,6 +205,7 @@ def answer_of(choice: Choice, reused: bool) -> Answer:
         called,
         0 if reused else len(choice.cfs),
         tuple(float(d) for d in choice.distances),
+        tuple(links),
     )
 
 
@@ -320,7 +328,7 @@ def execute(
     decimals = _decimals(store, features)
     next_cf = catalog.next_id(store, catalog.CFS, "CfId")
     out = Execution()
-    memo_links: dict[tuple[int, int], list[Link]] = {}
+    memo_hits: set[tuple[int, int]] = set()
     for group in plan.groups:
         lg = group.logical
         model_id = lg.group.model_id
@@ -334,11 +342,12 @@ def execute(
             if hit is not None:
                 choice = _reuse_memo(member, hit)
                 if choice is not None:
-                    out.answers[r.key] = answer_of(choice, reused=True)
-                    memo_links[r.key] = [
+                    links = [
                         Link(r.prediction_id, cf.ref, r.query_id, float(d), True, None)
                         for cf, d in zip(choice.cfs, choice.distances, strict=True)
                     ]
+                    out.answers[r.key] = answer_of(choice, True, links)
+                    memo_hits.add(r.key)
                     continue
             by_class.setdefault(lg.class_of_hash[r.hash], []).append(member)
         total = sum(len(m) for m in by_class.values())
@@ -348,12 +357,11 @@ def execute(
             else:
                 flat = [m for ms in by_class.values() for m in ms]
                 choices = generate_independent(flat, queries, advance)
-        for key, choice in choices.items():
-            out.answers[key] = answer_of(choice, reused=choice.reused)
         # Ids for the CFs generated now, and a link per chosen CF.
         new_ids: dict[Any, int] = {}
         for key, choice in choices.items():
             r = request_of[key]
+            links = []
             flags = choice.optimal if len(choice.optimal) == len(choice.cfs) else []
             for i, (cf, dist) in enumerate(zip(choice.cfs, choice.distances, strict=True)):
                 stored = isinstance(cf.ref, int)
@@ -369,7 +377,7 @@ def execute(
                     )
                     out.cf_rows.append(row)
                     next_cf += 1
-                out.links.append(
+                links.append(
                     Link(
                         r.prediction_id,
                         cf.ref if stored else new_ids[cf.ref],
@@ -380,10 +388,13 @@ def execute(
                         None if choice.reused or not flags else flags[i],
                     )
                 )
+            out.answers[key] = answer_of(choice, choice.reused, links)
+            out.links.extend(links)
     # Memo hits are linked last, in request order.
     for q in queries:
         for r in q.requests:
-            out.links.extend(memo_links.get(r.key, ()))
+            if r.key in memo_hits:
+                out.links.extend(out.answers[r.key].links)
     return out
 
 

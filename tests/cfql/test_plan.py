@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from cfdb.engine.cfql_batch import plan_batch
+from cfdb.engine.cfql_batch import plan_batch, run_batch
 from cfdb.engine.cfql_execute import _decimals, _Generators, _member, walk_classes
 from cfdb.engine.cfql_explain import render
 from cfdb.engine.cfql_plan import Access, CallEstimate
@@ -224,3 +224,22 @@ def test_estimate_bounds_random_batches(loans, seed, threshold):
     assert estimate.low <= actual <= estimate.high
     if threshold == 0:
         assert estimate.exact
+
+
+def test_records_are_typed_and_match_the_stored_links(loans):
+    items = _items(f"FOREACH pred IN ({Q_PRED}) GENERATE ({SECOND}) USING nearest WITH (n = 2);")
+    plan, result = run_batch(loans.session, items, {}, False)
+    (query,) = result.queries
+    stored: dict[int, list[int]] = {}
+    for pid, cf in loans.sql(
+        f"SELECT PredictionId, CfId FROM Prediction_CFs WHERE QueryId = {query.query.query_id}"
+    ).fetchall():
+        stored.setdefault(pid, []).append(cf)
+    assert len(query.records) == len(plan.queries[0].requests) > 0
+    for rec in query.records:
+        assert rec.answer.status in ("satisfied", "reused", "failed", "infeasible")
+        assert sorted(rec.answer.cf_ids) == sorted(stored.get(rec.request.prediction_id, []))
+        assert rec.answer.generated == (len(rec.answer.cf_ids) if rec.answer.called else 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        query.records[0].answer.status = "failed"  # type: ignore[misc]
+    assert query.stats["GeneratorCalls"] == sum(r.answer.called for r in query.records)
