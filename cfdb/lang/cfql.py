@@ -167,7 +167,7 @@ class CfqlPlan:
 
 
 class Foreach(nodes.CfdbStatement):
-    """``[EXPLAIN] FOREACH var IN (Q_pred) GENERATE (Q_CF) [USING g] [WITH (...)]``."""
+    """``[EXPLAIN [PLAN]] FOREACH var IN (Q_pred) GENERATE (Q_CF) [USING g] [WITH (...)]``."""
 
     arg_types = {
         **nodes.CfdbStatement.arg_types,
@@ -178,6 +178,7 @@ class Foreach(nodes.CfdbStatement):
         "using": False,
         "params": False,
         "explain": False,
+        "plan": False,
     }
 
 
@@ -188,7 +189,9 @@ class Foreach(nodes.CfdbStatement):
 _FORBIDDEN = {"cfs", "prediction_cfs"}
 
 
-def _parse_foreach(self: CfdbParser, explain: bool = False) -> nodes.CfdbStatement:
+def _parse_foreach(
+    self: CfdbParser, explain: bool = False, plan: bool = False
+) -> nodes.CfdbStatement:
     var, var_span = self._name("the loop variable (e.g. pred)")
     self._expect(TokenType.IN, "IN")
     pred, pred_tokens = self._raw_query_tokens("Q_pred")
@@ -226,12 +229,17 @@ def _parse_foreach(self: CfdbParser, explain: bool = False) -> nodes.CfdbStateme
         using=using,
         params=params,
         explain=explain,
+        plan=plan,
         spans=spans,
     )
 
 
 def _parse_explain_foreach(self: CfdbParser) -> nodes.CfdbStatement:
     return _parse_foreach(self, explain=True)
+
+
+def _parse_explain_plan_foreach(self: CfdbParser) -> nodes.CfdbStatement:
+    return _parse_foreach(self, explain=True, plan=True)
 
 
 def _parse_select_tokens(tokens: list[Token], sql: str, raw: nodes.RawQuery) -> exp.Select:
@@ -256,6 +264,7 @@ def _immediate() -> Any:
 
 register_statement(("FOREACH",), _parse_foreach)
 register_statement(("EXPLAIN", "FOREACH"), _parse_explain_foreach)
+register_statement(("EXPLAIN", "PLAN", "FOREACH"), _parse_explain_plan_foreach)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -664,9 +673,9 @@ def _disjuncts(node: exp.Expression) -> list[exp.Expression]:
 
 
 class BeginBatch(nodes.CfdbStatement):
-    """``[EXPLAIN] BEGIN BATCH [WITH (reuse_threshold = …, construction = …, …)]``."""
+    """``[EXPLAIN [PLAN]] BEGIN BATCH [WITH (reuse_threshold = …, construction = …, …)]``."""
 
-    arg_types = {**nodes.CfdbStatement.arg_types, "params": False, "explain": False}
+    arg_types = {**nodes.CfdbStatement.arg_types, "params": False, "explain": False, "plan": False}
 
 
 class EndBatch(nodes.CfdbStatement):
@@ -675,12 +684,18 @@ class EndBatch(nodes.CfdbStatement):
     arg_types = dict(nodes.CfdbStatement.arg_types)
 
 
-def _parse_begin_batch(self: CfdbParser, explain: bool = False) -> nodes.CfdbStatement:
-    return BeginBatch(params=self._params(), explain=explain)
+def _parse_begin_batch(
+    self: CfdbParser, explain: bool = False, plan: bool = False
+) -> nodes.CfdbStatement:
+    return BeginBatch(params=self._params(), explain=explain, plan=plan)
 
 
 def _parse_explain_begin_batch(self: CfdbParser) -> nodes.CfdbStatement:
     return _parse_begin_batch(self, explain=True)
+
+
+def _parse_explain_plan_begin_batch(self: CfdbParser) -> nodes.CfdbStatement:
+    return _parse_begin_batch(self, explain=True, plan=True)
 
 
 def _parse_end_batch(self: CfdbParser) -> nodes.CfdbStatement:
@@ -689,4 +704,5 @@ def _parse_end_batch(self: CfdbParser) -> nodes.CfdbStatement:
 
 register_statement(("BEGIN", "BATCH"), _parse_begin_batch)
 register_statement(("EXPLAIN", "BEGIN", "BATCH"), _parse_explain_begin_batch)
+register_statement(("EXPLAIN", "PLAN", "BEGIN", "BATCH"), _parse_explain_plan_begin_batch)
 register_statement(("END", "BATCH"), _parse_end_batch)

@@ -354,6 +354,11 @@ class Shell:
         try:
             columns = list(rel.columns)
             types = [str(t) for t in rel.types]
+            if columns == ["explain_key", "explain_value"]:
+                # EXPLAIN (DuckDB's or CFQL's EXPLAIN PLAN): the plan trees as drawn.
+                for _, tree in rel.fetchall():
+                    self.emit(str(tree))
+                return
             command = not statement.is_cfdb and first_word(statement.text) not in QUERY_WORDS
             if command and columns in (["Count"], ["Success"]):
                 rows = rel.fetchall()

@@ -65,6 +65,8 @@ FORMS: list[str] = [
     f"BEGIN BATCH; FOREACH pred IN {PRED} GENERATE {QCF} USING nearest; SELECT 1; END BATCH",
     f"EXPLAIN BEGIN BATCH WITH (construction = 'both'); FOREACH pred IN {PRED} "
     f"GENERATE {QCF}; END BATCH",
+    f"EXPLAIN PLAN FOREACH pred IN {PRED} GENERATE {QCF} WITH (reuse_threshold = 2)",
+    f"EXPLAIN PLAN BEGIN BATCH; FOREACH pred IN {PRED} GENERATE {QCF}; END BATCH",
     "END BATCH",
     # grids
     f"CREATE OR REPLACE GRID g1 TRAIN ON (SELECT * FROM Instances WHERE split = 'train' "

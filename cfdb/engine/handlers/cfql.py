@@ -6,7 +6,9 @@ prediction) with its condition and status. ``BEGIN BATCH [WITH (...)]`` opens a 
 following ``FOREACH`` statements (in one script or over several REPL inputs) are queued, and
 ``END BATCH`` optimizes and runs them together, returning one summary row per query;
 ``EXPLAIN BEGIN BATCH`` makes ``END BATCH`` plan without generating and return the plan's
-summary. Only FOREACH statements are allowed inside a batch.
+summary. ``EXPLAIN PLAN FOREACH`` and ``EXPLAIN PLAN BEGIN BATCH`` return the plan as a tree
+(one row ``explain_key, explain_value`` as DuckDB's EXPLAIN, :mod:`cfdb.engine.cfql_explain`),
+with the estimated generator calls. Only FOREACH statements are allowed inside a batch.
 
 Per-query options (``WITH``): ``n`` (CFs per prediction, default 1), ``distance``
 (``tabular``, ``l0``, ``l1``), ``time_limit`` (seconds per prediction, default 10), ``seed``,
@@ -19,15 +21,19 @@ goes to the generator.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from cfdb.engine.cfql_batch import BATCH_OPTIONS, run_batch
+from cfdb.engine.cfql_batch import BATCH_OPTIONS, BatchPlan, run_batch
+from cfdb.engine.cfql_explain import render
 from cfdb.engine.handlers import handles
 from cfdb.errors import CfdbSyntaxError
 from cfdb.lang.cfql import BeginBatch, EndBatch, Foreach
 from cfdb.lang.parse import Statement
+
+if TYPE_CHECKING:
+    from cfdb.engine.session import Session
 
 
 @dataclass
@@ -36,6 +42,7 @@ class OpenBatch:
 
     options: dict[str, Any]
     explain: bool
+    plan: bool = False
     items: list[tuple[Foreach, Statement]] = field(default_factory=list)
 
     def accepts(self, statement: Statement) -> bool:
@@ -43,7 +50,7 @@ class OpenBatch:
 
 
 @handles(Foreach)
-def foreach(session: Any, node: Foreach, stmt: Statement) -> Any:
+def foreach(session: Session, node: Foreach, stmt: Statement) -> Any:
     block = getattr(session, "open_block", None)
     if isinstance(block, OpenBatch):
         if node.args.get("explain"):
@@ -55,26 +62,28 @@ def foreach(session: Any, node: Foreach, stmt: Statement) -> Any:
     explain = bool(node.args.get("explain"))
     params = {k.lower(): v for k, v in node.params().items()}
     options = {k: v for k, v in params.items() if k in BATCH_OPTIONS}
-    result = run_batch(session, [(node, stmt)], options, explain)
-    (query,) = result["queries"]
+    plan, result = run_batch(session, [(node, stmt)], options, explain, bool(node.args.get("plan")))
+    if node.args.get("plan"):
+        return _plan_table(plan)
+    (query,) = result.queries
     if explain:
-        records = query["compiled"]["records"]
+        records = [x.request for x in query.records]
         return pa.table(
             {
-                "QueryId": pa.array([query["QueryId"]] * len(records), pa.int64()),
-                "PredictionId": pa.array([r["PredictionId"] for r in records], pa.int64()),
-                "InstanceId": pa.array([r["InstanceId"] for r in records], pa.int64()),
-                "Condition": pa.array([r["Condition"] for r in records], pa.string()),
-                "Status": pa.array([r["Status"] for r in records], pa.string()),
+                "QueryId": pa.array([query.query.query_id] * len(records), pa.int64()),
+                "PredictionId": pa.array([r.prediction_id for r in records], pa.int64()),
+                "InstanceId": pa.array([r.instance_id for r in records], pa.int64()),
+                "Condition": pa.array([r.condition for r in records], pa.string()),
+                "Status": pa.array([x.answer.status for x in query.records], pa.string()),
             }
         )
     # Read the result inside the statement's transaction: an error found while reading it
     # (e.g. a cast in Q_CF) rolls the whole statement back.
-    return session.store.arrow(query["compiled"]["plan"].result_sql(query["QueryId"]))
+    return session.store.arrow(query.query.analysis.result_sql(query.query.query_id))
 
 
 @handles(BeginBatch)
-def begin_batch(session: Any, node: BeginBatch, stmt: Statement) -> pa.Table:
+def begin_batch(session: Session, node: BeginBatch, stmt: Statement) -> pa.Table:
     if getattr(session, "open_block", None) is not None:
         raise CfdbSyntaxError("a batch is already open (END BATCH closes it)")
     options = {k.lower(): v for k, v in node.params().items()}
@@ -83,20 +92,24 @@ def begin_batch(session: Any, node: BeginBatch, stmt: Statement) -> pa.Table:
             raise CfdbSyntaxError(
                 f"unknown batch option {key!r}; known: {', '.join(sorted(BATCH_OPTIONS))}"
             ).located(stmt.script, *node.param(key).span)
-    session.open_block = OpenBatch(options, bool(node.args.get("explain")))
+    session.open_block = OpenBatch(
+        options, bool(node.args.get("explain")), bool(node.args.get("plan"))
+    )
     return pa.table({"Batch": ["open"], "Explain": [bool(node.args.get("explain"))]})
 
 
 @handles(EndBatch)
-def end_batch(session: Any, node: EndBatch, stmt: Statement) -> pa.Table:
+def end_batch(session: Session, node: EndBatch, stmt: Statement) -> pa.Table:
     block = getattr(session, "open_block", None)
     if not isinstance(block, OpenBatch):
         raise CfdbSyntaxError("END BATCH without BEGIN BATCH")
     session.open_block = None
     if not block.items:
         raise CfdbSyntaxError("the batch holds no FOREACH statement")
-    result = run_batch(session, block.items, block.options, block.explain)
-    s = result["summary"]
+    plan, result = run_batch(session, block.items, block.options, block.explain, block.plan)
+    if block.plan:
+        return _plan_table(plan)
+    s = result.summary
     if block.explain:
         rows = [
             (
@@ -119,17 +132,26 @@ def end_batch(session: Any, node: EndBatch, stmt: Statement) -> pa.Table:
                 "Seconds": [r[2] for r in rows],
             }
         )
-    queries = result["queries"]
+    queries = result.queries
+
+    def column(name: str) -> list[Any]:
+        return [q.stats[name] for q in queries]
+
     return pa.table(
         {
             "BatchId": pa.array([s["BatchId"]] * len(queries), pa.int64()),
-            "QueryId": pa.array([q["QueryId"] for q in queries], pa.int64()),
-            "Position": pa.array([q["Position"] for q in queries], pa.int32()),
-            "Predictions": pa.array([q["stats"]["Predictions"] for q in queries], pa.int64()),
-            "Infeasible": pa.array([q["stats"]["Infeasible"] for q in queries], pa.int64()),
-            "GeneratorCalls": pa.array([q["stats"]["GeneratorCalls"] for q in queries], pa.int64()),
-            "Reused": pa.array([q["stats"]["Reused"] for q in queries], pa.int64()),
-            "Failed": pa.array([q["stats"]["Failed"] for q in queries], pa.int64()),
-            "MeanDistance": pa.array([q["stats"]["MeanDistance"] for q in queries], pa.float64()),
+            "QueryId": pa.array([q.query.query_id for q in queries], pa.int64()),
+            "Position": pa.array([q.query.position for q in queries], pa.int32()),
+            "Predictions": pa.array(column("Predictions"), pa.int64()),
+            "Infeasible": pa.array(column("Infeasible"), pa.int64()),
+            "GeneratorCalls": pa.array(column("GeneratorCalls"), pa.int64()),
+            "Reused": pa.array(column("Reused"), pa.int64()),
+            "Failed": pa.array(column("Failed"), pa.int64()),
+            "MeanDistance": pa.array(column("MeanDistance"), pa.float64()),
         }
     )
+
+
+def _plan_table(plan: BatchPlan) -> pa.Table:
+    """``EXPLAIN PLAN``'s result, shaped as DuckDB's EXPLAIN."""
+    return pa.table({"explain_key": ["physical_plan"], "explain_value": [render(plan)]})
