@@ -30,7 +30,7 @@ Reported:
 
     python benchmarks/scaling_estimators.py [--dataset bank] [--db file.duckdb] [--points 150]
         [--truth 25] [--draws 100] [--truth-draws 100] [--quick] [--png docs/scaling_selection.png]
-        [--C 1.0] [--stratified]
+        [--C 1.0] [--stratified] [--low 50] [--high 500] [--truth-sizes 5]
 
 R² is printed pooled over points and sizes, and as the paper computes it (across points at
 each size, averaged over the sizes: ``/size``), each beside the truth's noise ceiling of the
@@ -233,6 +233,7 @@ def selection(
     candidates = row_of[index]
     pool = np.setdiff1d(np.arange(len(y_all)), candidates)
     m_sel = 25 if args.draws >= 25 else args.draws
+    m_mle = max(m for method, m in fitted if method == "mle")  # the largest budget fitted
     steps = [0, 5, 10, 20, 40, 80]
     steps = [n for n in steps if n <= len(index)]
     rng = np.random.default_rng(0)
@@ -245,9 +246,9 @@ def selection(
                     for u in index
                 ]
             ),
-            f"ψ_k at k = {k} (MLE, m = {args.draws})": np.array(
+            f"ψ_k at k = {k} (MLE, m = {m_mle})": np.array(
                 [
-                    -_value(fitted[("mle", args.draws)].get(int(u)), np.array([float(k)]))[0]
+                    -_value(fitted[("mle", m_mle)].get(int(u)), np.array([float(k)]))[0]
                     for u in index
                 ]
             ),
@@ -319,6 +320,9 @@ def main() -> None:
     parser.add_argument("--png", default=None, help="the selection figure")
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--dataset", default="bank", choices=sorted(EVALS))
+    parser.add_argument("--low", type=int, default=LOW, help="smallest dataset size")
+    parser.add_argument("--high", type=int, default=HIGH, help="largest dataset size")
+    parser.add_argument("--truth-sizes", type=int, default=TRUTH_SIZES, help="geometric sizes")
     parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the model")
     parser.add_argument(
         "--stratified", action="store_true", help="D in the pool's class shares (the paper's)"
@@ -326,6 +330,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.points, args.truth, args.draws, args.truth_draws = 40, 10, 30, 30
+    global LOW, HIGH, TRUTH_SIZES  # the sizes every part of the run uses
+    LOW, HIGH, TRUTH_SIZES = args.low, args.high, args.truth_sizes
     wall = time.perf_counter()
     db = cfdb.connect(args.db)
     if not db.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'Instances'").fetchall()[
