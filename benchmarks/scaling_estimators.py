@@ -310,6 +310,7 @@ def _plot(curves: dict[int, dict[str, np.ndarray]], steps: list[int], path: str,
 
 
 def main() -> None:
+    global LOW, HIGH, TRUTH_SIZES  # the sizes every part of the run uses (set from the options)
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", default=":memory:")
     parser.add_argument("--points", type=int, default=150)
@@ -330,7 +331,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.points, args.truth, args.draws, args.truth_draws = 40, 10, 30, 30
-    global LOW, HIGH, TRUTH_SIZES  # the sizes every part of the run uses
     LOW, HIGH, TRUTH_SIZES = args.low, args.high, args.truth_sizes
     wall = time.perf_counter()
     db = cfdb.connect(args.db)
