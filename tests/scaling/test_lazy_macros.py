@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from cfdb.engine.handlers.grid import GRID_MACROS
 from tests.scaling.test_scaling_sql import EVAL, MODEL, OPTIONS, TARGETS, TRAIN, make_db
 
@@ -45,6 +47,7 @@ def test_every_macro_that_reads_grid_cells_fills_the_grid():
     assert on_a_grid <= GRID_MACROS, sorted(on_a_grid - GRID_MACROS)
 
 
+@pytest.mark.slow  # trains the grid's 35 cells
 def test_dshap_mc_on_an_unfilled_grid_trains_it_first():
     db = make_db(3)
     db.sql(
