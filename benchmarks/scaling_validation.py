@@ -25,7 +25,9 @@ cfdb's MLE (``estimators.fit_units``) and amortized estimator (``amortized.fit_a
 the budget and prints, per budget ``m``, the R² against the truth next to the truth's own
 noise ceiling (``1 − sampling variance of the truth means / their variance`` per size,
 averaged like the R²), so that what is estimator error and what is noise in the truth can be
-told apart. ::
+told apart. Features are one-hot encoded and standardized once on all training rows, as in
+the paper (a grid standardizes per cell). Results: docs/scaling_laws.md, "Validation as in
+the paper". ::
 
     python benchmarks/scaling_validation.py [--dataset bank] [--points 200] [--truth 50]
         [--truth-draws 1000] [--draws 100] [--mle-draws 500] [--C 1.0] [--sampling stratified|uniform]
