@@ -30,6 +30,12 @@ Reported:
 
     python benchmarks/scaling_estimators.py [--dataset bank] [--db file.duckdb] [--points 150]
         [--truth 25] [--draws 100] [--truth-draws 100] [--quick] [--png docs/scaling_selection.png]
+        [--C 1.0] [--stratified] [--low 50] [--high 500] [--truth-sizes 5]
+
+R² is printed pooled over points and sizes, and as the paper computes it (across points at
+each size, averaged over the sizes: ``/size``), each beside the truth's noise ceiling of the
+same kind. ``benchmarks/scaling_validation.py`` runs the paper's own protocol with enough
+draws for a truth (its contributions computed outside the grid, exactly).
 
 ``--db`` keeps the grids in a file, so a second run skips the training.
 """
@@ -56,21 +62,29 @@ NAMES = {"bank": "Bank Marketing", "compas": "COMPAS", "adult": "UCI Adult"}
 
 
 def build(
-    db: cfdb.Database, points: int, truth: int, draws: int, truth_draws: int, evaluate: str
+    db: cfdb.Database,
+    points: int,
+    truth: int,
+    draws: int,
+    truth_draws: int,
+    evaluate: str,
+    C: float = 1.0,
+    stratified: bool = False,
 ) -> None:
     """Create and train the two grids (skipped when the file has them)."""
     have = {r[0] for r in db.sql("SELECT Name FROM Grids").fetchall()}
     ids = "SELECT InstanceId FROM Instances WHERE split = 'train' ORDER BY hash(InstanceId + 3)"
-    model = "MODEL logistic_regression WITH (tol = 1e-8) METRIC log_loss, accuracy"
+    model = f"MODEL logistic_regression WITH (tol = 1e-8, C = {C}) METRIC log_loss, accuracy"
+    shared = "STRATIFIED SHARED" if stratified else "SHARED"
     if "budget" not in have:
         db.sql(
             f"CREATE GRID budget TRAIN ON ({TRAIN}) SUBSETS MARGINAL {draws} SIZES BETWEEN "
-            f"{LOW} AND {HIGH} FOR ({ids} LIMIT {points}) SHARED EVALUATE ON ({evaluate}) {model}"
+            f"{LOW} AND {HIGH} FOR ({ids} LIMIT {points}) {shared} EVALUATE ON ({evaluate}) {model}"
         )
     if "truth" not in have:
         db.sql(
             f"CREATE GRID truth TRAIN ON ({TRAIN}) SUBSETS MARGINAL {truth_draws} SIZES BETWEEN "
-            f"{LOW} AND {HIGH} GEOMETRIC {TRUTH_SIZES} FOR ({ids} LIMIT {truth}) SHARED "
+            f"{LOW} AND {HIGH} GEOMETRIC {TRUTH_SIZES} FOR ({ids} LIMIT {truth}) {shared} "
             f"EVALUATE ON ({evaluate}) {model} WITH (seed = 1)"
         )
     for grid in ("budget", "truth"):
@@ -124,13 +138,27 @@ def report(db: cfdb.Database, args: argparse.Namespace) -> None:
     x = features.x[index]
     psi, noise = truth["Psi"].to_numpy(), truth["Noise"].to_numpy()
     ceiling = 1 - noise.mean() / psi.var()
+    by_size = truth["Size"].to_numpy()
+    spread = {k: np.sum((psi[by_size == k] - psi[by_size == k].mean()) ** 2) for k in set(by_size)}
+    # the paper's R² (scikit-learn's r2_score on points x sizes): across points at each size,
+    # averaged over the sizes; and its ceiling the same way
+    ceiling_size = np.mean([1 - noise[by_size == k].sum() / v for k, v in spread.items()])
+
+    def r2_size(pred: np.ndarray) -> float:
+        return float(
+            np.mean([1 - np.sum((pred - psi)[by_size == k] ** 2) / v for k, v in spread.items()])
+        )
+
     print(
         f"\n{NAMES[args.dataset]}, logistic regression, log loss: {len(index)} points with "
         f"{args.draws} draws each (sizes uniform in {LOW}..{HIGH}); truth: "
         f"{truth['UnitIndex'].nunique()} points x {TRUTH_SIZES} sizes x {args.truth_draws} draws"
     )
     print("\nValidation: R² of predicted ψ_k against the truth, across points and sizes")
-    print(f"{'m':>5}{'MLE':>9}{'amortized':>11}{'MLE zero':>10}{'MLE bound':>11}{'seconds':>14}")
+    print(
+        f"{'m':>5}{'MLE':>9}{'amortized':>11}{'MLE/size':>10}{'amort./size':>13}"
+        f"{'MLE zero':>10}{'MLE bound':>11}{'seconds':>14}"
+    )
     grid_k = np.arange(LOW, HIGH + 1, dtype=float)
     reference = np.array([budget["Delta"][budget["UnitIndex"] == u].mean() for u in index])
     valuation: dict[int, dict[str, float]] = {}
@@ -153,6 +181,7 @@ def report(db: cfdb.Database, args: argparse.Namespace) -> None:
                 ]
             )
             row[method] = 1 - np.sum((pred - psi) ** 2) / np.sum((psi - psi.mean()) ** 2)
+            row[method + "/size"] = r2_size(pred)
             dshap = np.array([_value(laws.get(int(u)), grid_k).mean() for u in index])
             valuation.setdefault(m, {})[method] = spearmanr(dshap, reference).statistic
         mc = np.array([part["Delta"][part["UnitIndex"] == u].mean() for u in index])
@@ -161,10 +190,13 @@ def report(db: cfdb.Database, args: argparse.Namespace) -> None:
         zero = sum(law.status == "zero" for law in mle.values())
         bound = sum(law.at_bound for law in mle.values() if law.status == "ok")
         print(
-            f"{m:>5}{row['mle']:>9.3f}{row['amortized']:>11.3f}{zero:>10}{bound:>11}"
+            f"{m:>5}{row['mle']:>9.3f}{row['amortized']:>11.3f}{row['mle/size']:>10.3f}"
+            f"{row['amortized/size']:>13.3f}{zero:>10}{bound:>11}"
             f"{secs[0]:>7.1f}/{secs[1]:<6.1f}"
         )
-    print(f"{'ceiling':>5}{ceiling:>9.3f}  (the truth's own sampling noise)")
+    print(
+        f"{'ceiling':>5}{ceiling:>9.3f}{'':>11}{ceiling_size:>10.3f}  (the truth's own sampling noise)"
+    )
 
     print(
         f"\nValuation: Spearman of the distributional Shapley value (sizes {LOW}..{HIGH}) "
@@ -201,6 +233,7 @@ def selection(
     candidates = row_of[index]
     pool = np.setdiff1d(np.arange(len(y_all)), candidates)
     m_sel = 25 if args.draws >= 25 else args.draws
+    m_mle = max(m for method, m in fitted if method == "mle")  # the largest budget fitted
     steps = [0, 5, 10, 20, 40, 80]
     steps = [n for n in steps if n <= len(index)]
     rng = np.random.default_rng(0)
@@ -213,9 +246,9 @@ def selection(
                     for u in index
                 ]
             ),
-            f"ψ_k at k = {k} (MLE, m = {args.draws})": np.array(
+            f"ψ_k at k = {k} (MLE, m = {m_mle})": np.array(
                 [
-                    -_value(fitted[("mle", args.draws)].get(int(u)), np.array([float(k)]))[0]
+                    -_value(fitted[("mle", m_mle)].get(int(u)), np.array([float(k)]))[0]
                     for u in index
                 ]
             ),
@@ -277,6 +310,7 @@ def _plot(curves: dict[int, dict[str, np.ndarray]], steps: list[int], path: str,
 
 
 def main() -> None:
+    global LOW, HIGH, TRUTH_SIZES  # the sizes every part of the run uses (set from the options)
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", default=":memory:")
     parser.add_argument("--points", type=int, default=150)
@@ -287,16 +321,33 @@ def main() -> None:
     parser.add_argument("--png", default=None, help="the selection figure")
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--dataset", default="bank", choices=sorted(EVALS))
+    parser.add_argument("--low", type=int, default=LOW, help="smallest dataset size")
+    parser.add_argument("--high", type=int, default=HIGH, help="largest dataset size")
+    parser.add_argument("--truth-sizes", type=int, default=TRUTH_SIZES, help="geometric sizes")
+    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the model")
+    parser.add_argument(
+        "--stratified", action="store_true", help="D in the pool's class shares (the paper's)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.points, args.truth, args.draws, args.truth_draws = 40, 10, 30, 30
+    LOW, HIGH, TRUTH_SIZES = args.low, args.high, args.truth_sizes
     wall = time.perf_counter()
     db = cfdb.connect(args.db)
     if not db.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'Instances'").fetchall()[
         0
     ][0]:
         db.sql(f"LOAD DATASET {args.dataset}")
-    build(db, args.points, args.truth, args.draws, args.truth_draws, EVALS[args.dataset])
+    build(
+        db,
+        args.points,
+        args.truth,
+        args.draws,
+        args.truth_draws,
+        EVALS[args.dataset],
+        args.C,
+        args.stratified,
+    )
     if args.build_only:
         return
     report(db, args)

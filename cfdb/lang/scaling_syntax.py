@@ -3,7 +3,7 @@
 
     -- a SUBSETS clause of CREATE GRID (cfdb.lang.grid_syntax.register_design_clause)
     MARGINAL m SIZES ( BETWEEN a AND b [GEOMETRIC s] | (k, ...) )
-        [FOR (units query)] [BALANCED] [SHARED]          -- modifiers in any order
+        [FOR (units query)] [BALANCED | STRATIFIED] [SHARED]   -- modifiers in any order
 
     FIT SCALING LAWS FOR GRID name [METHOD mle | ols | amortized [, ...]] [WITH (options)]
     PLOT SCALING LAWS FOR GRID name [CURVES | ALPHA | R2] TO 'file.png' [WITH (options)]
@@ -72,8 +72,10 @@ def _marginal(parser: CfdbParser) -> tuple[str, dict[str, Any]]:
     while parser._curr:
         tok = parser._curr
         word = tok.text.upper()
-        if word in seen and word in ("GEOMETRIC", "FOR", "BALANCED", "SHARED"):
+        if word in seen and word in ("GEOMETRIC", "FOR", "BALANCED", "STRATIFIED", "SHARED"):
             parser._fail(f"{word} given twice", tok)
+        if word in ("BALANCED", "STRATIFIED") and ({"BALANCED", "STRATIFIED"} - {word}) & seen:
+            parser._fail("BALANCED and STRATIFIED exclude each other", tok)
         if _at(parser, "GEOMETRIC"):
             if "low" not in args:
                 parser._fail("GEOMETRIC needs SIZES BETWEEN a AND b", tok)
@@ -84,6 +86,8 @@ def _marginal(parser: CfdbParser) -> tuple[str, dict[str, Any]]:
             args["for"] = parser._raw_query("FOR").text
         elif _at(parser, "BALANCED"):
             args["balanced"] = True
+        elif _at(parser, "STRATIFIED"):
+            args["stratified"] = True
         elif _at(parser, "SHARED"):
             args["shared"] = True
         else:

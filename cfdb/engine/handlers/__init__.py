@@ -18,7 +18,10 @@ class _Handlers(dict[str, Callable[..., Any]]):
     loaded = False
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        if key not in self and not _Handlers.loaded:
+        # every module, even when this key is registered: a module imported on its own (the
+        # grid handlers, say) would otherwise hide the hooks other modules add to it (the
+        # MARGINAL design's preparer)
+        if not _Handlers.loaded:
             load_all()
         return super().get(key, default)
 

@@ -51,6 +51,12 @@ GRID_MACROS = {
     "strikes",
     "scaling_law",
     "grid_data_values",
+    # the scaling-law macros that read the grid's cells (through marginal_by_size); the others
+    # read only the fitted laws
+    "unit_scaling_check",
+    "unit_scaling_r2",
+    "unit_scaling_dshap_mc",
+    "unit_scaling_dshap_check",
 }
 #: Design name -> ``prepare(session, node, script, row, units, columns, args) -> dict``: facts a
 #: design needs from the data, handed to it as ``DesignContext.extra``.

@@ -83,11 +83,16 @@ def _targets(
 
 
 def _unit_labels(
-    row: dict[str, Any], units: Any, cols: dict[str, np.ndarray], script: str, span: Any
+    row: dict[str, Any],
+    units: Any,
+    cols: dict[str, np.ndarray],
+    script: str,
+    span: Any,
+    word: str = "BALANCED",
 ) -> np.ndarray:
     """The class of each unit (every row of a unit must have the same label)."""
     if row["Task"] != "classification":
-        raise CfdbDataError("BALANCED needs a classification grid").located(script, *span)
+        raise CfdbDataError(f"{word} needs a classification grid").located(script, *span)
     label = _lookup(list(cols), row["LabelColumn"])
     assert label is not None
     index = {c: i for i, c in enumerate(row["Classes"])}
@@ -97,7 +102,7 @@ def _unit_labels(
         seen = {label_string(v) for v in values[rows]}
         if len(seen) != 1:
             raise CfdbDataError(
-                f"BALANCED needs one label per unit; unit {units.ids[i]!r} has rows labelled "
+                f"{word} needs one label per unit; unit {units.ids[i]!r} has rows labelled "
                 f"{' and '.join(sorted(seen))}"
             ).located(script, *span)
         out[i] = index[seen.pop()]
@@ -122,8 +127,9 @@ def prepare_marginal(
         extra["targets"] = _targets(
             session.store, text, script, start if start >= 0 else span[0], row, units.ids
         )
-    if args.get("balanced"):
-        extra["labels"] = _unit_labels(row, units, cols, script, span)
+    if args.get("balanced") or args.get("stratified"):
+        word = "BALANCED" if args.get("balanced") else "STRATIFIED"
+        extra["labels"] = _unit_labels(row, units, cols, script, span, word)
     return extra
 
 
