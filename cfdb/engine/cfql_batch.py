@@ -44,7 +44,6 @@ reuse).
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import re
 import time
@@ -59,13 +58,13 @@ from cfdb.ctable.graph import build as build_graph
 from cfdb.ctable.graph import condense
 from cfdb.ctable.instantiate import conditions as instantiate_conditions
 from cfdb.ctable.solve import Solver
+from cfdb.engine import cfql_distributed as distributed
 from cfdb.engine.handlers.models import columns_of, load_model, model_features
 from cfdb.errors import CfdbDataError, CfdbError, CfdbSyntaxError, CfdbUnsupportedError
-from cfdb.exec import exec_options, make_executor
+from cfdb.exec import exec_options
 from cfdb.generators import GENERATORS, GenerationTask
 from cfdb.generators.base import DIRECTIONS, ScoreBound
-from cfdb.generators.reuse import Member, PoolCF, choice_from_outcome, evaluate_batch
-from cfdb.generators.run import run_tasks
+from cfdb.generators.reuse import Member, PoolCF
 from cfdb.lang.cfql import Analyzer, Foreach
 from cfdb.lang.parse import Statement
 from cfdb.store import catalog
@@ -671,6 +670,7 @@ def _evaluate(
     cf_rows: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
 
+    session.last_generation = distributed.GenerationStats()  # where generation ran, how
     for plan in plans:
         model_id = plan["key"][0]
         members_by_class: dict[int, list[Member]] = {}
@@ -727,18 +727,20 @@ def _evaluate(
             members_by_class.setdefault(r["ClassId"], []).append(member)
         total = sum(len(m) for m in members_by_class.values())
         with session.progress(f"counterfactuals (model {model_id})", total) as advance:
-            if threshold > 0:
-                pools = _persistent_pools(store, plan, features) if persistent else {}
-                choices = evaluate_batch(
-                    plan["order"],
-                    members_by_class,
-                    plan["successors"],
-                    pools,
-                    seed=session.seed,
-                    progress=advance,
-                )
-            else:
-                choices = _independent(members_by_class, queries, advance)
+            # -- generation of the classes: in this process as Algorithm 2 is written, or on
+            # the batch's executor in waves with the same decisions (cfql_distributed).
+            pools = _persistent_pools(store, plan, features) if threshold > 0 and persistent else {}
+            choices = distributed.generate(
+                plan["order"],
+                members_by_class,
+                plan["successors"],
+                pools,
+                threshold=threshold,
+                seed=session.seed,
+                options=distributed.where(queries, options),
+                stats=session.last_generation,
+                progress=advance,
+            )
         for key, choice in choices.items():
             _record(record_of[key], choice, reused=choice.reused)
         # Assign ids to the CFs generated now and link every choice.
@@ -802,34 +804,6 @@ def _record(r: dict[str, Any], choice: Any, reused: bool) -> None:
     r["Status"] = "reused" if reused else "satisfied"
     r["generated"] = 0 if reused else len(choice.cfs)
     r["distances"] = [float(d) for d in choice.distances]
-
-
-def _independent(
-    members_by_class: dict[int, list[Member]], queries: list[dict[str, Any]], advance: Any
-) -> dict[Any, Any]:
-    """No reuse (threshold 0): every member's generator runs, in parallel per generator."""
-
-    by_generator: dict[int, list[Member]] = {}
-    for members in members_by_class.values():
-        for m in members:
-            by_generator.setdefault(id(m.generator), []).append(m)
-    jobs = [int(q["params"].get("n_jobs", 1)) for q in queries]
-    n_jobs = -1 if -1 in jobs else max(jobs)
-    where = exec_options(*(q["params"] for q in queries))
-    executor = make_executor(where.executor, n_jobs, where.address)
-    choices: dict[Any, Any] = {}
-    ids = itertools.count(1)
-    for members in by_generator.values():
-        outcomes = run_tasks(
-            members[0].generator,
-            [(m.key, m.task) for m in members],
-            time_limit=members[0].time_limit,
-            progress=advance,
-            executor=executor,
-        )
-        for m, outcome in zip(members, outcomes, strict=True):
-            choices[m.key] = choice_from_outcome(outcome, ids)
-    return choices
 
 
 def _memo(store: Any, queries: list[dict[str, Any]], features: list[FeatureSpec]) -> dict[Any, Any]:

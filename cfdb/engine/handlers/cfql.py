@@ -25,7 +25,8 @@ import pyarrow as pa
 
 from cfdb.engine.cfql_batch import BATCH_OPTIONS, run_batch
 from cfdb.engine.handlers import handles
-from cfdb.errors import CfdbSyntaxError
+from cfdb.errors import CfdbDataError, CfdbSyntaxError
+from cfdb.exec import EXEC_OPTIONS, exec_options
 from cfdb.lang.cfql import BeginBatch, EndBatch, Foreach
 from cfdb.lang.parse import Statement
 
@@ -78,11 +79,16 @@ def begin_batch(session: Any, node: BeginBatch, stmt: Statement) -> pa.Table:
     if getattr(session, "open_block", None) is not None:
         raise CfdbSyntaxError("a batch is already open (END BATCH closes it)")
     options = {k.lower(): v for k, v in node.params().items()}
+    known = BATCH_OPTIONS | set(EXEC_OPTIONS)  # the executor: for the whole batch's generation
     for key in options:
-        if key not in BATCH_OPTIONS:
+        if key not in known:
             raise CfdbSyntaxError(
-                f"unknown batch option {key!r}; known: {', '.join(sorted(BATCH_OPTIONS))}"
+                f"unknown batch option {key!r}; known: {', '.join(sorted(known))}"
             ).located(stmt.script, *node.param(key).span)
+    try:
+        exec_options(options)
+    except CfdbDataError as err:
+        raise err.located(stmt.script, *node.param(err.option).span) from None
     session.open_block = OpenBatch(options, bool(node.args.get("explain")))
     return pa.table({"Batch": ["open"], "Explain": [bool(node.args.get("explain"))]})
 

@@ -1,0 +1,363 @@
+"""CF generation of a CFQL batch on an executor, with the decisions of the local run (CFDB
+paper, section 4.3, Algorithm 2, spread over worker processes or a Ray cluster).
+
+What a member's decision depends on
+    Algorithm 2 (:func:`cfdb.generators.reuse.evaluate_batch`) walks the classes in
+    topological order and, inside a class, its members in order. A member reuses the closest
+    valid CF of its class's pool within the threshold, else calls the generator. That pool
+    holds, at that moment, exactly: the persistent pool of the class (fixed before the run),
+    the CFs of every class that implies it (pushed along the edges, so of all its ancestors,
+    in the walk's order), and the CFs generated for the members before it in its own class.
+    Nothing generated for an unrelated class enters it. One more thing is shared by all: with
+    ``max_pool_checks`` set, a member whose pool is larger draws a random subset from one
+    generator seeded once per batch, so its subset depends on how many draws came before it
+    in the walk. The generator call itself depends on nothing but its task: it is seeded per
+    request (``seed`` + prediction id), so its answer is the same in any process.
+
+The waves
+    The driver replays the walk of the local run from the start in every wave, with the
+    decisions known so far. A member is *decidable* when nothing its pool (or its random
+    draw) depends on is still unknown; its decision is then exactly the local run's and is
+    kept. A decidable member that must generate joins this wave's requests, and the rest of
+    its class and every class it implies wait for its answer; the members that do not depend
+    on it go on. All the wave's requests run at once on the executor, their outcomes come
+    back, and the next wave replays again. Each wave decides at least the first undecided
+    member of the walk, so the run ends; generator calls are exactly the local run's (no
+    speculation), and the choices come out in the walk's order, so CF ids are assigned in the
+    same order as locally. The local run itself is unchanged: with an in-process executor
+    this module calls :func:`~cfdb.generators.reuse.evaluate_batch` as before.
+
+Without reuse (``reuse_threshold = 0``) no decision depends on another: one wave generates
+every member, and the choices are put in the local run's order (per generator, then the
+walk's).
+
+Generators (model included) cross to the workers pickled, once per worker and run (the
+process pool keeps one shipped value while it does not change; see :mod:`cfdb.exec`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cfdb.exec import ExecOptions, Executor, chunked, exec_options
+from cfdb.generators.base import GenerationTask, Generator
+from cfdb.generators.reuse import (
+    Choice,
+    Member,
+    PoolCF,
+    _try_reuse,
+    choice_from_outcome,
+    evaluate_batch,
+)
+from cfdb.generators.run import Outcome, run_task, run_tasks
+
+#: Tasks per chunk at most (a chunk's tasks run one after the other on one worker).
+LARGEST_CHUNK = 16
+
+
+@dataclass
+class GenerationStats:
+    """How one run of the generation went (``session.last_generation`` after a FOREACH).
+
+    Attributes:
+        executor: the executor's name (``local``, ``process``, ``ray``).
+        workers: chunks that ran at once.
+        waves: rounds of parallel generator calls (1 without reuse; 0 when nothing ran).
+        calls: generator calls.
+        calls_by_worker: generator calls per worker process (``host:pid``, with the Ray node
+            id's first characters on Ray; ``driver`` for the calling process).
+        seconds: wall time of the generation.
+    """
+
+    executor: str = "local"
+    workers: int = 1
+    waves: int = 0
+    calls: int = 0
+    calls_by_worker: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, run: GenerationStats) -> None:
+        """Count ``run`` (one model's plan of the batch) in."""
+        self.executor, self.workers = run.executor, run.workers
+        self.waves += run.waves
+        self.calls += run.calls
+        for name, calls in run.calls_by_worker.items():
+            self.calls_by_worker[name] = self.calls_by_worker.get(name, 0) + calls
+        self.seconds += run.seconds
+
+
+def where(queries: Sequence[Mapping[str, Any]], options: Mapping[str, Any]) -> ExecOptions:
+    """The executor of a batch: the first query's ``executor`` and ``address`` that are set,
+    else the batch's (``BEGIN BATCH WITH (...)``); ``n_jobs`` the largest asked (-1 wins).
+
+    Raises:
+        CfdbDataError: a bad value (checked again here; the handlers point at the option).
+    """
+    sources = [q["params"] for q in queries] + [options]
+    jobs = [int(s["n_jobs"]) for s in sources if s.get("n_jobs") is not None]
+    n_jobs = -1 if -1 in jobs else max(jobs, default=1)
+    picked = exec_options(*sources)
+    return ExecOptions(picked.executor, n_jobs, picked.address)
+
+
+def generate(
+    order: Sequence[int],
+    members: Mapping[int, Sequence[Member]],
+    successors: Mapping[int, set[int]],
+    pools: Mapping[int, Sequence[PoolCF]] | None,
+    *,
+    threshold: float,
+    seed: int,
+    options: ExecOptions,
+    stats: GenerationStats | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[Any, Choice]:
+    """Every member's choice, as the local run makes it; how the run went is added to
+    ``stats``.
+
+    Args:
+        order, members, successors, pools: as for
+            :func:`~cfdb.generators.reuse.evaluate_batch`.
+        threshold: the batch's reuse threshold (0: no reuse, every member generates).
+        seed: the batch's seed (random pool subsets).
+        options: where generation runs.
+        stats: counts to add this run's to (the session keeps one per batch).
+        progress: called with the number of members just served.
+    """
+    started = time.perf_counter()
+    executor = options.make()
+    run = GenerationStats(executor=options.executor, workers=executor.workers)
+    if executor.in_process:
+        # The local run, exactly as written.
+        if threshold <= 0:
+            choices = _independent(members, executor, progress)
+        else:
+            choices = evaluate_batch(
+                order, members, successors, pools, seed=seed, progress=progress
+            )
+        run.calls = sum(1 for c in choices.values() if c.generator_called)
+        run.calls_by_worker = {"driver": run.calls} if run.calls else {}
+        run.waves = 1 if threshold <= 0 and run.calls else run.calls
+    else:
+        choices = Waves(order, members, successors, pools, seed).run(executor, progress, run)
+        if threshold <= 0:  # the local run's order: per generator, then the walk's
+            choices = {m.key: choices[m.key] for m in _by_generator(members)}
+    run.seconds = time.perf_counter() - started
+    if stats is not None:
+        stats.add(run)
+    return choices
+
+
+# -- without reuse ------------------------------------------------------------------------------
+def _by_generator(members: Mapping[int, Sequence[Member]]) -> list[Member]:
+    """The members grouped by generator (first seen first), each group in the walk's order."""
+    groups: dict[int, list[Member]] = {}
+    for group in members.values():
+        for m in group:
+            groups.setdefault(id(m.generator), []).append(m)
+    return [m for group in groups.values() for m in group]
+
+
+def _independent(
+    members: Mapping[int, Sequence[Member]],
+    executor: Executor,
+    progress: Callable[[int], None] | None,
+) -> dict[Any, Choice]:
+    """Threshold 0 in this process: every member's generator runs, generator by generator."""
+    ordered = _by_generator(members)
+    choices: dict[Any, Choice] = {}
+    ids = itertools.count(1)
+    start = 0
+    while start < len(ordered):
+        generator = ordered[start].generator
+        end = start
+        while end < len(ordered) and ordered[end].generator is generator:
+            end += 1
+        group = ordered[start:end]
+        outcomes = run_tasks(
+            generator,
+            [(m.key, m.task) for m in group],
+            time_limit=group[0].time_limit,
+            progress=progress,
+            executor=executor,
+        )
+        for m, outcome in zip(group, outcomes, strict=True):
+            choices[m.key] = choice_from_outcome(outcome, ids)
+        start = end
+    return choices
+
+
+# -- with reuse: waves --------------------------------------------------------------------------
+@dataclass
+class _Decided:
+    """A member's decision: its choice (``None`` while its generator call is out), and the
+    state of the batch's random generator after its pool subset was drawn (``None``: it drew
+    nothing)."""
+
+    choice: Choice | None
+    rng_after: dict[str, Any] | None
+
+
+class Waves:
+    """Algorithm 2 with the generator calls of each wave run together (see the module doc)."""
+
+    def __init__(
+        self,
+        order: Sequence[int],
+        members: Mapping[int, Sequence[Member]],
+        successors: Mapping[int, set[int]],
+        pools: Mapping[int, Sequence[PoolCF]] | None,
+        seed: int,
+    ) -> None:
+        self.order, self.members, self.successors = order, members, successors
+        self.pools = pools or {}
+        self.seed = seed
+        self.decided: dict[Any, _Decided] = {}
+
+    def walk(self) -> tuple[list[Member], dict[Any, Choice]]:
+        """One replay of the local walk: the members that must now generate (decided here,
+        their calls not yet made), and the choices of the walk so far, in its order."""
+        rng = np.random.default_rng(self.seed)
+        rng_known = True
+        pool: dict[int, list[PoolCF]] = {c: list(self.pools.get(c, ())) for c in self.order}
+        seen: dict[int, set[Any]] = {c: {cf.ref for cf in pool[c]} for c in self.order}
+        waiting: set[int] = set()  # classes whose pool depends on a call not yet answered
+        requests: list[Member] = []
+        choices: dict[Any, Choice] = {}
+        for cls in self.order:
+            blocked = cls in waiting
+            for member in self.members.get(cls, ()):
+                draws = member.max_pool_checks is not None and member.threshold > 0
+                known = self.decided.get(member.key)
+                if blocked and known is None and member.threshold <= 0:
+                    # Without a threshold nothing is reused: it generates, whatever its pool.
+                    known = self.decided[member.key] = _Decided(None, None)
+                    requests.append(member)
+                if blocked:
+                    # Decisions are made in order: a member after an unknown one waits. Its
+                    # draw (if any) is unknown, and so is the generator's state after it.
+                    if known is None and draws:
+                        rng_known = False
+                    if known is None or known.choice is None:
+                        continue
+                if known is None:
+                    if not rng_known and draws and len(pool[cls]) > member.max_pool_checks:
+                        blocked = True  # its subset depends on draws not yet replayed
+                        continue
+                    before = rng.bit_generator.state
+                    choice = _try_reuse(member, pool[cls], rng)
+                    after = rng.bit_generator.state
+                    known = _Decided(choice, after if after != before else None)
+                    self.decided[member.key] = known
+                    if choice is None:
+                        requests.append(member)
+                elif known.rng_after is not None:
+                    rng.bit_generator.state = known.rng_after
+                    rng_known = True
+                if known.choice is None:
+                    blocked = True  # the rest of the class needs this member's CFs
+                    continue
+                if not blocked:
+                    choices[member.key] = known.choice
+                if known.choice.generator_called:
+                    for cf in known.choice.cfs:
+                        pool[cls].append(cf)
+                        seen[cls].add(cf.ref)
+            for succ in self.successors.get(cls, ()):
+                if blocked:
+                    waiting.add(succ)
+                    continue
+                for cf in pool[cls]:
+                    if cf.ref not in seen.setdefault(succ, set()):
+                        pool.setdefault(succ, []).append(cf)
+                        seen[succ].add(cf.ref)
+        return requests, choices
+
+    def run(
+        self,
+        executor: Executor,
+        progress: Callable[[int], None] | None,
+        stats: GenerationStats,
+    ) -> dict[Any, Choice]:
+        """Waves until every member is decided; the choices in the local run's order."""
+        generators: list[Generator] = []
+        index: dict[int, int] = {}
+        for cls in self.order:
+            for m in self.members.get(cls, ()):
+                if id(m.generator) not in index:
+                    index[id(m.generator)] = len(generators)
+                    generators.append(m.generator)
+        shared = tuple(generators)  # the same value every wave: shipped once per worker
+        total = sum(len(v) for v in self.members.values())
+        served = 0
+        while True:
+            requests, choices = self.walk()
+            # Reuses decided in this walk are served now; calls when they come back.
+            newly = sum(1 for k in self.decided if self.decided[k].choice is not None) - served
+            if progress and newly:
+                progress(newly)
+            served += newly
+            if not requests:
+                break
+            stats.waves += 1
+            items = [(index[id(m.generator)], m.key, m.task, m.time_limit) for m in requests]
+            chunks = chunked(items, executor.workers, largest=LARGEST_CHUNK)
+            stream = executor.map_chunks(
+                _generate_chunk, shared, chunks, describe=_describe, lost=_lost
+            )
+            try:
+                for results in stream:
+                    for key, outcome, worker in results:
+                        refs = ((key, i) for i in itertools.count())
+                        choice = choice_from_outcome(outcome, refs)
+                        self.decided[key].choice = choice
+                        stats.calls += 1
+                        stats.calls_by_worker[worker] = stats.calls_by_worker.get(worker, 0) + 1
+            finally:
+                stream.close()
+        if len(choices) != total:  # every member is decided once no request is left
+            raise AssertionError("internal error: a member was left without a decision")
+        return choices
+
+
+def _worker_name() -> str:
+    """``host:pid`` of this process, with its Ray node when it is a Ray worker."""
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        try:
+            node = ray.get_runtime_context().get_node_id()
+        except Exception:  # not in a Ray task (e.g. the driver): no node to name
+            return name
+        return f"{node[:8]}/{name}"
+    return name
+
+
+def _generate_chunk(
+    generators: tuple[Generator, ...],
+    items: Sequence[tuple[int, Any, GenerationTask, float | None]],
+) -> list[tuple[Any, Outcome, str]]:
+    """Run on a worker: each request's generator call, verified, with who ran it."""
+    name = _worker_name()
+    return [(key, run_task(generators[g], key, task, limit), name) for g, key, task, limit in items]
+
+
+def _describe(item: tuple[int, Any, GenerationTask, float | None]) -> str:
+    key = item[1]
+    if isinstance(key, tuple) and len(key) == 2:  # (query id, prediction id)
+        return f"prediction {key[1]} of query {key[0]}"
+    return f"prediction {key}"
+
+
+def _lost(item: tuple[int, Any, GenerationTask, float | None], reason: str) -> tuple[Any, ...]:
+    # a request whose worker died twice is recorded as failed, with why
+    return item[1], Outcome(item[1], error=reason), "lost"
