@@ -8,8 +8,9 @@ Client. A cluster that cannot be reached is reported within :data:`CONNECT_TIMEO
 before the statement writes anything.
 
 The function and the shared value (a grid's data, a fitted model) are put in Ray's object
-store once per run; each worker process fetches the shared value once and keeps it, and
-every task only carries its chunk. Failures follow :class:`~cfdb.exec.base.Executor`: a task
+store once per run (once for successive runs of one executor with an unchanged value); each
+worker process fetches the shared value once and keeps it, and every task only carries its
+chunk. Failures follow :class:`~cfdb.exec.base.Executor`: a task
 that raises ends the run with one ``CfdbExecutionError``; a chunk whose worker died is
 retried task by task once (Ray's own retries are off so the rule is the same as locally).
 """
@@ -134,6 +135,16 @@ class RayExecutor(Executor):
         ray = self.connect()
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
+    def _put(self, ray: Any, fn: ChunkFn, shared: Any) -> tuple[Any, Any]:
+        """``fn`` and ``shared`` in the object store, put again only when they change: the
+        successive runs of one executor (e.g. the waves of a CFQL batch) ship them once."""
+        from cfdb.exec.pool import _payload
+
+        key, _ = _payload(fn, shared)
+        if getattr(self, "_stored", (None,))[0] != key:
+            self._stored = (key, ray.put(fn), ray.put(shared))
+        return self._stored[1], self._stored[2]
+
     def map_chunks(
         self,
         fn: ChunkFn,
@@ -149,8 +160,7 @@ class RayExecutor(Executor):
         from ray.exceptions import RayError, TaskCancelledError
 
         remote = ray.remote(num_cpus=1, max_retries=0)(_run_chunk)
-        shared_ref = ray.put(shared)
-        fn_ref = ray.put(fn)
+        fn_ref, shared_ref = self._put(ray, fn, shared)
         queue: list[tuple[list[Any], int]] = [(list(c), 1) for c in reversed(chunks)]
         pending: dict[Any, tuple[list[Any], int]] = {}
         try:
