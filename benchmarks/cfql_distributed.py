@@ -85,48 +85,19 @@ def main() -> None:
     db = connect()
     wheres = [("local", ""), ("process", f", executor = 'process', n_jobs = {args.jobs}")]
     cluster = None
-    if not args.no_ray:
-        import ray
-
-        from tests.exec.ray_cluster import start_cluster, wait_for_nodes
-
-        print(f"starting a Ray cluster: a head and {args.ray_nodes - 1} more nodes, 1 CPU each")
-        cluster = start_cluster(nodes=args.ray_nodes)
-        ray.init(address=cluster.address, log_to_driver=False)
-        wait_for_nodes(ray, args.ray_nodes)
-        wheres.append(
-            (
-                "ray",
-                f", executor = 'ray', address = '{cluster.address}', n_jobs = {args.ray_nodes}",
-            )
-        )
     try:
-        print(
-            f"Bank Marketing, {args.nodes} conditions (loose shapes), growing_spheres, L0; "
-            f"{args.jobs} worker processes"
-        )
-        print(
-            f"{'threshold':>9} {'executor':9} {'seconds':>8} {'vs local':>9} {'waves':>6} "
-            f"{'calls':>6} {'same CFs':>8}  calls per worker"
-        )
-        warm = {"local"}
-        for t in (float(x) for x in args.thresholds.split(",")):
-            base_seconds, base_tables = None, None
-            for name, where in wheres:
-                if name not in warm:
-                    run(db, args.nodes, t, where)  # warm up the workers (imports, model)
-                    warm.add(name)
-                seconds, tables, gen = run(db, args.nodes, t, where)
-                if base_tables is None:
-                    base_seconds, base_tables = seconds, tables
-                same = tables == base_tables
-                per_worker = ", ".join(f"{w}: {c}" for w, c in sorted(gen.calls_by_worker.items()))
-                print(
-                    f"{t:9.0f} {name:9} {seconds:8.2f} {seconds / base_seconds:8.2f}x "
-                    f"{gen.waves:6d} {gen.calls:6d} {same!s:>8}  {per_worker}"
-                )
-                if not same:
-                    raise SystemExit(f"{name} stored other CFs than the local run")
+        if not args.no_ray:
+            import ray
+
+            from tests.exec.ray_cluster import start_cluster, wait_for_nodes
+
+            print(f"Ray cluster: a head and {args.ray_nodes - 1} more node(s), 1 CPU each")
+            cluster = start_cluster(nodes=args.ray_nodes)
+            ray.init(address=cluster.address, log_to_driver=False)
+            wait_for_nodes(ray, args.ray_nodes, timeout=300)
+            ray_where = f", executor = 'ray', address = '{cluster.address}'"
+            wheres.append(("ray", f"{ray_where}, n_jobs = {args.ray_nodes}"))
+        measure(db, args, wheres)
     finally:
         if cluster is not None:
             import ray
@@ -134,6 +105,35 @@ def main() -> None:
             ray.shutdown()
             cluster.stop()
             shutil.rmtree(cluster.temp_dir, ignore_errors=True)
+
+
+def measure(db: cfdb.Database, args: argparse.Namespace, wheres: list[tuple[str, str]]) -> None:
+    print(
+        f"Bank Marketing, {args.nodes} conditions (loose shapes), growing_spheres, L0; "
+        f"{args.jobs} worker processes"
+    )
+    print(
+        f"{'threshold':>9} {'executor':9} {'seconds':>8} {'vs local':>9} {'waves':>6} "
+        f"{'calls':>6} {'same CFs':>8}  calls per worker"
+    )
+    warm = {"local"}
+    for t in (float(x) for x in args.thresholds.split(",")):
+        base_seconds, base_tables = None, None
+        for name, where in wheres:
+            if name not in warm:
+                run(db, args.nodes, t, where)  # warm up the workers (imports, model)
+                warm.add(name)
+            seconds, tables, gen = run(db, args.nodes, t, where)
+            if base_tables is None:
+                base_seconds, base_tables = seconds, tables
+            same = tables == base_tables
+            per_worker = ", ".join(f"{w}: {c}" for w, c in sorted(gen.calls_by_worker.items()))
+            print(
+                f"{t:9.0f} {name:9} {seconds:8.2f} {seconds / base_seconds:8.2f}x "
+                f"{gen.waves:6d} {gen.calls:6d} {same!s:>8}  {per_worker}"
+            )
+            if not same:
+                raise SystemExit(f"{name} stored other CFs than the local run")
 
 
 if __name__ == "__main__":
