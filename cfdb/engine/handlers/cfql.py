@@ -11,10 +11,10 @@ summary. Only FOREACH statements are allowed inside a batch.
 Per-query options (``WITH``): ``n`` (CFs per prediction, default 1), ``distance``
 (``tabular``, ``l0``, ``l1``), ``time_limit`` (seconds per prediction, default 10), ``seed``,
 ``n_jobs``, ``executor`` and ``address`` (where generation runs, also as batch options:
-:mod:`cfdb.engine.cfql_distributed`), ``target`` (for multi-class models), ``pool`` (for ``nearest``), ``min_change``
-and ``direction`` (for regression models: the output must move by at least ``min_change``,
-``up``, ``down`` or ``any``); a lone FOREACH also takes the batch options; any other option
-goes to the generator.
+:mod:`cfdb.engine.cfql_distributed`), ``target`` (for multi-class models), ``pool`` (for
+``nearest``), ``min_change`` and ``direction`` (for regression models: the output must move
+by at least ``min_change``, ``up``, ``down`` or ``any``); a lone FOREACH also takes the batch
+options; any other option goes to the generator.
 """
 
 from __future__ import annotations
