@@ -130,7 +130,8 @@ def measure(db: cfdb.Database, args: argparse.Namespace, wheres: list[tuple[str,
             per_worker = ", ".join(f"{w}: {c}" for w, c in sorted(gen.calls_by_worker.items()))
             print(
                 f"{t:9.0f} {name:9} {seconds:8.2f} {seconds / base_seconds:8.2f}x "
-                f"{gen.waves:6d} {gen.calls:6d} {same!s:>8}  {per_worker}"
+                f"{gen.waves:6d} {gen.calls:6d} {same!s:>8}  {per_worker}",
+                flush=True,
             )
             if not same:
                 raise SystemExit(f"{name} stored other CFs than the local run")

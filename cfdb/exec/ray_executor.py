@@ -98,7 +98,12 @@ def _same_cluster(ray: Any, address: str) -> bool:
     except Exception:  # an older Ray without it: keep the connection
         return True
     (h1, p1), (h2, p2) = _host_port(current), _host_port(address)
-    return p1 == p2 and (h1 == h2 or (_local(h1) and _local(h2)))
+    try:  # Ray names a local cluster by this node's address, which may not resolve from the
+        # host name: it is local too (else every statement would reconnect)
+        node = ray.util.get_node_ip_address()
+    except Exception:
+        node = None
+    return p1 == p2 and (h1 == h2 or all(_local(h) or h == node for h in (h1, h2)))
 
 
 class RayExecutor(Executor):
@@ -140,7 +145,8 @@ class RayExecutor(Executor):
         successive runs of one executor (e.g. the waves of a CFQL batch) ship them once."""
         from cfdb.exec.pool import _payload
 
-        key, _ = _payload(fn, shared)
+        # refs belong to one connection: a reconnection (another cluster) puts them again
+        key = (_payload(fn, shared)[0], ray.get_runtime_context().get_job_id())
         if getattr(self, "_stored", (None,))[0] != key:
             self._stored = (key, ray.put(fn), ray.put(shared))
         return self._stored[1], self._stored[2]
