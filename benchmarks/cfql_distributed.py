@@ -1,7 +1,8 @@
 """CF generation of a CFQL batch across workers (CFDB paper, section 4.3, Algorithm 2 in waves).
 
-Bank Marketing, random forest (10 trees, depth 5), false negatives; the loose query shapes of
-``cfql_batch_reuse.py`` over ``--nodes`` conditions, ``growing_spheres`` with L0 distance.
+Bank Marketing, random forest (10 trees, depth 5), false negatives; the loose (or ``--graph
+dense``) query shapes of ``cfql_batch_reuse.py`` over ``--nodes`` conditions,
+``growing_spheres`` with L0 distance.
 The same batch runs in this process (the local run), on ``--jobs`` worker processes
 (``executor = 'process'``) and on a Ray cluster started here (a head and ``--ray-nodes - 1``
 more nodes, one CPU each, as ``ray start`` does; stopped at the end), once per reuse
@@ -10,7 +11,7 @@ the local run's CFs (checked). Printed: seconds, ratio to the local run of the s
 threshold, waves, generator calls, and calls per worker process.
 
 Run:  python benchmarks/cfql_distributed.py [--nodes 100] [--thresholds 0,11] [--jobs 2]
-      [--ray-nodes 3] [--no-ray]
+      [--ray-nodes 3] [--no-ray] [--graph loose|dense]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cfdb
-from benchmarks.cfql_batch_reuse import LOOSE, batch
+from benchmarks.cfql_batch_reuse import DENSE, LOOSE, batch
 
 TABLES = (
     "SELECT * FROM CFs ORDER BY CfId",
@@ -44,11 +45,13 @@ def connect() -> cfdb.Database:
     return db
 
 
-def run(db: cfdb.Database, nodes: int, threshold: float, where: str) -> tuple[float, list, object]:
+def run(
+    db: cfdb.Database, shapes: list[str], nodes: int, threshold: float, where: str
+) -> tuple[float, list, object]:
     db.sql("DELETE FROM Prediction_CFs; DELETE FROM CFs;")  # no help from earlier runs
     script = batch(
-        LOOSE,
-        max(1, nodes // len(LOOSE)),
+        shapes,
+        max(1, nodes // len(shapes)),
         f"reuse_threshold = {threshold}, persistent_pool = false{where}",
         explain=False,
         extra=" WITH (distance = 'l0', time_limit = 5)",
@@ -80,6 +83,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--ray-nodes", type=int, default=3)
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--graph", choices=("loose", "dense"), default="loose")
     args = parser.parse_args()
 
     db = connect()
@@ -108,8 +112,9 @@ def main() -> None:
 
 
 def measure(db: cfdb.Database, args: argparse.Namespace, wheres: list[tuple[str, str]]) -> None:
+    shapes = LOOSE if args.graph == "loose" else DENSE
     print(
-        f"Bank Marketing, {args.nodes} conditions (loose shapes), growing_spheres, L0; "
+        f"Bank Marketing, {args.nodes} conditions ({args.graph} shapes), growing_spheres, L0; "
         f"{args.jobs} worker processes"
     )
     print(
@@ -121,9 +126,9 @@ def measure(db: cfdb.Database, args: argparse.Namespace, wheres: list[tuple[str,
         base_seconds, base_tables = None, None
         for name, where in wheres:
             if name not in warm:
-                run(db, args.nodes, t, where)  # warm up the workers (imports, model)
+                run(db, shapes, args.nodes, t, where)  # warm up the workers (imports, model)
                 warm.add(name)
-            seconds, tables, gen = run(db, args.nodes, t, where)
+            seconds, tables, gen = run(db, shapes, args.nodes, t, where)
             if base_tables is None:
                 base_seconds, base_tables = seconds, tables
             same = tables == base_tables
