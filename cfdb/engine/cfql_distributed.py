@@ -29,7 +29,7 @@ The waves
 
 Without reuse (``reuse_threshold = 0``) no decision depends on another: one wave generates
 every member, and the choices are put in the local run's order (per generator, then the
-walk's).
+members').
 
 Generators (model included) cross to the workers pickled, once per worker and run (the
 process pool keeps one shipped value while it does not change; see :mod:`cfdb.exec`).
@@ -149,7 +149,7 @@ def generate(
         run.waves = 1 if threshold <= 0 and run.calls else run.calls
     else:
         choices = Waves(order, members, successors, pools, seed).run(executor, progress, run)
-        if threshold <= 0:  # the local run's order: per generator, then the walk's
+        if threshold <= 0:  # the local run's order: per generator, then the members'
             choices = {m.key: choices[m.key] for m in _by_generator(members)}
     run.seconds = time.perf_counter() - started
     if stats is not None:
@@ -159,7 +159,7 @@ def generate(
 
 # -- without reuse ------------------------------------------------------------------------------
 def _by_generator(members: Mapping[int, Sequence[Member]]) -> list[Member]:
-    """The members grouped by generator (first seen first), each group in the walk's order."""
+    """The members grouped by generator (first seen first), each group in the members' order."""
     groups: dict[int, list[Member]] = {}
     for group in members.values():
         for m in group:
