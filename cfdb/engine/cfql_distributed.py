@@ -15,8 +15,8 @@ What a member's decision depends on
     request (``seed`` + prediction id), so its answer is the same in any process.
 
 The waves
-    The driver replays the walk of the local run from the start in every wave, with the
-    decisions known so far. A member is *decidable* when nothing its pool (or its random
+    The driver replays the walk of the local run in every wave, with the decisions known so
+    far (from the first class not finished yet: the state after the finished ones is kept). A member is *decidable* when nothing its pool (or its random
     draw) depends on is still unknown; its decision is then exactly the local run's and is
     kept. A decidable member that must generate joins this wave's requests, and the rest of
     its class and every class it implies wait for its answer; the members that do not depend
@@ -219,22 +219,34 @@ class Waves:
         seed: int,
     ) -> None:
         self.order, self.members, self.successors = order, members, successors
-        self.pools = pools or {}
-        self.seed = seed
         self.decided: dict[Any, _Decided] = {}
+        # The walk's state after its finished prefix: classes before ``start`` have all
+        # their choices (in ``final``) and have pushed their pools; a replay starts there.
+        self.start = 0
+        self.pool: dict[int, list[PoolCF]] = {c: list((pools or {}).get(c, ())) for c in order}
+        self.seen: dict[int, set[Any]] = {c: {cf.ref for cf in self.pool[c]} for c in order}
+        self.rng_state = np.random.default_rng(seed).bit_generator.state
+        self.final: dict[Any, Choice] = {}
 
     def walk(self) -> tuple[list[Member], dict[Any, Choice]]:
         """One replay of the local walk: the members that must now generate (decided here,
         their calls not yet made), and the choices of the walk so far, in its order."""
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self.rng_state
         rng_known = True
-        pool: dict[int, list[PoolCF]] = {c: list(self.pools.get(c, ())) for c in self.order}
-        seen: dict[int, set[Any]] = {c: {cf.ref for cf in pool[c]} for c in self.order}
+        pool, seen = self.pool, self.seen  # the checkpoint's, while classes finish
+        finishing = True
         waiting: set[int] = set()  # classes whose pool depends on a call not yet answered
         requests: list[Member] = []
         choices: dict[Any, Choice] = {}
-        for cls in self.order:
+        for index in range(self.start, len(self.order)):
+            cls = self.order[index]
+            # The class's pool grows as its members generate: a copy until the class ends.
+            own, own_seen = (
+                (list(pool[cls]), set(seen[cls])) if finishing else (pool[cls], seen[cls])
+            )
             blocked = cls in waiting
+            mine: dict[Any, Choice] = {}
             for member in self.members.get(cls, ()):
                 draws = member.max_pool_checks is not None and member.threshold > 0
                 known = self.decided.get(member.key)
@@ -250,11 +262,11 @@ class Waves:
                     if known is None or known.choice is None:
                         continue
                 if known is None:
-                    if not rng_known and draws and len(pool[cls]) > member.max_pool_checks:
+                    if not rng_known and draws and len(own) > member.max_pool_checks:
                         blocked = True  # its subset depends on draws not yet replayed
                         continue
                     before = rng.bit_generator.state
-                    choice = _try_reuse(member, pool[cls], rng)
+                    choice = _try_reuse(member, own, rng)
                     after = rng.bit_generator.state
                     known = _Decided(choice, after if after != before else None)
                     self.decided[member.key] = known
@@ -267,20 +279,33 @@ class Waves:
                     blocked = True  # the rest of the class needs this member's CFs
                     continue
                 if not blocked:
-                    choices[member.key] = known.choice
+                    mine[member.key] = known.choice
                 if known.choice.generator_called:
                     for cf in known.choice.cfs:
-                        pool[cls].append(cf)
-                        seen[cls].add(cf.ref)
+                        own.append(cf)
+                        own_seen.add(cf.ref)
+            if finishing and blocked:
+                # The first unfinished class: the rest of this walk works on copies.
+                finishing = False
+                rest = self.order[index + 1 :]
+                pool = {c: list(pool[c]) for c in rest}
+                seen = {c: set(seen[c]) for c in rest}
+            pool[cls], seen[cls] = own, own_seen
+            if finishing:
+                self.final.update(mine)
+                self.start = index + 1
+                self.rng_state = rng.bit_generator.state
+            else:
+                choices.update(mine)
             for succ in self.successors.get(cls, ()):
                 if blocked:
                     waiting.add(succ)
                     continue
-                for cf in pool[cls]:
+                for cf in own:
                     if cf.ref not in seen.setdefault(succ, set()):
                         pool.setdefault(succ, []).append(cf)
                         seen[succ].add(cf.ref)
-        return requests, choices
+        return requests, {**self.final, **choices}
 
     def run(
         self,
