@@ -180,6 +180,8 @@ def _table(*options: Option) -> dict[str, Option]:
 _SEED = Option("seed", "int", "random seed", 0, min=0, max=MAX_SEED)
 # Executors (cfdb.exec) check executor and address, and n_jobs again, with the same rule.
 _N_JOBS = Option("n_jobs", "jobs", "worker processes", 1)
+_EXECUTOR = Option("executor", "str", "where the work runs: local, process or ray", "local")
+_ADDRESS = Option("address", "str", "the Ray cluster to join ('auto', 'host:port')", nullable=True)
 _MODEL_SIDE = (
     Option("label", "str", "the label column"),
     Option("features", "names", "the feature columns"),
@@ -209,6 +211,8 @@ QUERY_OPTIONS = _table(
     ),
     _SEED,
     _N_JOBS,
+    _EXECUTOR,
+    _ADDRESS,
     Option("target", "any", "the class a CF must reach (multi-class models)"),
     Option("diversity", "float", "weight of diversity among n > 1 CFs", min=0, max=1e6),
     Option("min_change", "float", "regression: smallest change of the output", positive=True),
@@ -261,7 +265,7 @@ _GRID = _table(
 #: Statement node class name -> its declared options.
 SPECS: dict[str, dict[str, Option]] = {
     "Foreach": {**QUERY_OPTIONS, **BATCH_OPTIONS},
-    "BeginBatch": BATCH_OPTIONS,
+    "BeginBatch": {**BATCH_OPTIONS, **_table(_N_JOBS, _EXECUTOR, _ADDRESS)},
     "CreateModel": {**_table(*_MODEL_SIDE), **MODEL_PARAMS},
     "LoadInstances": _LOAD,
     "LoadDataset": _LOAD,

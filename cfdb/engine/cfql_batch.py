@@ -58,6 +58,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cfdb.engine import cfql_distributed as distributed
 from cfdb.engine.cfql_compile import compile_batch, score_bounds
 from cfdb.engine.cfql_execute import execute
 from cfdb.engine.cfql_optimize import dedupe, order, plan_logical
@@ -123,7 +124,8 @@ def run_batch(
     if not explain:
         assert plan.physical is not None
         gen_started = time.perf_counter()
-        execution = execute(session, plan.queries, plan.physical, plan.queries[0].features)
+        where = distributed.where([q.params for q in plan.queries], plan.options)
+        execution = execute(session, plan.queries, plan.physical, plan.queries[0].features, where)
         execution.seconds = time.perf_counter() - gen_started
     construction = str(plan.options.get("construction", "atoms")).lower()
     header = {

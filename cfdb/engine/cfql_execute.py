@@ -9,8 +9,10 @@ typed inputs (members, the class's pool, where new CF refs and the random stream
 typed outputs (choices, new CFs, where they end), so it can run in another process. The class
 pool holds the persistent pool, CFs pushed from stronger classes and those generated for the
 class; after a class runs its pool flows to its successors. With ``reuse_threshold = 0`` no
-class depends on another: all requests of a group run at once through the executor
-(``n_jobs``, ``executor``), in parallel per generator (:func:`generate_independent`).
+class depends on another: all requests of a group run at once, in parallel per generator.
+On another executor (``executor``, ``address``, ``n_jobs``),
+:mod:`cfdb.engine.cfql_distributed` sends the generator calls out in waves that keep the
+walk's decisions, so the stored CFs are the same.
 
 :func:`execute` turns choices into typed :class:`Answer` objects, assigns ids to new CFs and
 collects the ``CFs`` and ``Prediction_CFs`` rows; :mod:`cfdb.engine.cfql_record` writes them.
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cfdb.engine import cfql_distributed as distributed
 from cfdb.engine.cfql_compile import raw_value
 from cfdb.engine.cfql_plan import (
     BATCH_OPTIONS,
@@ -37,10 +40,10 @@ from cfdb.engine.cfql_plan import (
 )
 from cfdb.engine.handlers.models import columns_of, load_model
 from cfdb.errors import CfdbDataError, CfdbError
-from cfdb.exec import exec_options, make_executor
+from cfdb.exec import ExecOptions
 from cfdb.generators import GenerationTask
 from cfdb.generators.reuse import Choice, Member, PoolCF, _try_reuse, choice_from_outcome
-from cfdb.generators.run import run_task, run_tasks
+from cfdb.generators.run import run_task
 from cfdb.store import catalog
 from cfdb.types import FeatureSpec
 
@@ -131,32 +134,6 @@ def walk_classes(
                 if cf.ref not in seen[succ]:
                     pool[succ].append(cf)
                     seen[succ].add(cf.ref)
-    return choices
-
-
-def generate_independent(
-    members: Sequence[Member], queries: Sequence[Query], advance: Any
-) -> dict[Any, Choice]:
-    """No reuse (threshold 0): every member's generator runs, in parallel per generator."""
-    by_generator: dict[int, list[Member]] = {}
-    for m in members:
-        by_generator.setdefault(id(m.generator), []).append(m)
-    jobs = [int(q.params.get("n_jobs", 1)) for q in queries]
-    n_jobs = -1 if -1 in jobs else max(jobs)
-    where = exec_options(*(q.params for q in queries))
-    executor = make_executor(where.executor, n_jobs, where.address)
-    choices: dict[Any, Choice] = {}
-    ids = itertools.count(1)
-    for group in by_generator.values():
-        outcomes = run_tasks(
-            group[0].generator,
-            [(m.key, m.task) for m in group],
-            time_limit=group[0].time_limit,
-            progress=advance,
-            executor=executor,
-        )
-        for m, outcome in zip(group, outcomes, strict=True):
-            choices[m.key] = choice_from_outcome(outcome, ids)
     return choices
 
 
@@ -319,10 +296,14 @@ def execute(
     queries: Sequence[Query],
     plan: PhysicalPlan,
     features: Sequence[FeatureSpec],
+    where: ExecOptions | None = None,
 ) -> Execution:
     """Phase 6: serve every planned request (memo, then the class walk or independent runs)
-    and collect the rows to store."""
+    and collect the rows to store. ``where`` says where generator calls run (default: the
+    queries' own ``executor`` options); ``session.last_generation`` says how it went."""
     store = session.store
+    where = where or distributed.where([q.params for q in queries], {})
+    session.last_generation = distributed.GenerationStats()
     by_id = {q.query_id: q for q in queries}
     generators = _Generators(session, features)
     decimals = _decimals(store, features)
@@ -352,11 +333,20 @@ def execute(
             by_class.setdefault(lg.class_of_hash[r.hash], []).append(member)
         total = sum(len(m) for m in by_class.values())
         with session.progress(f"counterfactuals (model {model_id})", total) as advance:
-            if plan.threshold > 0:
-                choices = walk_classes(group, by_class, session.seed, advance)
-            else:
-                flat = [m for ms in by_class.values() for m in ms]
-                choices = generate_independent(flat, queries, advance)
+            # In this process: the class walk as Algorithm 2 is written; on an executor:
+            # waves of generator calls that keep the walk's decisions (cfql_distributed).
+            choices = distributed.generate(
+                [s.class_id for s in group.steps],
+                by_class,
+                {c: set(k.successors) for c, k in lg.classes.items()},
+                {s.class_id: s.pool for s in group.steps},
+                threshold=plan.threshold,
+                seed=session.seed,
+                options=where,
+                stats=session.last_generation,
+                progress=advance,
+                walk=lambda: walk_classes(group, by_class, session.seed, advance),  # noqa: B023
+            )
         # Ids for the CFs generated now, and a link per chosen CF.
         new_ids: dict[Any, int] = {}
         for key, choice in choices.items():

@@ -8,8 +8,9 @@ Client. A cluster that cannot be reached is reported within :data:`CONNECT_TIMEO
 before the statement writes anything.
 
 The function and the shared value (a grid's data, a fitted model) are put in Ray's object
-store once per run; each worker process fetches the shared value once and keeps it, and
-every task only carries its chunk. Failures follow :class:`~cfdb.exec.base.Executor`: a task
+store once per run (once for successive runs of one executor with an unchanged value); each
+worker process fetches the shared value once and keeps it, and every task only carries its
+chunk. Failures follow :class:`~cfdb.exec.base.Executor`: a task
 that raises ends the run with one ``CfdbExecutionError``; a chunk whose worker died is
 retried task by task once (Ray's own retries are off so the rule is the same as locally).
 """
@@ -97,7 +98,12 @@ def _same_cluster(ray: Any, address: str) -> bool:
     except Exception:  # an older Ray without it: keep the connection
         return True
     (h1, p1), (h2, p2) = _host_port(current), _host_port(address)
-    return p1 == p2 and (h1 == h2 or (_local(h1) and _local(h2)))
+    try:  # Ray names a local cluster by this node's address, which may not resolve from the
+        # host name: it is local too (else every statement would reconnect)
+        node = ray.util.get_node_ip_address()
+    except Exception:
+        node = None
+    return p1 == p2 and (h1 == h2 or all(_local(h) or h == node for h in (h1, h2)))
 
 
 class RayExecutor(Executor):
@@ -134,6 +140,17 @@ class RayExecutor(Executor):
         ray = self.connect()
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
+    def _put(self, ray: Any, fn: ChunkFn, shared: Any) -> tuple[Any, Any]:
+        """``fn`` and ``shared`` in the object store, put again only when they change: the
+        successive runs of one executor (e.g. the waves of a CFQL batch) ship them once."""
+        from cfdb.exec.pool import _payload
+
+        # refs belong to one connection: a reconnection (another cluster) puts them again
+        key = (_payload(fn, shared)[0], ray.get_runtime_context().get_job_id())
+        if getattr(self, "_stored", (None,))[0] != key:
+            self._stored = (key, ray.put(fn), ray.put(shared))
+        return self._stored[1], self._stored[2]
+
     def map_chunks(
         self,
         fn: ChunkFn,
@@ -149,8 +166,7 @@ class RayExecutor(Executor):
         from ray.exceptions import RayError, TaskCancelledError
 
         remote = ray.remote(num_cpus=1, max_retries=0)(_run_chunk)
-        shared_ref = ray.put(shared)
-        fn_ref = ray.put(fn)
+        fn_ref, shared_ref = self._put(ray, fn, shared)
         queue: list[tuple[list[Any], int]] = [(list(c), 1) for c in reversed(chunks)]
         pending: dict[Any, tuple[list[Any], int]] = {}
         try:

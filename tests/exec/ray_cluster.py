@@ -33,15 +33,28 @@ def _ray_script() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
 
-def _node_ports() -> list[str]:
+def _node_ports(taken: set[int]) -> list[str]:
+    """One node's ports, none in ``taken`` nor in another node's worker port range (Ray
+    refuses to start a node whose worker ports overlap a port already in use)."""
     low = free_port()
+    while any(p in taken for p in range(low, low + 41)) or low + 40 > 65535:
+        low = free_port()
+    taken.update(range(low, low + 41))
+
+    def port() -> int:
+        while True:
+            p = free_port()
+            if p not in taken:
+                taken.add(p)
+                return p
+
     return [
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--node-manager-port={free_port()}",
-        f"--object-manager-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
+        f"--dashboard-agent-listen-port={port()}",
+        f"--dashboard-agent-grpc-port={port()}",
+        f"--metrics-export-port={port()}",
+        f"--node-manager-port={port()}",
+        f"--object-manager-port={port()}",
+        f"--runtime-env-agent-port={port()}",
         f"--min-worker-port={low}",
         f"--max-worker-port={low + 40}",
         "--num-cpus=1",
@@ -99,7 +112,11 @@ def start_cluster(nodes: int = 2, timeout: float = 180) -> Cluster:
     # cluster workers import cfdb (and these tests' functions) like the driver
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.pop("RAY_ADDRESS", None)
+    # Recent Ray turns token authentication on for `ray start` by default, while a driver
+    # that joins by address does not send a token: a private test cluster needs none.
+    env["RAY_AUTH_MODE"] = "disabled"
     port = free_port()
+    taken = {port}
     address = f"127.0.0.1:{port}"
     log = open(Path(temp_dir) / "start.log", "ab")  # noqa: SIM115  (kept open for the processes)
     cluster = Cluster(address, temp_dir)
@@ -111,7 +128,7 @@ def start_cluster(nodes: int = 2, timeout: float = 180) -> Cluster:
         f"--temp-dir={temp_dir}",
         f"--dashboard-port={free_port()}",
         "--include-dashboard=false",
-        *_node_ports(),
+        *_node_ports(taken),
     ]
     try:
         cluster.procs.append(
@@ -119,7 +136,7 @@ def start_cluster(nodes: int = 2, timeout: float = 180) -> Cluster:
         )
         _wait_for_port(port, timeout)
         for _ in range(nodes - 1):
-            node = [_ray_script(), "start", f"--address={address}", *_node_ports()]
+            node = [_ray_script(), "start", f"--address={address}", *_node_ports(taken)]
             cluster.procs.append(
                 subprocess.Popen(node, env=env, stdout=log, stderr=log, start_new_session=True)
             )

@@ -1,7 +1,8 @@
 """The Ray executor against a real two-node local cluster (``ray start --head`` plus a second
-node), joined by address as a user would: grid cells, CF generation and VALUATE's validation
-parts give the in-process results; the shared value reaches each worker once; tasks spread
-over both nodes; a killed Ray worker's task is retried once, then recorded as lost."""
+node), joined by address as a user would: grid cells, CF generation (a CFQL batch with reuse
+too) and VALUATE's validation parts give the in-process results; the shared value reaches each
+worker once; tasks spread over both nodes; a killed Ray worker's task is retried once, then
+recorded as lost."""
 
 from __future__ import annotations
 
@@ -93,6 +94,25 @@ def test_cf_generation_on_the_cluster_equals_in_process(cluster, loans):
 
     remote = run(f", executor = 'ray', address = '{cluster.address}', n_jobs = 2")
     pd.testing.assert_frame_equal(run(""), remote)
+
+
+def test_a_reusing_cf_batch_on_the_cluster_stores_the_local_cfs(cluster):
+    from tests.cfql.test_batch import _loans
+    from tests.cfql.test_distributed import batch, stored
+
+    options = "reuse_threshold = 3, max_pool_checks = 2"
+    local, remote = _loans(), _loans()
+    local.sql(batch(options))
+    remote.sql(batch(f"{options}, executor = 'ray', address = '{cluster.address}', n_jobs = 2"))
+    here = stored(local)
+    assert here["CFs"] and here == stored(remote)
+    generation = remote.session.last_generation
+    assert generation.calls == local.session.last_generation.calls
+    assert sum(generation.calls_by_worker.values()) == generation.calls
+    # worker names are "<node id>/<host>:<pid>": calls ran on both nodes of the cluster
+    assert len({name.split("/")[0] for name in generation.calls_by_worker}) == 2
+    local.close()
+    remote.close()
 
 
 @pytest.fixture

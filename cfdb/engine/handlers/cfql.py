@@ -12,10 +12,11 @@ with the estimated generator calls. Only FOREACH statements are allowed inside a
 
 Per-query options (``WITH``): ``n`` (CFs per prediction, default 1), ``distance``
 (``tabular``, ``l0``, ``l1``), ``time_limit`` (seconds per prediction, default 10), ``seed``,
-``n_jobs``, ``target`` (for multi-class models), ``pool`` (for ``nearest``), ``min_change``
-and ``direction`` (for regression models: the output must move by at least ``min_change``,
-``up``, ``down`` or ``any``); a lone FOREACH also takes the batch options; any other option
-goes to the generator.
+``n_jobs``, ``executor`` and ``address`` (where generation runs, also as batch options:
+:mod:`cfdb.engine.cfql_distributed`), ``target`` (for multi-class models), ``pool`` (for
+``nearest``), ``min_change`` and ``direction`` (for regression models: the output must move
+by at least ``min_change``, ``up``, ``down`` or ``any``); a lone FOREACH also takes the batch
+options; any other option goes to the generator.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import pyarrow as pa
 from cfdb.engine.cfql_batch import BATCH_OPTIONS, BatchPlan, run_batch
 from cfdb.engine.cfql_explain import render
 from cfdb.engine.handlers import handles
-from cfdb.errors import CfdbSyntaxError
+from cfdb.errors import CfdbDataError, CfdbSyntaxError
+from cfdb.exec import EXEC_OPTIONS, exec_options
 from cfdb.lang.cfql import BeginBatch, EndBatch, Foreach
 from cfdb.lang.parse import Statement
 
@@ -87,11 +89,16 @@ def begin_batch(session: Session, node: BeginBatch, stmt: Statement) -> pa.Table
     if getattr(session, "open_block", None) is not None:
         raise CfdbSyntaxError("a batch is already open (END BATCH closes it)")
     options = {k.lower(): v for k, v in node.params().items()}
+    known = BATCH_OPTIONS | set(EXEC_OPTIONS)  # the executor: for the whole batch's generation
     for key in options:
-        if key not in BATCH_OPTIONS:
+        if key not in known:
             raise CfdbSyntaxError(
-                f"unknown batch option {key!r}; known: {', '.join(sorted(BATCH_OPTIONS))}"
+                f"unknown batch option {key!r}; known: {', '.join(sorted(known))}"
             ).located(stmt.script, *node.param(key).span)
+    try:
+        exec_options(options)
+    except CfdbDataError as err:
+        raise err.located(stmt.script, *node.param(err.option).span) from None
     session.open_block = OpenBatch(
         options, bool(node.args.get("explain")), bool(node.args.get("plan"))
     )
