@@ -185,7 +185,7 @@ def _soft_parts(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[i
     return out
 
 
-def _gather(executor: Any, fn: Any, shared: tuple[Any, ...], n_parts: int) -> list[Any]:
+def gather_parts(executor: Any, fn: Any, shared: tuple[Any, ...], n_parts: int) -> list[Any]:
     """Run ``fn`` over every part on ``executor``; per-part results in part order."""
     import time
 
@@ -246,7 +246,9 @@ def soft_values(
         gain, val = gain[perm], val[perm]
     parts = list(chunks(len(gain), size))
     if remote:
-        per_part = _gather(executor, _soft_parts, (train, labels, val, gain, k, size), len(parts))
+        per_part = gather_parts(
+            executor, _soft_parts, (train, labels, val, gain, k, size), len(parts)
+        )
     else:
         ranker, codes, coef = _soft_setup(train, labels, gain, k)
         local = threading.local()
@@ -432,7 +434,7 @@ def vote_values(
     parts = list(chunks(len(gain), size))
     if remote:
         shared = (train, labels, val, gain, k, knn_utility, size)
-        per_part = [r[0] for r in _gather(executor, _vote_parts, shared, len(parts))]
+        per_part = [r[0] for r in gather_parts(executor, _vote_parts, shared, len(parts))]
     else:
         ranker = Ranker(train)
         setup = _vote_setup(labels, gain, k, knn_utility)
