@@ -99,6 +99,9 @@ def start_cluster(nodes: int = 2, timeout: float = 180) -> Cluster:
     # cluster workers import cfdb (and these tests' functions) like the driver
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.pop("RAY_ADDRESS", None)
+    # Ray >= 2.5x turns token authentication on for `ray start --head` but not for the nodes
+    # and drivers that join it; a private test cluster opts out, as Ray's warning says to
+    env["RAY_AUTH_MODE"] = "disabled"
     port = free_port()
     address = f"127.0.0.1:{port}"
     log = open(Path(temp_dir) / "start.log", "ab")  # noqa: SIM115  (kept open for the processes)
