@@ -80,6 +80,7 @@ def ray_cluster(object_store: int) -> Iterator[str]:
         p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")) if p
     )
     env.pop("RAY_ADDRESS", None)
+    env["RAY_AUTH_MODE"] = "disabled"  # `ray start --head` would turn token auth on (Ray 2.5x)
     port = _port()
     address = f"127.0.0.1:{port}"
     head = [ray_bin, "start", "--head", f"--port={port}", f"--temp-dir={temp}"]
@@ -188,16 +189,8 @@ def timed(problem: Problem, k: int, utility: str, executor: Any) -> tuple[float,
 def overhead(args: argparse.Namespace) -> None:
     workloads = [
         (f"map N={args.n:,} V={args.v:,} d=20, soft K=5", map_problem(args.n, args.v, 20), 5),
-        (
-            f"fork N={args.n // 10:,} in {args.n // 100:,} groups V={args.v // 4:,}, soft K=3",
-            fork_problem(args.n // 10, args.n // 100, args.v // 4, 20),
-            3,
-        ),
-        (
-            "join 2,000 facts x 100 dims V=200, soft K=1",
-            join_problem(2000, 100, 200, 20),
-            1,
-        ),
+        ("fork N=2,000 in 200 groups V=100, soft K=3", fork_problem(2000, 200, 100, 20), 3),
+        ("join 1,000 facts x 50 dims V=100, soft K=1", join_problem(1000, 50, 100, 20), 1),
     ]
     store = max(200_000_000, 3 * workloads[0][1].train.nbytes)
     started = time.perf_counter()

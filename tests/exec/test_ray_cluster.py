@@ -153,6 +153,16 @@ def test_valuate_join_on_the_cluster_equals_local(cluster):
     db.close()
 
 
+def test_statements_naming_the_cluster_by_loopback_keep_the_connection(cluster):
+    import ray
+
+    # Ray reports the node's interface address, not the 127.0.0.1 the statement names
+    job = ray.get_runtime_context().get_job_id()
+    for _ in range(2):
+        make_executor("ray", 2, cluster.address).connect()
+        assert ray.get_runtime_context().get_job_id() == job  # no reconnection
+
+
 def test_a_killed_ray_worker_is_retried_once_then_lost(cluster, tmp_path):
     executor = make_executor("ray", n_jobs=2, address=cluster.address)
     got = [
