@@ -134,18 +134,21 @@ def _soft_chunk(
     return out, float(constant)
 
 
-def part_rows(n_val: int, n_train: int, workers: int, chunk: int | None = None) -> int:
-    """Validation rows per part: what fits the memory budget, and at least ~2 parts per
-    worker so that every worker has some. Every executor uses the same parts and sums them in
-    the same order, so the values do not depend on where the parts ran (bit for bit)."""
+def part_rows(n_val: int, n_train: int, chunk: int | None = None) -> int:
+    """Validation rows per part: about :data:`_PARTS` parts of at least :data:`_MIN_PART`
+    rows, within the memory budget. A function of the sizes only (never of the executor or
+    its workers), so every executor sums the same parts in the same order and the values do
+    not depend on where the parts ran (bit for bit)."""
     if chunk:
         return chunk
-    spread = max(_MIN_PART, -(-n_val // max(1, 2 * workers))) if workers > 1 else n_val
+    spread = max(_MIN_PART, -(-n_val // _PARTS))
     return max(1, min(chunk_rows(n_train), spread))
 
 
 #: Fewest validation rows in a part worth shipping on its own.
 _MIN_PART = 64
+#: Parts a large validation set is cut into: enough to keep a dozen workers busy.
+_PARTS = 16
 
 
 def _soft_setup(
@@ -239,8 +242,7 @@ def soft_values(
         One value per training row; they sum to the utility of the full training set.
     """
     remote = executor is not None and not executor.in_process
-    workers = executor.workers if remote else n_jobs
-    size = part_rows(len(gain), train.shape[0], workers, chunk)
+    size = part_rows(len(gain), train.shape[0], chunk)
     if gain.shape[1] == 2:  # group validation rows by gain difference (see _soft_chunk)
         perm = np.argsort(gain[:, 1] - gain[:, 0], kind="stable")
         gain, val = gain[perm], val[perm]
@@ -427,10 +429,9 @@ def vote_values(
         One value per training row.
     """
     remote = executor is not None and not executor.in_process
-    workers = executor.workers if remote else n_jobs
     n_classes = gain.shape[1]
     budget = max(1, chunk_rows(train.shape[0]) // (2 * n_classes + 4))
-    size = chunk or min(budget, part_rows(len(gain), train.shape[0], workers))
+    size = chunk or min(budget, part_rows(len(gain), train.shape[0]))
     parts = list(chunks(len(gain), size))
     if remote:
         shared = (train, labels, val, gain, k, knn_utility, size)
