@@ -159,16 +159,21 @@ def _soft_setup(
     return ranker, labels, _soft_coefficients(ranker.n, k)
 
 
-#: Per worker process: the ranker and buffers of the value being computed (by its identity).
-_STATE: dict[int, Any] = {}
+#: Per worker process: the shared value being computed on, and what was built from it.
+_STATE: dict[str, Any] = {}
 
 
-def _worker_state(shared: tuple[Any, ...], make: Any) -> Any:
-    key = id(shared)
-    if key not in _STATE:
-        _STATE.clear()  # one VALUATE at a time per worker
-        _STATE[key] = make()
-    return _STATE[key]
+def worker_state(shared: Any, make: Any) -> Any:
+    """``make()``, built once per shared value in a worker process (one valuation at a time).
+
+    The shared value is held, not only its ``id``: a worker may free one valuation's value
+    before it receives the next, which can then get the same ``id`` (Ray's workers do).
+    """
+    if _STATE.get("shared") is not shared:
+        _STATE.clear()
+        _STATE["shared"] = shared
+        _STATE["state"] = make()
+    return _STATE["state"]
 
 
 def _soft_parts(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[int, Any, float]]:
@@ -179,7 +184,7 @@ def _soft_parts(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[i
         ranker, codes, coef = _soft_setup(train, labels, gain, k)
         return ranker, codes, coef, _Workspace(size, ranker.n)
 
-    ranker, codes, coef, ws = _worker_state(shared, make)
+    ranker, codes, coef, ws = worker_state(shared, make)
     out = []
     for i in indices:
         part = slice(i * size, min(len(gain), (i + 1) * size))
@@ -390,7 +395,7 @@ def _vote_part(
 def _vote_parts(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[int, Any]]:
     """Executor task: the values of validation parts ``indices`` (see vote_values)."""
     train, labels, val, gain, k, knn_utility, size = shared
-    ranker, setup = _worker_state(
+    ranker, setup = worker_state(
         shared, lambda: (Ranker(train), _vote_setup(labels, gain, k, knn_utility))
     )
     out = []

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from cfdb.valuation import knn_fork, knn_join
-from cfdb.valuation.knn_map import gather_parts
+from cfdb.valuation.knn_map import gather_parts, worker_state
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
 
 #: ``fn(ranker, val_part, gain_part, *args) -> (values, info)``: the values of one part, and
@@ -97,18 +97,10 @@ def join_part(
     return values, {"quadrature_nodes": len(nodes.t), "quadrature_exact": nodes.exact}
 
 
-#: Per worker process: the ranker of the valuation being computed (by the shared value's id).
-_STATE: dict[int, Ranker] = {}
-
-
 def _parts_task(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[Any, ...]]:
     """Executor task: the values of validation parts ``indices``."""
     fn, train, val, gain, size, args = shared
-    key = id(shared)
-    if key not in _STATE:
-        _STATE.clear()  # one valuation at a time per worker
-        _STATE[key] = Ranker(train)
-    ranker = _STATE[key]
+    ranker = worker_state(shared, lambda: Ranker(train))
     out = []
     for i in indices:
         part = slice(i * size, min(len(gain), (i + 1) * size))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cfdb.exec import make_executor
-from cfdb.valuation import KnnShapley, Lineage, Problem, knn_fork, knn_join
+from cfdb.valuation import KnnShapley, Lineage, Problem, knn_fork, knn_join, knn_map
 from cfdb.valuation.neighbors import Ranker, chunk_rows
 from cfdb.valuation.validation_parts import MIN_PART, TARGET_PARTS, part_size
 from tests.engine.test_valuate_sql import STAR
@@ -112,6 +112,15 @@ def test_the_partition_depends_on_the_sizes_only():
     assert part_size(10_000, 1000) == -(-10_000 // TARGET_PARTS)
     assert part_size(10_000, 10_000_000) == chunk_rows(10_000_000)  # the memory budget wins
     assert part_size(1, 5) == MIN_PART
+
+
+def test_a_worker_rebuilds_its_state_for_a_new_value_even_at_a_reused_id():
+    first = (np.zeros(3), 1)
+    assert knn_map.worker_state(first, lambda: "first") == "first"
+    assert knn_map.worker_state(first, lambda: "again") == "first"  # built once per value
+    del first  # a worker may free the old value before the next arrives (Ray's do) ...
+    second = (np.ones(3), 2)  # ... which may then get the freed id
+    assert knn_map.worker_state(second, lambda: "second") == "second"
 
 
 def test_a_failing_part_names_the_part(process):
