@@ -2,12 +2,12 @@
 pipeline's time per 1,000 validation rows at a million training rows.
 
 ``overhead`` (the default) values the same inputs in this process (the map pipeline on two
-threads, fork and join pipelines serially: what ``VALUATE`` runs by default) and on a local
-Ray cluster started the way a user starts one — ``ray start --head`` and a second
-``ray start --address`` node, one CPU each, so two Ray worker processes on the machine's two
-cores. It prints both times, the Ray path's overhead over local (``ray / local − 1``), how
-many validation parts each Ray worker ran, and checks that the values are equal bit for
-bit. The cluster's start-up and the first run (workers warm up, import cfdb) are timed apart.
+threads, fork and join pipelines serially: what ``VALUATE`` runs by default), on two warm
+worker processes (``executor = 'process'``) and on a local Ray cluster started the way a user
+starts one — ``ray start --head`` and a second ``ray start --address`` node, one CPU each, so
+two Ray worker processes on the machine's two cores. It prints the times, their ratios (Ray
+against local, and against the same two workers without Ray: Ray's own overhead), how many
+validation parts each Ray worker ran, and checks that the values are equal bit for bit. The cluster's start-up and the first run (workers warm up, import cfdb) are timed apart.
 
 ``scale`` runs the map pipeline at ``--n`` training rows (default 1,000,000, d = 20) for
 ``--v`` validation rows in blocks of 1,000, printing the time of every block (linear in V:
@@ -199,29 +199,40 @@ def overhead(args: argparse.Namespace) -> None:
             f"Ray cluster (head + 1 node, 1 CPU each) up in {time.perf_counter() - started:.1f} s"
         )
         ray_exec = make_executor("ray", n_jobs=2, address=address)
+        procs = make_executor("process", n_jobs=2)
         rows = []
         for label, problem, k in workloads:
             counting = Counting(ray_exec)
             first, _ = timed(problem, k, "soft", counting)  # workers import cfdb, get the data
-            local_s, ray_s = [], []
+            timed(problem, k, "soft", procs)
+            local_s, proc_s, ray_s = [], [], []
             for _ in range(args.repeat):  # interleaved: the machine's load drifts
                 t, here = timed(problem, k, "soft", None)
                 local_s.append(t)
+                t, there = timed(problem, k, "soft", procs)
+                proc_s.append(t)
+                assert np.array_equal(here, there), "process values differ from local"
                 counting.counts.clear()
                 t, there = timed(problem, k, "soft", counting)
                 ray_s.append(t)
                 assert np.array_equal(here, there), "Ray values differ from local"
-            rows.append((label, min(local_s), min(ray_s), first, dict(counting.counts)))
-    print(f"\nbest of {args.repeat}; local = this process (map: 2 threads); ray = 2 workers")
+            best = (min(local_s), min(proc_s), min(ray_s))
+            rows.append((label, *best, first, dict(counting.counts)))
     print(
-        f"{'workload':<48}{'local s':>9}{'ray s':>9}{'overhead':>10}{'ray 1st s':>11}  tasks/worker"
+        f"\nbest of {args.repeat}, interleaved; local = this process (map: 2 threads; fork, "
+        "join: serial); process = 2 warm worker processes; ray = 2 Ray workers"
     )
-    for label, loc, ray_t, first, counts in rows:
+    print(
+        f"{'workload':<44}{'local s':>8}{'proc s':>8}{'ray s':>8}{'ray/local':>10}"
+        f"{'ray/proc':>9}{'ray 1st':>8}  tasks/worker"
+    )
+    for label, loc, proc, ray_t, first, counts in rows:
         tasks = " ".join(str(c) for c in sorted(counts.values(), reverse=True))
         print(
-            f"{label:<48}{loc:>9.2f}{ray_t:>9.2f}{ray_t / loc - 1:>+10.1%}{first:>11.2f}  {tasks}"
+            f"{label:<44}{loc:>8.2f}{proc:>8.2f}{ray_t:>8.2f}{ray_t / loc:>10.2f}"
+            f"{ray_t / proc:>9.2f}{first:>8.2f}  {tasks}"
         )
-    print("values: equal bit for bit (local vs ray) in every run")
+    print("values: equal bit for bit (local, process, ray) in every run")
 
 
 def scale(args: argparse.Namespace) -> None:
