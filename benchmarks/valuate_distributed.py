@@ -24,6 +24,7 @@ import contextlib
 import functools
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -122,6 +123,7 @@ def ray_cluster(object_store: int) -> Iterator[str]:
                 proc.wait(timeout=15)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 # -- counting what each worker ran --------------------------------------------------------------
