@@ -11,9 +11,14 @@ and equalized-odds difference across ``sex``). Methods:
 * ``tmc`` — TMC-Shapley of the real model from a grid:
   ``CREATE GRID ... SUBSETS PERMUTATIONS m TRUNCATE t`` and ``grid_data_values``.
 
+Each ``VALUATE`` (and the TMC grid) runs on the executor of ``--executor`` (``local``,
+``process`` or ``ray`` with ``--address``): the values, hence the repair order and the curves,
+are the same on every executor.
+
 Run::
 
     python examples/label_repair.py --out label_repair.png
+    python examples/label_repair.py --executor ray --address auto --n-jobs 8
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Curve:
     eq_odds: list[float] = field(default_factory=list)
     found: list[float] = field(default_factory=list)  # share of the flipped labels repaired
     value_seconds: float = 0.0
+    values: list[tuple[float, ...]] = field(default_factory=list)  # per valuation, by tuple id
 
 
 def build(
@@ -114,8 +120,27 @@ def score(db: cfdb.Database) -> tuple[float, float]:
     return accuracy, float(max(gaps))
 
 
-def knn_order(db: cfdb.Database, k: int, utility: str, exclude: set[int]) -> list[int]:
-    """Training ids by ascending KNN-Shapley value (most harmful first)."""
+def where(args: argparse.Namespace) -> dict[str, object]:
+    """The executor options of every VALUATE and grid (``--executor``, ``--n-jobs``,
+    ``--address``)."""
+    out: dict[str, object] = {"executor": args.executor}
+    if args.n_jobs is not None:
+        out["n_jobs"] = args.n_jobs
+    if args.address:
+        out["address"] = args.address
+    return out
+
+
+def knn_order(
+    db: cfdb.Database,
+    k: int,
+    utility: str,
+    exclude: set[int],
+    options: dict[str, object] | None = None,
+    curve: Curve | None = None,
+) -> list[int]:
+    """Training ids by ascending KNN-Shapley value (most harmful first); the values are
+    appended to ``curve.values``."""
     db.valuate(
         "SELECT id, " + ", ".join(FEATURES) + ", label FROM train",
         "SELECT * FROM valid",
@@ -123,6 +148,7 @@ def knn_order(db: cfdb.Database, k: int, utility: str, exclude: set[int]) -> lis
         label="label",
         utility=utility,
         **({"sensitive": "sex", "positive": True} if utility == "equalized_odds" else {}),
+        **(options or {}),
     )
     run = db.sql(
         "SELECT max(RunId), any_value(HigherIsBetter) FROM ValuationRuns "
@@ -132,10 +158,15 @@ def knn_order(db: cfdb.Database, k: int, utility: str, exclude: set[int]) -> lis
     ids = db.sql(
         f"SELECT TupleId FROM DataValues WHERE RunId = {run[0]} ORDER BY Value {direction}, TupleId"
     ).fetchall()
+    if curve is not None:
+        values = db.sql(f"SELECT Value FROM DataValues WHERE RunId = {run[0]} ORDER BY TupleId")
+        curve.values.append(tuple(v for (v,) in values.fetchall()))
     return [i for (i,) in ids if i not in exclude]
 
 
-def tmc_order(db: cfdb.Database, permutations: int, truncate: float) -> list[int]:
+def tmc_order(
+    db: cfdb.Database, permutations: int, truncate: float, options: str = ""
+) -> list[int]:
     """Training ids by ascending TMC-Shapley value of the real model (a grid)."""
     cols = ", ".join(FEATURES)
     db.sql("DROP GRID IF EXISTS tmc")
@@ -145,7 +176,7 @@ def tmc_order(db: cfdb.Database, permutations: int, truncate: float) -> list[int
         f"EVALUATE ON (SELECT * FROM valid) MODEL logistic_regression WITH (max_iter = 500) "
         f"METRIC accuracy WITH (label = 'label', key = 'id')"
     )
-    db.sql("MATERIALIZE GRID tmc")
+    db.sql(f"MATERIALIZE GRID tmc{options}")
     rows = db.sql(
         "SELECT TupleId, Value FROM grid_data_values('tmc') "
         "WHERE Slice = 'all' AND Metric = 'accuracy'"
@@ -164,9 +195,10 @@ def repair(db: cfdb.Database, method: str, args: argparse.Namespace) -> Curve:
     if method == "random":
         order = list(np.random.default_rng(args.seed).permutation(ids))
     elif method == "knn":
-        order = knn_order(db, args.k, args.utility, set())
+        order = knn_order(db, args.k, args.utility, set(), where(args), curve)
     elif method == "tmc":
-        order = tmc_order(db, args.tmc_permutations, args.tmc_truncate)
+        opts = ", ".join(f"{k} = {v!r}" for k, v in where(args).items())
+        order = tmc_order(db, args.tmc_permutations, args.tmc_truncate, f" WITH ({opts})")
     else:
         order = []
     curve.value_seconds = time.perf_counter() - started
@@ -180,7 +212,7 @@ def repair(db: cfdb.Database, method: str, args: argparse.Namespace) -> Curve:
     while len(examined) < len(ids):
         if method == "knn_interactive":
             t = time.perf_counter()
-            order = knn_order(db, args.k, args.utility, examined)
+            order = knn_order(db, args.k, args.utility, examined, where(args), curve)
             curve.value_seconds += time.perf_counter() - t
         todo = [i for i in order if i not in examined][:batch]
         examined.update(int(i) for i in todo)
@@ -255,6 +287,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tmc-permutations", type=int, default=5, help="permutations of TMC-Shapley")
     p.add_argument("--tmc-truncate", type=float, default=0.02, help="TMC truncation tolerance")
     p.add_argument("--seed", type=int, default=0, help="seed of the label flips and orders")
+    p.add_argument(
+        "--executor", default="local", help="where VALUATE and the grid run: local, process, ray"
+    )
+    p.add_argument("--address", default=None, help="the Ray cluster (e.g. auto, host:6379)")
+    p.add_argument("--n-jobs", type=int, default=None, help="parallel workers of the executor")
     p.add_argument("--out", default="label_repair.png", help="PNG file of the repair curves")
     return p
 

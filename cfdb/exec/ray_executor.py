@@ -86,7 +86,18 @@ def _local(host: str) -> bool:
     if host in ("localhost", "127.0.0.1", "::1"):
         return True
     try:
-        return host in socket.gethostbyname_ex(socket.gethostname())[2]
+        if host in socket.gethostbyname_ex(socket.gethostname())[2]:
+            return True
+    except OSError:
+        pass
+    # Ray reports the node's interface address (e.g. 192.0.2.2 for a cluster joined as
+    # 127.0.0.1), which the host name may not resolve to: an address this machine can bind
+    # is one of its own
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as probe:
+            probe.bind((host, 0))
+        return True
     except OSError:
         return False
 

@@ -134,18 +134,21 @@ def _soft_chunk(
     return out, float(constant)
 
 
-def part_rows(n_val: int, n_train: int, workers: int, chunk: int | None = None) -> int:
-    """Validation rows per part: what fits the memory budget, and at least ~2 parts per
-    worker so that every worker has some. Every executor uses the same parts and sums them in
-    the same order, so the values do not depend on where the parts ran (bit for bit)."""
+def part_rows(n_val: int, n_train: int, chunk: int | None = None) -> int:
+    """Validation rows per part: about :data:`_PARTS` parts of at least :data:`_MIN_PART`
+    rows, within the memory budget. A function of the sizes only (never of the executor or
+    its workers), so every executor sums the same parts in the same order and the values do
+    not depend on where the parts ran (bit for bit)."""
     if chunk:
         return chunk
-    spread = max(_MIN_PART, -(-n_val // max(1, 2 * workers))) if workers > 1 else n_val
+    spread = max(_MIN_PART, -(-n_val // _PARTS))
     return max(1, min(chunk_rows(n_train), spread))
 
 
 #: Fewest validation rows in a part worth shipping on its own.
 _MIN_PART = 64
+#: Parts a large validation set is cut into: enough to keep a dozen workers busy.
+_PARTS = 16
 
 
 def _soft_setup(
@@ -156,16 +159,21 @@ def _soft_setup(
     return ranker, labels, _soft_coefficients(ranker.n, k)
 
 
-#: Per worker process: the ranker and buffers of the value being computed (by its identity).
-_STATE: dict[int, Any] = {}
+#: Per worker process: the shared value being computed on, and what was built from it.
+_STATE: dict[str, Any] = {}
 
 
-def _worker_state(shared: tuple[Any, ...], make: Any) -> Any:
-    key = id(shared)
-    if key not in _STATE:
-        _STATE.clear()  # one VALUATE at a time per worker
-        _STATE[key] = make()
-    return _STATE[key]
+def worker_state(shared: Any, make: Any) -> Any:
+    """``make()``, built once per shared value in a worker process (one valuation at a time).
+
+    The shared value is held, not only its ``id``: a worker may free one valuation's value
+    before it receives the next, which can then get the same ``id`` (Ray's workers do).
+    """
+    if _STATE.get("shared") is not shared:
+        _STATE.clear()
+        _STATE["shared"] = shared
+        _STATE["state"] = make()
+    return _STATE["state"]
 
 
 def _soft_parts(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[int, Any, float]]:
@@ -176,7 +184,7 @@ def _soft_parts(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[i
         ranker, codes, coef = _soft_setup(train, labels, gain, k)
         return ranker, codes, coef, _Workspace(size, ranker.n)
 
-    ranker, codes, coef, ws = _worker_state(shared, make)
+    ranker, codes, coef, ws = worker_state(shared, make)
     out = []
     for i in indices:
         part = slice(i * size, min(len(gain), (i + 1) * size))
@@ -185,7 +193,7 @@ def _soft_parts(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[i
     return out
 
 
-def _gather(executor: Any, fn: Any, shared: tuple[Any, ...], n_parts: int) -> list[Any]:
+def gather_parts(executor: Any, fn: Any, shared: tuple[Any, ...], n_parts: int) -> list[Any]:
     """Run ``fn`` over every part on ``executor``; per-part results in part order."""
     import time
 
@@ -239,14 +247,15 @@ def soft_values(
         One value per training row; they sum to the utility of the full training set.
     """
     remote = executor is not None and not executor.in_process
-    workers = executor.workers if remote else n_jobs
-    size = part_rows(len(gain), train.shape[0], workers, chunk)
+    size = part_rows(len(gain), train.shape[0], chunk)
     if gain.shape[1] == 2:  # group validation rows by gain difference (see _soft_chunk)
         perm = np.argsort(gain[:, 1] - gain[:, 0], kind="stable")
         gain, val = gain[perm], val[perm]
     parts = list(chunks(len(gain), size))
     if remote:
-        per_part = _gather(executor, _soft_parts, (train, labels, val, gain, k, size), len(parts))
+        per_part = gather_parts(
+            executor, _soft_parts, (train, labels, val, gain, k, size), len(parts)
+        )
     else:
         ranker, codes, coef = _soft_setup(train, labels, gain, k)
         local = threading.local()
@@ -386,7 +395,7 @@ def _vote_part(
 def _vote_parts(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[int, Any]]:
     """Executor task: the values of validation parts ``indices`` (see vote_values)."""
     train, labels, val, gain, k, knn_utility, size = shared
-    ranker, setup = _worker_state(
+    ranker, setup = worker_state(
         shared, lambda: (Ranker(train), _vote_setup(labels, gain, k, knn_utility))
     )
     out = []
@@ -425,14 +434,13 @@ def vote_values(
         One value per training row.
     """
     remote = executor is not None and not executor.in_process
-    workers = executor.workers if remote else n_jobs
     n_classes = gain.shape[1]
     budget = max(1, chunk_rows(train.shape[0]) // (2 * n_classes + 4))
-    size = chunk or min(budget, part_rows(len(gain), train.shape[0], workers))
+    size = chunk or min(budget, part_rows(len(gain), train.shape[0]))
     parts = list(chunks(len(gain), size))
     if remote:
         shared = (train, labels, val, gain, k, knn_utility, size)
-        per_part = [r[0] for r in _gather(executor, _vote_parts, shared, len(parts))]
+        per_part = [r[0] for r in gather_parts(executor, _vote_parts, shared, len(parts))]
     else:
         ranker = Ranker(train)
         setup = _vote_setup(labels, gain, k, knn_utility)

@@ -23,10 +23,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfdb.errors import CfdbDataError, CfdbNotFittedError, CfdbUnsupportedError
-from cfdb.valuation import knn_fork, knn_join, knn_map
+from cfdb.valuation import knn_map
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
 from cfdb.valuation.structure import FORK, GENERAL, JOIN, MAP, Lineage, Pipeline, classify
 from cfdb.valuation.utilities import check_knn_utility
+from cfdb.valuation.validation_parts import fork_part, join_part, values_over_parts
 
 #: Largest number of label tallies a counting oracle may track.
 MAX_TALLIES = 50_000
@@ -107,8 +108,9 @@ class KnnShapley:
         k: the K of the nearest-neighbour proxy.
         knn_utility: ``soft`` (Jia et al. 2019) or ``vote`` (DataScope eq. 13).
         n_jobs: worker threads for the map path.
-        executor: a :class:`cfdb.exec.Executor` for the map path's validation parts instead of
-            threads (worker processes, Ray); the values are the same bit for bit.
+        executor: a :class:`cfdb.exec.Executor` running the validation parts of every
+            pipeline (worker processes, Ray) instead of this process; the values are the same
+            bit for bit (:mod:`cfdb.valuation.validation_parts`).
         max_nodes: largest exact quadrature rule for joins (see
             :func:`cfdb.valuation.quadrature.shapley_nodes`).
 
@@ -186,26 +188,18 @@ class KnnShapley:
             values[pipeline.row_group] = row_values
         elif pipeline.kind == FORK:
             _check_tallies(n_classes, k, kind, k)
-            values = knn_fork.fork_values(
-                Ranker(train), pipeline.row_group, labels, val, gain, n_vars, k, kind
+            args = (pipeline.row_group, labels, n_vars, k, kind)
+            values, _ = values_over_parts(
+                fork_part, train, val, gain, args, n_vars, executor=self.executor
             )
         else:
             assert pipeline.kind == JOIN
             _check_tallies(n_classes, k - 1, kind, k)
-            values, nodes = knn_join.join_values(
-                Ranker(train),
-                pipeline.row_fact,
-                pipeline.row_group,
-                labels,
-                val,
-                gain,
-                n_vars,
-                k,
-                kind,
-                max_nodes=self.max_nodes,
+            args = (pipeline.row_fact, pipeline.row_group, labels, n_vars, k, kind, self.max_nodes)
+            values, quadrature = values_over_parts(
+                join_part, train, val, gain, args, n_vars, executor=self.executor
             )
-            info["quadrature_nodes"] = len(nodes.t)
-            info["quadrature_exact"] = nodes.exact
+            info.update(quadrature)
         self.values_ = values
         self.pipeline_ = pipeline
         # Efficiency: the values add up to u(all) − u(∅), and u(∅) = 0 (tests check the

@@ -128,7 +128,11 @@ def test_valuation_parts_on_worker_processes_are_bit_identical(knn):
     serial = fn(train, labels, val, gain, 2, n_jobs=2, executor=make_executor("local", 1))
     processes = fn(train, labels, val, gain, 2, executor=make_executor("process", 2))
     assert np.array_equal(threads, processes) and np.array_equal(threads, serial)
-    assert knn_map.part_rows(300, 200, 2) < 300  # the parts really were split
+    assert knn_map.part_rows(300, 200) < 300  # the parts really were split
+    # the parts do not depend on the workers: one thread and one worker process agree too
+    one = fn(train, labels, val, gain, 2, n_jobs=1)
+    single = fn(train, labels, val, gain, 2, executor=make_executor("process", 1))
+    assert np.array_equal(threads, one) and np.array_equal(threads, single)
 
 
 def test_valuate_statement_on_worker_processes_equals_threads(db):

@@ -1,8 +1,8 @@
 """The Ray executor against a real two-node local cluster (``ray start --head`` plus a second
 node), joined by address as a user would: grid cells, CF generation (a CFQL batch with reuse
-too) and VALUATE's validation parts give the in-process results; the shared value reaches each
-worker once; tasks spread over both nodes; a killed Ray worker's task is retried once, then
-recorded as lost."""
+too) and VALUATE's validation parts (map, fork and join pipelines) give the in-process results;
+the shared value reaches each worker once; tasks spread over both nodes; a killed Ray worker's
+task is retried once, then recorded as lost."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ import pytest
 
 import cfdb
 from cfdb.exec import make_executor
-from cfdb.valuation import knn_map
+from cfdb.valuation import KnnShapley, knn_map
 from tests.cfql.test_generation import Q_CF, Q_PRED
 from tests.conftest import toy_frame
 from tests.engine.test_grid_sql import grid_sql, make_db
+from tests.engine.test_valuate_sql import STAR
 from tests.exec.ray_cluster import start_cluster, wait_for_nodes
 from tests.exec.test_pool import Tracker, dies
+from tests.valuation.test_executors import CASES, _fork, _join
 
 pytestmark = pytest.mark.slow  # starting two Ray nodes takes ~30 s on a busy two-core machine
 
@@ -141,6 +143,43 @@ def test_valuation_parts_on_the_cluster_are_bit_identical(cluster, knn):
     threads = fn(train, labels, val, gain, 3, n_jobs=2)
     remote = fn(train, labels, val, gain, 3, executor=make_executor("ray", 2, cluster.address))
     assert np.array_equal(threads, remote)
+
+
+@pytest.mark.parametrize(("kind", "k", "utility", "n_classes", "extra"), CASES)
+def test_fork_and_join_parts_on_the_cluster_are_bit_identical(
+    cluster, kind, k, utility, n_classes, extra
+):
+    problem = _fork(k, n_classes) if kind == "fork" else _join(k, n_classes, extra, n_val=20)
+    here = KnnShapley(k=k, knn_utility=utility).fit(problem)
+    executor = make_executor("ray", 2, cluster.address)
+    there = KnnShapley(k=k, knn_utility=utility, executor=executor).fit(problem)
+    assert here.pipeline_.kind == kind and np.array_equal(here.values_, there.values_)
+
+
+def test_valuate_join_on_the_cluster_equals_local(cluster):
+    db = cfdb.connect()
+    db.sql(STAR)
+    query = (
+        "VALUATE (SELECT r.length, r.stars, s.rating, r.verdict FROM reviews r "
+        "JOIN sellers s ON r.seller_id = s.seller_id) "
+        "EVALUATE ON (SELECT * FROM holdout) USING knn_shapley "
+        "WITH (k = 2, label = 'verdict', transformer = 'none'{})"
+    )
+    db.sql(query.format(""))
+    db.sql(query.format(f", executor = 'ray', address = '{cluster.address}', n_jobs = 2"))
+    got = "SELECT Relation, TupleId, Value FROM DataValues WHERE RunId = {} ORDER BY ALL"
+    assert db.sql(got.format(1)).fetchall() == db.sql(got.format(2)).fetchall()
+    db.close()
+
+
+def test_statements_naming_the_cluster_by_loopback_keep_the_connection(cluster):
+    import ray
+
+    # Ray reports the node's interface address, not the 127.0.0.1 the statement names
+    job = ray.get_runtime_context().get_job_id()
+    for _ in range(2):
+        make_executor("ray", 2, cluster.address).connect()
+        assert ray.get_runtime_context().get_job_id() == job  # no reconnection
 
 
 def test_a_killed_ray_worker_is_retried_once_then_lost(cluster, tmp_path):

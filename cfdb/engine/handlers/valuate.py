@@ -18,8 +18,9 @@ Options (``WITH``): ``k`` (5), ``knn_utility`` (``soft`` | ``vote``), ``label``
 and the base tables' primary keys), ``transformer`` (``default`` | ``none`` | a name the
 Python API registered), ``positive`` (the positive label of rate utilities), ``sensitive``
 (the validation column of ``equalized_odds``), ``n_jobs``, ``max_nodes``, ``executor`` and
-``address`` (:mod:`cfdb.exec`: ``local`` runs the map path's validation parts on ``n_jobs``
-threads, ``process`` and ``ray`` on workers; the values are the same bit for bit).
+``address`` (:mod:`cfdb.exec`: ``local`` runs the validation parts in this process, the map
+path's on ``n_jobs`` threads; ``process`` and ``ray`` run the parts of map, fork and join
+pipelines on workers; the values are the same bit for bit).
 """
 
 from __future__ import annotations
