@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import cfdb
@@ -63,9 +65,16 @@ def test_materialize_with_two_worker_processes_equals_in_process():
 def ray_instance():
     import ray  # a dev dependency: this test must run, never skip
 
+    saved = os.environ.get("RAY_AUTH_MODE")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+    # ray.init() sets RAY_AUTH_MODE in this process's environment: do not leak it to the
+    # tests that join other clusters
+    if saved is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = saved
 
 
 @pytest.mark.slow

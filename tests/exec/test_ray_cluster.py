@@ -35,6 +35,11 @@ def cluster():
 
     if ray.is_initialized():
         ray.shutdown()
+    # The test cluster runs without token authentication, so the driver must too: an earlier
+    # local `ray.init()` in this process leaves RAY_AUTH_MODE=token in the environment, and a
+    # driver in token mode cannot serve the cluster's workers (OwnerDiedError on every task).
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     running = start_cluster(nodes=2)
     try:
         ray.init(address=running.address, log_to_driver=False)
@@ -44,6 +49,10 @@ def cluster():
         ray.shutdown()
         running.stop()
         shutil.rmtree(running.temp_dir, ignore_errors=True)
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
 
 
 def where(shared: Tracker, chunk: list[int]) -> list[tuple[int, str, int]]:
