@@ -31,7 +31,7 @@ from cfdb.engine.cfql_plan import (
 )
 from cfdb.engine.handlers.models import model_features
 from cfdb.errors import CfdbDataError, CfdbError, CfdbSyntaxError, CfdbUnsupportedError
-from cfdb.exec import exec_options
+from cfdb.exec import located_exec_options
 from cfdb.generators import GENERATORS
 from cfdb.generators.base import ScoreBound
 from cfdb.lang.cfql import Analyzer, CfqlPlan, Foreach
@@ -196,10 +196,7 @@ def compile_batch(
                 raise CfdbSyntaxError(
                     f"{key} applies to the whole batch: give it in BEGIN BATCH WITH (...)"
                 ).located(stmt.script, *node.param(key).span)
-        try:
-            exec_options(params)
-        except CfdbDataError as err:
-            raise err.located(stmt.script, *node.param(err.option).span) from None
+        located_exec_options(stmt.script, lambda name, node=node: node.param(name).span, params)
         name = str(node.args.get("using") or DEFAULT_GENERATOR).lower()
         try:
             generator_cls = GENERATORS.get(name)

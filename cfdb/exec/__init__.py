@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from cfdb.exec.base import EXECUTORS, Executor, chunked, make_executor
 from cfdb.exec.local import LocalExecutor, ProcessExecutor
-from cfdb.exec.options import EXEC_OPTIONS, ExecOptions, exec_options
+from cfdb.exec.options import EXEC_OPTIONS, ExecOptions, exec_options, located_exec_options
 from cfdb.exec.pool import shutdown
 from cfdb.exec.progress import Progress
 from cfdb.exec.ray_executor import RayExecutor
@@ -36,6 +36,7 @@ __all__ = [
     "RayExecutor",
     "chunked",
     "exec_options",
+    "located_exec_options",
     "make_executor",
     "shutdown",
 ]

@@ -8,7 +8,7 @@ statement (``err.located(script, *node.param(err.option).span)``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,3 +102,17 @@ def exec_options(*sources: Mapping[str, Any] | None, default_n_jobs: int = 1) ->
         n_jobs=check_n_jobs(n_jobs) if n_jobs is not None else default_n_jobs,
         address=check_address(pick("address")),
     )
+
+
+def located_exec_options(
+    script: str,
+    span_of: Callable[[str], tuple[int, int]],
+    *sources: Mapping[str, Any] | None,
+    default_n_jobs: int = 1,
+) -> ExecOptions:
+    """:func:`exec_options` for a statement: a bad value is located at its option in
+    ``script`` (``span_of(option)`` gives its span)."""
+    try:
+        return exec_options(*sources, default_n_jobs=default_n_jobs)
+    except CfdbDataError as err:
+        raise err.located(script, *span_of(err.option)) from None  # type: ignore[attr-defined]

@@ -29,8 +29,8 @@ import pyarrow as pa
 from cfdb.engine.cfql_batch import BATCH_OPTIONS, BatchPlan, run_batch
 from cfdb.engine.cfql_explain import render
 from cfdb.engine.handlers import handles
-from cfdb.errors import CfdbDataError, CfdbSyntaxError
-from cfdb.exec import EXEC_OPTIONS, exec_options
+from cfdb.errors import CfdbSyntaxError
+from cfdb.exec import EXEC_OPTIONS, located_exec_options
 from cfdb.lang.cfql import BeginBatch, EndBatch, Foreach
 from cfdb.lang.parse import Statement
 
@@ -95,10 +95,7 @@ def begin_batch(session: Session, node: BeginBatch, stmt: Statement) -> pa.Table
             raise CfdbSyntaxError(
                 f"unknown batch option {key!r}; known: {', '.join(sorted(known))}"
             ).located(stmt.script, *node.param(key).span)
-    try:
-        exec_options(options)
-    except CfdbDataError as err:
-        raise err.located(stmt.script, *node.param(err.option).span) from None
+    located_exec_options(stmt.script, lambda name: node.param(name).span, options)
     session.open_block = OpenBatch(
         options, bool(node.args.get("explain")), bool(node.args.get("plan"))
     )

@@ -30,8 +30,8 @@ import pyarrow as pa
 from cfdb.engine.handlers import handles
 from cfdb.engine.handlers.grid_data import _define_grid, _strike_groups, _write_plan
 from cfdb.engine.handlers.grid_fill import fill
-from cfdb.errors import CfdbCatalogError, CfdbDataError, CfdbError, CfdbSyntaxError
-from cfdb.exec import exec_options
+from cfdb.errors import CfdbCatalogError, CfdbError, CfdbSyntaxError
+from cfdb.exec import located_exec_options
 from cfdb.grid import designs as designs_mod
 from cfdb.lang.grid_syntax import CreateGrid, DropGrid, MaterializeGrid, referenced_relations
 from cfdb.lang.parse import Statement
@@ -146,10 +146,7 @@ def materialize_grid(session: Any, node: MaterializeGrid, stmt: Statement) -> pa
             raise CfdbSyntaxError(
                 f"unknown MATERIALIZE option {key!r}; known: {', '.join(sorted(RUN_OPTIONS))}"
             ).located(stmt.script, *node.param(key).span)
-    try:
-        exec_options(params)
-    except CfdbDataError as err:
-        raise err.located(stmt.script, *node.param(err.option).span) from None
+    located_exec_options(stmt.script, lambda name: node.param(name).span, params)
     name = str(node.args["this"])
     try:
         row = gstore.require_grid(session.store, name)

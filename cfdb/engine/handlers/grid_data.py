@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from cfdb.engine.features import default_features
 from cfdb.errors import CfdbDataError, CfdbError, CfdbPluginError, CfdbSyntaxError
-from cfdb.exec import exec_options
+from cfdb.exec import located_exec_options
 from cfdb.grid import designs as designs_mod
 from cfdb.grid import prepare
 from cfdb.grid.cell import GridData
@@ -62,11 +62,12 @@ def _options(node: CreateGrid | WhatIf, script: str) -> tuple[dict[str, Any], di
             raise CfdbSyntaxError(
                 f"unknown grid option {key!r}; known: {', '.join(sorted(GRID_OPTIONS))}"
             ).located(script, *(p.span if p else node.span("metrics")))
-    try:
-        exec_options(options)
-    except CfdbDataError as err:
-        p = node.option(err.option)
-        raise err.located(script, *(p.span if p else node.span("metrics"))) from None
+
+    def span_of(name: str) -> tuple[int, int]:
+        p = node.option(name)
+        return p.span if p else node.span("metrics")
+
+    located_exec_options(script, span_of, options)
     return params, options
 
 

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from cfdb.engine.features import default_features
 from cfdb.engine.handlers import handles
 from cfdb.errors import CfdbDataError, CfdbError, CfdbUnsupportedError
-from cfdb.exec import exec_options
+from cfdb.exec import located_exec_options
 from cfdb.lang import provenance
 from cfdb.lang.parse import Statement
 from cfdb.lang.valuate_syntax import Valuate
@@ -270,10 +270,12 @@ def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
             raise CfdbDataError(
                 f"unknown option {name!r} for VALUATE; known: {', '.join(_OPTIONS)}"
             ).located(script, *node.param(name).span)
-    try:
-        where = exec_options(options, default_n_jobs=min(4, os.cpu_count() or 1))
-    except CfdbDataError as err:
-        raise err.located(script, *node.param(err.option).span) from None
+    where = located_exec_options(
+        script,
+        lambda name: node.param(name).span,
+        options,
+        default_n_jobs=min(4, os.cpu_count() or 1),
+    )
     executor = where.make() if where.executor != "local" else None
     if executor is not None:
         try:
