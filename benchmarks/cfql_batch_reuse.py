@@ -73,6 +73,18 @@ def batch(
     return "\n".join(parts)
 
 
+def connect() -> cfdb.Database:
+    """Bank Marketing with the random forest's predictions."""
+    db = cfdb.connect()
+    db.sql(
+        "LOAD DATASET bank;"
+        "CREATE MODEL rf AS random_forest WITH (n_estimators = 10, max_depth = 5) "
+        "TRAIN ON (SELECT * FROM Instances WHERE split = 'train');"
+        "PREDICT rf ON (SELECT * FROM Instances)"
+    )
+    return db
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=500)
@@ -88,13 +100,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    db = cfdb.connect()
-    db.sql(
-        "LOAD DATASET bank;"
-        "CREATE MODEL rf AS random_forest WITH (n_estimators = 10, max_depth = 5) "
-        "TRAIN ON (SELECT * FROM Instances WHERE split = 'train');"
-        "PREDICT rf ON (SELECT * FROM Instances)"
-    )
+    db = connect()
     fns = db.sql(
         "SELECT count(*) FROM Predictions P JOIN Instances I USING (InstanceId) "
         "WHERE I.GroundTruth = 'yes' AND P.Label = 'no'"

@@ -25,24 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cfdb
-from benchmarks.cfql_batch_reuse import DENSE, LOOSE, batch
+from benchmarks.cfql_batch_reuse import DENSE, LOOSE, batch, connect
 
 TABLES = (
     "SELECT * FROM CFs ORDER BY CfId",
     "SELECT PredictionId, CfId, Distance, Reused, Optimal FROM Prediction_CFs ORDER BY ALL",
     "SELECT PredictionId, Hash, Status, ClassId FROM Conditions ORDER BY ALL",
 )
-
-
-def connect() -> cfdb.Database:
-    db = cfdb.connect()
-    db.sql(
-        "LOAD DATASET bank;"
-        "CREATE MODEL rf AS random_forest WITH (n_estimators = 10, max_depth = 5) "
-        "TRAIN ON (SELECT * FROM Instances WHERE split = 'train');"
-        "PREDICT rf ON (SELECT * FROM Instances)"
-    )
-    return db
 
 
 def run(

@@ -24,7 +24,7 @@ from tests.engine.test_grid_sql import grid_sql, make_db
 from tests.engine.test_valuate_sql import STAR
 from tests.exec.ray_cluster import start_cluster, wait_for_nodes
 from tests.exec.test_pool import Tracker, dies
-from tests.valuation.test_executors import CASES, _fork, _join
+from tests.valuation.test_executors import CASES, JOIN_VALUATE, _fork, _join
 
 pytestmark = pytest.mark.slow  # starting two Ray nodes takes ~30 s on a busy two-core machine
 
@@ -168,14 +168,8 @@ def test_fork_and_join_parts_on_the_cluster_are_bit_identical(
 def test_valuate_join_on_the_cluster_equals_local(cluster):
     db = cfdb.connect()
     db.sql(STAR)
-    query = (
-        "VALUATE (SELECT r.length, r.stars, s.rating, r.verdict FROM reviews r "
-        "JOIN sellers s ON r.seller_id = s.seller_id) "
-        "EVALUATE ON (SELECT * FROM holdout) USING knn_shapley "
-        "WITH (k = 2, label = 'verdict', transformer = 'none'{})"
-    )
-    db.sql(query.format(""))
-    db.sql(query.format(f", executor = 'ray', address = '{cluster.address}', n_jobs = 2"))
+    db.sql(JOIN_VALUATE.format(""))
+    db.sql(JOIN_VALUATE.format(f", executor = 'ray', address = '{cluster.address}', n_jobs = 2"))
     got = "SELECT Relation, TupleId, Value FROM DataValues WHERE RunId = {} ORDER BY ALL"
     assert db.sql(got.format(1)).fetchall() == db.sql(got.format(2)).fetchall()
     db.close()

@@ -132,16 +132,19 @@ def test_a_failing_part_names_the_part(process):
         KnnShapley(k=2, executor=process).fit(bad)
 
 
+#: A join VALUATE over the ``STAR`` tables; ``{}`` takes extra options (the executor).
+JOIN_VALUATE = (
+    "VALUATE (SELECT r.length, r.stars, s.rating, r.verdict FROM reviews r "
+    "JOIN sellers s ON r.seller_id = s.seller_id) "
+    "EVALUATE ON (SELECT * FROM holdout) USING knn_shapley "
+    "WITH (k = 2, label = 'verdict', transformer = 'none'{})"
+)
+
+
 def test_valuate_join_with_process_executor_equals_local(db):
     db.sql(STAR)
-    query = (
-        "VALUATE (SELECT r.length, r.stars, s.rating, r.verdict FROM reviews r "
-        "JOIN sellers s ON r.seller_id = s.seller_id) "
-        "EVALUATE ON (SELECT * FROM holdout) USING knn_shapley "
-        "WITH (k = 2, label = 'verdict', transformer = 'none'{})"
-    )
-    db.sql(query.format(""))
-    db.sql(query.format(", executor = 'process', n_jobs = 2"))
+    db.sql(JOIN_VALUATE.format(""))
+    db.sql(JOIN_VALUATE.format(", executor = 'process', n_jobs = 2"))
     got = db.sql(
         "SELECT RunId, Relation, TupleId, Value FROM DataValues ORDER BY Relation, TupleId, RunId"
     ).fetchall()
