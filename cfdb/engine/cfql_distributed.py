@@ -54,9 +54,9 @@ from cfdb.generators.reuse import (
     Choice,
     Member,
     PoolCF,
-    _try_reuse,
     choice_from_outcome,
     evaluate_batch,
+    try_reuse,
 )
 from cfdb.generators.run import Outcome, run_task, run_tasks
 
@@ -271,7 +271,7 @@ class Waves:
                         blocked = True  # its subset depends on draws not yet replayed
                         continue
                     before = rng.bit_generator.state
-                    choice = _try_reuse(member, own, rng)
+                    choice = try_reuse(member, own, rng)
                     after = rng.bit_generator.state
                     known = _Decided(choice, after if after != before else None)
                     self.decided[member.key] = known

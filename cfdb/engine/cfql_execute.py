@@ -42,7 +42,7 @@ from cfdb.engine.handlers.models import columns_of, load_model
 from cfdb.errors import CfdbDataError, CfdbError
 from cfdb.exec import ExecOptions
 from cfdb.generators import GenerationTask
-from cfdb.generators.reuse import Choice, Member, PoolCF, _try_reuse, choice_from_outcome
+from cfdb.generators.reuse import Choice, Member, PoolCF, choice_from_outcome, try_reuse
 from cfdb.generators.run import run_task
 from cfdb.store import catalog
 from cfdb.types import FeatureSpec
@@ -94,7 +94,7 @@ def generate_class(job: ClassJob, progress: Callable[[int], None] | None = None)
     new: list[PoolCF] = []
     choices = []
     for member in job.members:
-        choice = _try_reuse(member, pool, rng)
+        choice = try_reuse(member, pool, rng)
         if choice is None:
             outcome = run_task(member.generator, member.key, member.task, member.time_limit)
             choice = choice_from_outcome(outcome, ids)
@@ -287,7 +287,7 @@ def _reuse_memo(member: Member, rows: Sequence[Mapping[str, Any]]) -> Choice | N
     pool = [PoolCF(int(row["CfId"]), row, str(row["Label"])) for row in rows]
     limit = max(float(row["Distance"] or 0) for row in rows) + 1e-9
     probe = Member(member.key, member.task, member.generator, threshold=limit)
-    choice = _try_reuse(probe, pool, np.random.default_rng(0))
+    choice = try_reuse(probe, pool, np.random.default_rng(0))
     return choice if isinstance(choice, Choice) else None
 
 

@@ -87,7 +87,7 @@ def _columns(pool: Sequence[PoolCF], names: Sequence[str]) -> dict[str, np.ndarr
     return {n: np.array([cf.row[n] for cf in pool], dtype=object) for n in names}
 
 
-def _try_reuse(member: Member, pool: Sequence[PoolCF], rng: np.random.Generator) -> Choice | None:
+def try_reuse(member: Member, pool: Sequence[PoolCF], rng: np.random.Generator) -> Choice | None:
     if not pool or member.threshold <= 0:
         return None
     candidates = list(pool)
@@ -168,7 +168,7 @@ def evaluate_batch(
     ids = itertools.count(1)
     for cls in order:
         for member in members.get(cls, ()):
-            choice = _try_reuse(member, pool[cls], rng)
+            choice = try_reuse(member, pool[cls], rng)
             if choice is None:
                 outcome: Outcome = run_task(
                     member.generator, member.key, member.task, member.time_limit
