@@ -28,6 +28,7 @@ Shapley value.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -433,7 +434,17 @@ def join_values(
     """
     row_fact, row_group = np.asarray(row_fact), np.asarray(row_group)
     players = np.union1d(row_fact[row_fact >= 0], row_group[row_group >= 0])
-    nodes = shapley_nodes(len(players), max_nodes)
+    # near t = 0 a joined row is present with probability t², so a run of joined rows is absent
+    # on the scale 1/√n; a dimension tuple's facts, the dimension tuples themselves and rows of
+    # one tuple each are absent together on the scale 1/(their number)
+    facts_per_dim = np.bincount(row_group[row_group >= 0])
+    near_zero = max(
+        int(facts_per_dim.max(initial=1)),
+        int(np.count_nonzero(facts_per_dim)),
+        math.isqrt(len(players)) + 1,
+        int(np.count_nonzero((row_fact < 0) | (row_group < 0))),
+    )
+    nodes = shapley_nodes(len(players), max_nodes, near_zero=near_zero)
     joined = bool(np.all(row_fact >= 0) and np.all(row_group >= 0))
     if k == 1 and joined:
         return join_values_1nn(ranker, row_fact, row_group, labels, val, gain, n_vars, nodes), nodes

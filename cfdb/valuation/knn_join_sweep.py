@@ -33,7 +33,7 @@ Every series in these products has nonnegative coefficients, so each coefficient
 to a few ulps whatever ``t``: no inverse series, no logarithms, no rescaling of ``y``.
 
 **Derivatives.** With ``D_i`` the dual of ``P_i`` under ``Λ_i``
-(``⟨W, D_i⟩ = Λ_i(W·P_i)``, :meth:`_Series.dual`), the partial derivatives are:
+(``⟨W, D_i⟩ = Λ_i(W·P_i)``, :meth:`Series.dual`), the partial derivatives are:
 
 * ``∂/∂p_{f_i}`` and ``∂/∂p_{g_i}`` of ``Λ_i(P_i)``: ``Λ_i(P_i)/t`` (the row's own term);
 * a fact ``f`` of class ``c`` in ``g_i`` before ``i``: ``Λ_i(t²·A^{(−c)}_{g_i}·(y_c − 1)·R_i)``,
@@ -68,7 +68,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from cfdb.valuation.join_series import Series, factor_series, group_counts, suffix_in_group
 from cfdb.valuation.knn_join import _within_group
+from cfdb.valuation.knn_join_logs import SPLIT, LogSeries, log_row
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
 from cfdb.valuation.quadrature import Nodes
 from cfdb.valuation.utilities import Tallies
@@ -76,78 +78,6 @@ from cfdb.valuation.utilities import Tallies
 #: float64 values per array of the sweep (tallies × nodes × tree cells): bounds its memory
 #: (a dozen such arrays live at once).
 _CELLS = 1 << 22
-
-
-class _Series:
-    """Truncated series over the tallies of total size below K, stored tally-first (T, ...)."""
-
-    def __init__(self, n_classes: int, k: int) -> None:
-        self.tallies = Tallies(n_classes, k - 1)
-        self.t = len(self.tallies)
-        self.deg = self.tallies.sizes.astype(np.float64)
-        ii, jj, kk = self.tallies.product_table()
-        self.pairs = list(zip(ii.tolist(), jj.tolist(), kk.tolist()))
-        self.unit = [
-            [self.tallies.index(np.eye(n_classes, dtype=np.int64)[c] * p) for p in range(k)]
-            for c in range(n_classes)
-        ]
-
-    def mul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        out = np.zeros(np.broadcast_shapes(a.shape, b.shape), dtype=np.result_type(a, b))
-        for i, j, t in self.pairs:
-            out[t] += a[i] * b[j]
-        return out
-
-    def dual(self, p: np.ndarray, lam: np.ndarray) -> np.ndarray:
-        """``D[δ] = Σ_γ p[γ]·lam[γ + δ]``, so that ``⟨W, D⟩ = ⟨W·p, lam⟩``."""
-        out = np.zeros(np.broadcast_shapes(p.shape, lam.shape), dtype=np.result_type(p, lam))
-        for i, j, t in self.pairs:
-            out[j] += p[i] * lam[t]
-        return out
-
-    def binomials(self, counts: np.ndarray) -> np.ndarray:
-        """``B[γ, r] = Π_c C(counts[r, c], γ_c)`` (T × rows)."""
-        out = np.ones((self.t, counts.shape[0]))
-        for t, vec in enumerate(self.tallies.vectors):
-            for c, g in enumerate(vec.tolist()):
-                for step in range(g):
-                    out[t] *= (counts[:, c] - step) / (step + 1)
-        return out
-
-
-def _group_counts(groups: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
-    """``N[i, c]``: rows of class ``c`` in row i's group strictly before position i."""
-    n = len(groups)
-    idx = np.argsort(groups, kind="stable")
-    sg = groups[idx]
-    hot = np.zeros((n, n_classes))
-    hot[np.arange(n), classes[idx]] = 1.0
-    cum = np.cumsum(hot, axis=0) - hot  # exclusive
-    starts = np.r_[True, sg[1:] != sg[:-1]]
-    run_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
-    cum -= cum[run_start]
-    out = np.empty_like(cum)
-    out[idx] = cum
-    return out
-
-
-def _suffix_in_group(
-    values: np.ndarray, groups_order: np.ndarray, groups: np.ndarray, inclusive: bool
-) -> np.ndarray:
-    """For each position: the sum of ``values`` over later (or equal) positions of its group."""
-    v = values[groups_order]
-    g = groups[groups_order]
-    rc = np.cumsum(v[::-1])[::-1]
-    last = np.r_[g[1:] != g[:-1], True]
-    ends = np.nonzero(last)[0]
-    after_end = np.r_[rc[1:], 0.0][ends]
-    run_id = np.cumsum(np.r_[True, g[1:] != g[:-1]]) - 1
-    out_sorted = rc - after_end[run_id]
-    if not inclusive:
-        out_sorted = out_sorted - v
-    out = np.empty(len(v))
-    out[groups_order] = out_sorted
-    return out
 
 
 def _cover(lo: np.ndarray, hi: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -177,14 +107,14 @@ class _Plan:
     """One validation row's distance order, cut after ``length`` positions: dimension states,
     the ranges where each dimension factor holds, and their segment tree."""
 
-    def __init__(self, ser: _Series, g: np.ndarray, c: np.ndarray, length: int) -> None:
+    def __init__(self, ser: Series, g: np.ndarray, c: np.ndarray, length: int) -> None:
         m = len(g)
         rows = min(length, m)  # rows kept; ``length == m + 1`` keeps the tail (position m)
         self.m, self.rows, self.length = m, rows, length
         self.g, self.c = g[:rows], c[:rows]
         n_cls = ser.tallies.n_classes
         _, nxt, self.gorder = _within_group(self.g)
-        self.before = _group_counts(self.g, self.c, n_cls)  # the dimension's counts before i
+        self.before = group_counts(self.g, self.c, n_cls)  # the dimension's counts before i
         self.after = self.before.copy()
         self.after[np.arange(rows), self.c] += 1.0
         # The factor of row p's dimension after p holds at positions p+1 .. next row of the
@@ -233,7 +163,7 @@ def cutoffs(g: np.ndarray, k: int, t: np.ndarray, tol: float = 1e-18) -> np.ndar
     largest utility weight in all, and are skipped; the bound only falls along the order.
     """
     m = len(g)
-    counts = _group_counts(g, np.zeros(m, dtype=np.int64), 1)[:, 0]  # dimension's rows before
+    counts = group_counts(g, np.zeros(m, dtype=np.int64), 1)[:, 0]  # dimension's rows before
     u = 1.0 - t
     log_u, log_t = np.log(u)[:, None], np.log(t)[:, None]
     best = np.full((len(t), m + 1), np.inf)
@@ -251,25 +181,8 @@ def cutoffs(g: np.ndarray, k: int, t: np.ndarray, tol: float = 1e-18) -> np.ndar
     return np.where(below.any(axis=1), np.argmax(below, axis=1), m + 1)
 
 
-def _factor_series(
-    ser: _Series, counts: np.ndarray, log_t: np.ndarray, log_u: np.ndarray
-) -> np.ndarray:
-    """``A(n) = Π_c ((1 − t) + t·y_c)^{n_c}`` truncated below degree K (T × rows × nodes).
-
-    Coefficients ``Π_c C(n_c, γ_c) · t^{|γ|} · (1 − t)^{|n| − |γ|}``: nonnegative, each
-    formed to a few ulps (no cancellation anywhere).
-    """
-    size = counts.sum(axis=1)
-    # t^|γ|·(1 − t)^(|n| − |γ|) as (t/(1 − t))^|γ| times (1 − t)^|n|: two small tables instead
-    # of an exponential per cell; where (1 − t)^|n| underflows the coefficient is negligible
-    # (below 1e-230 even after the binomial), and |γ| > |n| has a zero binomial
-    ratio = np.exp(ser.deg[:, None] * (log_t - log_u)[None, :])  # (T, nodes)
-    base = np.exp(size[:, None] * log_u[None, :])  # (rows, nodes)
-    return ser.binomials(counts)[:, :, None] * ratio[:, None, :] * base[None, :, :]
-
-
 def sweep_row(
-    ser: _Series,
+    ser: Series,
     plan: _Plan,
     lam_y: np.ndarray,
     t: np.ndarray,
@@ -295,7 +208,7 @@ def sweep_row(
     log_u, log_t = np.log(u), np.log(t)
     one = np.zeros((ser.t, 1, q))
     one[0] = 1.0
-    a_after = _factor_series(ser, plan.after, log_t, log_u)
+    a_after = factor_series(ser, plan.after, log_t, log_u)
     f_after = t[None, None, :] * a_after
     f_after[0] += u[None, :]  # F = (1 − t) + t·A: the dimension's factor after row p
     # M_v: product of the factors stored at tree node v, by prefix products within the node
@@ -320,7 +233,7 @@ def sweep_row(
     rest = ser.mul(above[:, leaves], prod[:, leaves])  # R_i: every other dimension
     # boundary factor L_i = t²·A(before) (the tail: 1); leaf functional Φ_i(W) = Λ_i(W·L_i)
     lam = lam_y[:, :length, None]
-    lead = _factor_series(ser, plan.before, log_t, log_u) * (t * t)[None, None, :]
+    lead = factor_series(ser, plan.before, log_t, log_u) * (t * t)[None, None, :]
     if length > m:
         lead = np.concatenate([lead, one], axis=1)
     phi = np.zeros((ser.t, 2 * size, q))
@@ -347,7 +260,7 @@ def sweep_row(
     dual_rest = ser.dual(rest[:, :rows], lam[:, :rows])
     v_same = np.zeros((n_cls, rows))
     for cls in range(n_cls):
-        lead_c = ser.mul(_factor_series(ser, plan.before - eye[cls], log_t, log_u), ym1[cls])
+        lead_c = ser.mul(factor_series(ser, plan.before - eye[cls], log_t, log_u), ym1[cls])
         v_same[cls] = (np.sum(lead_c * dual_rest, axis=0) * t[None, :] ** 2) @ w
     # A factor F stored at node v: ∂E/∂F = Φ_v(·× above_v × the other factors at v). As a
     # dual vector: the node's ψ_v = dual(above_v, φ_v), pushed through the later factors of the
@@ -365,7 +278,7 @@ def sweep_row(
     z = np.zeros((n_cls, rows))
     for cls in range(n_cls):
         # ∂F/∂p_f = t·A^(−c)·(y_c − 1) for a fact of class c of the dimension
-        a_minus = _factor_series(ser, plan.after[held_rows] - eye[cls], log_t, log_u)
+        a_minus = factor_series(ser, plan.after[held_rows] - eye[cls], log_t, log_u)
         fs = ser.mul(a_minus, ym1[cls]) * t[None, None, :]
         z[cls, held_rows] = np.sum(fs * grad, axis=0) @ w
     # a class the dimension has no fact of (yet) has no factor to differentiate: the terms
@@ -376,8 +289,8 @@ def sweep_row(
         mine = c == cls
         if not mine.any():
             continue
-        fact_vals[mine] += _suffix_in_group(v_same[cls], plan.gorder, g, inclusive=False)[mine]
-        fact_vals[mine] += _suffix_in_group(z[cls], plan.gorder, g, inclusive=True)[mine]
+        fact_vals[mine] += suffix_in_group(v_same[cls], plan.gorder, g, inclusive=False)[mine]
+        fact_vals[mine] += suffix_in_group(z[cls], plan.gorder, g, inclusive=True)[mine]
     pad = (0, m - rows)
     return np.pad(fact_vals, pad), np.pad(dim_vals, pad)
 
@@ -395,15 +308,19 @@ def join_values_sweep(
     nodes: Nodes,
     *,
     prune: bool = True,
+    split: float = SPLIT,
 ) -> np.ndarray:
     """Exact (with exact nodes) KNN-Shapley values of the facts and dimensions of a join.
 
     Every row must be a fact × dimension pair and every fact must have one row. ``prune``
-    skips, per node, the positions :func:`cutoffs` bounds as negligible.
+    skips, per node, the positions :func:`cutoffs` bounds as negligible. Nodes ``t ≤ split``
+    take the log-domain path (:mod:`cfdb.valuation.knn_join_logs`), the others the segment
+    tree; ``split = 0`` sends every node through the tree.
     """
     n_classes = gain.shape[1]
     soft = knn_utility == "soft"
-    ser = _Series(1 if soft else n_classes, k)
+    ser = Series(1 if soft else n_classes, k)
+    logs = LogSeries(ser)
     values = np.zeros(n_vars)
     m = ranker.n
     full = Tallies(n_classes, k) if not soft else None
@@ -422,6 +339,18 @@ def join_values_sweep(
             fv = np.zeros(m)
             dv = np.zeros(m)
             for length, sel in _buckets(cutoffs(g, k, nodes.t) if prune else None, m, nodes):
+                small = nodes.t[sel] <= split
+                if small.any():
+                    batch = max(1, _CELLS // (ser.t * 2 * length))
+                    low = sel[small]
+                    for s in range(0, len(low), batch):
+                        b = low[s : s + batch]
+                        a, d = log_row(ser, logs, g, cls, length, lam, nodes.t[b], nodes.w[b])
+                        fv += a
+                        dv += d
+                    sel = sel[~small]
+                if not len(sel):
+                    continue
                 plan = _Plan(ser, g, cls, length)
                 batch = max(1, _CELLS // (ser.t * plan.cells))
                 for s in range(0, len(sel), batch):
@@ -443,7 +372,7 @@ def _buckets(cut: np.ndarray | None, m: int, nodes: Nodes) -> list[tuple[int, np
 
 
 def _vote_functionals(
-    ser: _Series, full: Tallies, gains: np.ndarray, y: np.ndarray, k: int
+    ser: Series, full: Tallies, gains: np.ndarray, y: np.ndarray, k: int
 ) -> np.ndarray:
     """``Λ_i`` per position (``u(γ + e_{y_i})`` on ``|γ| = K − 1``) and the tail ``Λ_∞``."""
     small = ser.tallies

@@ -53,22 +53,32 @@ def gauss_legendre(m: int, lo: float = 0.0, hi: float = 1.0) -> tuple[np.ndarray
     return lo + half * (x + 1), half * w
 
 
-def shapley_nodes(n_players: int, max_nodes: int = 2048, points: int = 10) -> Nodes:
+def shapley_nodes(
+    n_players: int, max_nodes: int = 2048, points: int = 10, near_zero: int | None = None
+) -> Nodes:
     """Nodes for the Shapley integral of a game with ``n_players`` players.
 
     Args:
         n_players: number of players ``n``.
         max_nodes: largest exact rule (``⌈n/2⌉`` nodes) to use before going composite.
         points: Gauss–Legendre points per panel of the composite rule.
+        near_zero: the largest number of players whose joint absence one term of the
+            integrand can hinge on near ``t = 0`` (``(1 − t)^s`` varies on the scale ``1/s``);
+            the panels shrink towards 0 down to about ``1/(4s)`` and one panel covers the rest.
+            Default ``n``. A one-to-many join passes the size of its largest dimension tuple,
+            its number of dimension tuples and ``√n``: below ``t ≈ 1/√n`` a coalition rarely
+            holds two rows, so nothing varies faster there.
     """
     m = max(1, math.ceil(n_players / 2))
     if m <= max_nodes:
         t, w = gauss_legendre(m)
         return Nodes(t, w, True)
     levels = math.ceil(math.log2(n_players)) + 2
+    low = levels if near_zero is None else min(levels, math.ceil(math.log2(max(near_zero, 2))) + 2)
     edges = {0.0, 1.0}
     for j in range(2, levels + 1):
-        edges.add(2.0**-j)
+        if j <= low:
+            edges.add(2.0**-j)
         edges.add(1.0 - 2.0**-j)
     edges.update(np.linspace(0.25, 0.75, 17).tolist())
     grid = sorted(edges)

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 import cfdb
 from cfdb.errors import CfdbDataError, CfdbUnsupportedError
 from cfdb.valuation import KnnShapley, Lineage, Problem, knn_join, knn_map, proxy_predictions
+from cfdb.valuation.knn_join_logs import SPLIT
 from cfdb.valuation.knn_join_sweep import cutoffs, join_values_sweep
 from cfdb.valuation.neighbors import Ranker
-from cfdb.valuation.quadrature import shapley_nodes
+from cfdb.valuation.quadrature import Nodes, shapley_nodes
 from cfdb.valuation.structure import classify
 from tests.valuation import oracle
 
@@ -85,6 +86,43 @@ def test_join_sweep_agrees_with_the_division_free_algorithm(k, kind, n_classes):
     sweep = join_values_sweep(*args, k, kind, nodes)
     general = knn_join.join_values_general(*args, k, kind, nodes)
     np.testing.assert_allclose(sweep, general, rtol=0, atol=1e-12 * np.abs(general).max())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    facts=st.integers(1, 120),
+    dims=st.integers(1, 40),
+    k=st.integers(2, 8),
+    n_classes=st.sampled_from([2, 3]),
+    kind=st.sampled_from(["soft", "vote"]),
+    skew=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_log_domain_path_equals_the_segment_tree_node_by_node(
+    facts, dims, k, n_classes, kind, skew, seed
+):
+    """Nodes t ≤ 1/3 through running sums of series logarithms against the division-free
+    segment tree, at single nodes from t = 10⁻⁶ to the split (and K above the set's size)."""
+    if kind == "vote" and n_classes == 3:
+        k = min(k, 5)
+    rng = np.random.default_rng(seed)
+    # skew: one dimension tuple holds most facts (long runs of one factor)
+    dim_of = (
+        np.where(rng.random(facts) < 0.7, 0, rng.integers(0, dims, facts))
+        if skew
+        else (rng.integers(0, dims, facts))
+    )
+    train = rng.integers(-3, 4, (facts, 2)).astype(float)  # ties
+    labels = rng.integers(0, n_classes, facts)
+    val = rng.normal(size=(2, 2))
+    gain = rng.normal(size=(2, n_classes))
+    args = (Ranker(train), np.arange(facts), facts + dim_of, labels, val, gain, facts + dims)
+    for t in (1e-6, 1e-3, 0.05, 0.2, SPLIT):
+        node = Nodes(np.array([t]), np.array([1.0]), False)
+        logs = join_values_sweep(*args, k, kind, node, prune=False)
+        tree = join_values_sweep(*args, k, kind, node, prune=False, split=0.0)
+        scale = max(np.abs(tree).max(), 1e-300)
+        np.testing.assert_allclose(logs, tree, rtol=0, atol=1e-13 * scale)
 
 
 @pytest.mark.parametrize(("k", "kind"), [(4, "vote"), (6, "soft"), (10, "soft")])

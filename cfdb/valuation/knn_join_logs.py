@@ -1,0 +1,181 @@
+"""KNN-Shapley over a one-to-many join at small ``t``, in the log domain: O(Q·N·|Γ|²) per row.
+
+:mod:`cfdb.valuation.knn_join_sweep` computes the Shapley integrand of a one-to-many join at a
+node ``t`` with a segment tree, because the product ``R_i`` of the *other* dimensions' factors
+at position ``i`` cannot be had by dividing the product of all factors by the boundary's own
+factor: near ``t = 1`` a factor ``F = (1 − t) + t·A`` has a constant term ``1 − t`` far below its
+other coefficients, and inverse series lose them (its docstring tells the story). At ``t ≤``
+:data:`SPLIT` that cannot happen: ``F``'s constant term is at least ``1 − t ≥ 2/3`` and every
+other coefficient is at most ``t·P(Binomial = j) ≤ t``, so ``log F`` is a short, tame series.
+Then, per validation row and node, along the distance order:
+
+* ``L(i) = Σ_{j < i} (log F_{g_j}(after j) − log F_{g_j}(before j))`` — a running sum, so
+  ``Π_d F_d`` at position ``i`` is ``exp L(i)`` and ``R_i = exp(L(i) − log F_{g_i}(before i))``;
+* ``P_i = t²·A_{g_i}(before i)·R_i`` and its dual ``D_i`` under ``Λ_i`` (``⟨W, D_i⟩ = Λ_i(W·P_i)``);
+* the derivative with respect to the factor row ``p``'s dimension has over its range
+  ``p+1 .. q−1`` (``q`` the dimension's next row) is ``W ↦ Σ_{i in range} Λ_i(W·P_i/F)``: the
+  dual of ``exp(−log F)`` applied to a range sum of ``D``, i.e. a difference of prefix sums.
+
+Everything else (the row's own term, the facts of the boundary's dimension, the suffix sums that
+credit each fact) is the segment-tree sweep's, reused. The series logarithm and exponential
+are the usual recursions on total degree (``θ F = F·θ log F`` with ``θ`` multiplying a tally's
+coefficient by its size), so ``vote`` tallies over several classes work too. Tests hold this
+path to the segment-tree sweep node by node, and the combined sweep to subset enumeration.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cfdb.valuation.join_series import Series, factor_series, group_counts, suffix_in_group
+from cfdb.valuation.knn_join import _within_group
+
+#: Nodes at or below this ``t`` take the log-domain path (``F``'s constant term ``≥ 1 − t``).
+SPLIT = 1.0 / 3.0
+
+
+class LogSeries:
+    """Series logarithm and exponential in a truncated tally ring (:class:`Series`)."""
+
+    def __init__(self, ser: Series) -> None:
+        self.ser = ser
+        deg = ser.tallies.sizes
+        top = int(deg.max(initial=0))
+        # per total degree s ≥ 1: the targets of degree s and the pairs (i, j, t) feeding them
+        self.levels = []
+        for s in range(1, top + 1):
+            targets = np.nonzero(deg == s)[0]
+            pairs = [(i, j, k) for i, j, k in ser.pairs if deg[k] == s and deg[i] >= 1]
+            self.levels.append((targets, pairs))
+        self.deg = deg.astype(np.float64)
+
+    def log(self, f: np.ndarray) -> np.ndarray:
+        """``log f`` for ``f`` with a positive constant term (tally-first arrays)."""
+        out = np.empty_like(f)
+        out[0] = np.log(f[0])
+        inv0 = 1.0 / f[0]
+        deg = self.deg
+        for targets, pairs in self.levels:
+            acc = {int(k): deg[k] * f[k] for k in targets}
+            for i, j, k in pairs:
+                if deg[i] < deg[k]:  # i = k (j = 0) is the unknown itself
+                    acc[k] = acc[k] - deg[i] * out[i] * f[j]
+            for k in targets:
+                out[k] = acc[int(k)] * inv0 / deg[k]
+        return out
+
+    def exp(self, a: np.ndarray) -> np.ndarray:
+        """``exp a`` (tally-first arrays)."""
+        out = np.empty_like(a)
+        out[0] = np.exp(a[0])
+        deg = self.deg
+        for targets, pairs in self.levels:
+            acc = {int(k): np.zeros_like(a[0]) for k in targets}
+            for i, j, k in pairs:
+                acc[k] = acc[k] + deg[i] * a[i] * out[j]
+            for k in targets:
+                out[k] = acc[int(k)] / deg[k]
+        return out
+
+
+def log_row(
+    ser: Series,
+    logs: LogSeries,
+    g: np.ndarray,
+    c: np.ndarray,
+    length: int,
+    lam_y: np.ndarray,
+    t: np.ndarray,
+    w: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Node-weighted derivatives for one validation row and nodes ``t ≤ SPLIT``.
+
+    Args:
+        ser: the series ring (``soft``: one variable; ``vote``: one per class).
+        logs: its logarithm and exponential.
+        g, c: dimension and class of every row, in distance order (M rows).
+        length: positions kept (``M + 1`` keeps the tail, position M).
+        lam_y: ``Λ_i`` per position as tally weights (T × (M + 1)), the tail last.
+        t, w: nodes and weights.
+
+    Returns:
+        Per position (M): the derivative credited to its fact, and to its dimension.
+    """
+    m = len(g)
+    rows = min(length, m)
+    g, c = g[:rows], c[:rows]
+    n_cls = ser.tallies.n_classes
+    q = len(t)
+    u = 1.0 - t
+    log_u, log_t = np.log(u), np.log(t)
+    _, nxt, gorder = _within_group(g)
+    before = group_counts(g, c, n_cls)
+    after = before.copy()
+    after[np.arange(rows), c] += 1.0
+    stop = np.minimum(np.where(nxt < rows, nxt, m + 1), length)
+
+    a_before = factor_series(ser, before, log_t, log_u)
+    a_after = factor_series(ser, after, log_t, log_u)
+    l_before = logs.log(_dimension_factor(a_before, t, u))
+    l_after = logs.log(_dimension_factor(a_after, t, u))
+    # L(i): the log of every dimension's factor at position i (an exclusive running sum)
+    run = np.zeros((ser.t, length, q))
+    np.cumsum((l_after - l_before)[:, : length - 1], axis=1, out=run[:, 1:])
+    rest = np.empty_like(run)
+    rest[:, :rows] = logs.exp(run[:, :rows] - l_before)
+    if length > m:
+        rest[:, m] = logs.exp(run[:, m])
+    lam = lam_y[:, :length, None]
+    lead = a_before * (t * t)[None, None, :]
+    prob = np.empty_like(rest)
+    prob[:, :rows] = ser.mul(lead, rest[:, :rows])
+    if length > m:
+        prob[:, m] = rest[:, m]
+    dual = ser.dual(prob, lam)  # ⟨W, D_i⟩ = Λ_i(W·P_i)
+    own = (dual[0, :rows] / t[None, :]) @ w
+    fact_vals = own.copy()
+    dim_vals = own.copy()
+
+    ym1 = np.zeros((n_cls, ser.t, 1, 1))  # y_c − 1
+    for cls in range(n_cls):
+        ym1[cls, 0] = -1.0
+        if len(ser.unit[cls]) > 1:
+            ym1[cls, ser.unit[cls][1]] = 1.0
+    eye = np.eye(n_cls)
+    dual_rest = ser.dual(rest[:, :rows], lam[:, :rows])
+    v_same = np.zeros((n_cls, rows))
+    for cls in range(n_cls):
+        lead_c = ser.mul(factor_series(ser, before - eye[cls], log_t, log_u), ym1[cls])
+        v_same[cls] = (np.sum(lead_c * dual_rest, axis=0) * t[None, :] ** 2) @ w
+
+    # the factor of row p's dimension after p holds at p+1 .. stop_p − 1: a range sum of D
+    prefix = np.zeros((ser.t, length + 1, q))
+    np.cumsum(dual, axis=1, out=prefix[:, 1:])
+    lo = np.minimum(np.arange(rows) + 1, stop)
+    ranged = prefix[:, stop] - prefix[:, lo]
+    grad = ser.dual(logs.exp(-l_after), ranged)
+    scaled = a_after.copy()
+    scaled[0] -= 1.0  # ∂F/∂p_d = A − 1
+    dim_vals += np.sum(scaled * grad, axis=0) @ w
+    z = np.zeros((n_cls, rows))
+    for cls in range(n_cls):
+        a_minus = factor_series(ser, after - eye[cls], log_t, log_u)
+        fs = ser.mul(a_minus, ym1[cls]) * t[None, None, :]
+        z[cls] = np.sum(fs * grad, axis=0) @ w
+    v_same[before.T == 0] = 0.0
+    z[after.T == 0] = 0.0
+    for cls in range(n_cls):
+        mine = c == cls
+        if not mine.any():
+            continue
+        fact_vals[mine] += suffix_in_group(v_same[cls], gorder, g, inclusive=False)[mine]
+        fact_vals[mine] += suffix_in_group(z[cls], gorder, g, inclusive=True)[mine]
+    pad = (0, m - rows)
+    return np.pad(fact_vals, pad), np.pad(dim_vals, pad)
+
+
+def _dimension_factor(a: np.ndarray, t: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``F = (1 − t) + t·A``."""
+    f = t[None, None, :] * a
+    f[0] += u[None, :]
+    return f
