@@ -87,17 +87,27 @@ def suffix_in_group(
 
 
 def factor_series(
-    ser: Series, counts: np.ndarray, log_t: np.ndarray, log_u: np.ndarray
+    ser: Series,
+    counts: np.ndarray,
+    log_t: np.ndarray,
+    log_u: np.ndarray,
+    binomials: np.ndarray | None = None,
 ) -> np.ndarray:
     """``A(n) = Π_c ((1 − t) + t·y_c)^{n_c}`` truncated below degree K (T × rows × nodes).
 
     Coefficients ``Π_c C(n_c, γ_c) · t^{|γ|} · (1 − t)^{|n| − |γ|}``: nonnegative, each
-    formed to a few ulps (no cancellation anywhere).
+    formed to a few ulps (no cancellation anywhere). ``binomials`` is ``ser.binomials(counts)``
+    when the caller keeps it across batches of nodes.
     """
     size = counts.sum(axis=1)
     # t^|γ|·(1 − t)^(|n| − |γ|) as (t/(1 − t))^|γ| times (1 − t)^|n|: two small tables instead
     # of an exponential per cell; where (1 − t)^|n| underflows the coefficient is negligible
     # (below 1e-230 even after the binomial), and |γ| > |n| has a zero binomial
     ratio = np.exp(ser.deg[:, None] * (log_t - log_u)[None, :])  # (T, nodes)
-    base = np.exp(size[:, None] * log_u[None, :])  # (rows, nodes)
-    return ser.binomials(counts)[:, :, None] * ratio[:, None, :] * base[None, :, :]
+    # sizes are small integers: one power table per node, gathered (an exp per cell is slower)
+    size = np.clip(size, 0, None).astype(np.int64)
+    powers = np.exp(np.arange(int(size.max(initial=0)) + 1)[:, None] * log_u[None, :])
+    base = powers[size]  # (rows, nodes)
+    if binomials is None:
+        binomials = ser.binomials(counts)
+    return binomials[:, :, None] * ratio[:, None, :] * base[None, :, :]

@@ -78,12 +78,40 @@ class LogSeries:
         return out
 
 
+class LogOrder:
+    """One validation row's distance order cut after ``length`` positions, with everything
+    the log-domain path reuses across batches of nodes (counts, binomials, ranges)."""
+
+    def __init__(self, ser: Series, g: np.ndarray, c: np.ndarray, length: int) -> None:
+        m = len(g)
+        rows = min(length, m)
+        self.m, self.rows, self.length = m, rows, length
+        self.g, self.c = g[:rows], c[:rows]
+        n_cls = ser.tallies.n_classes
+        _, nxt, self.gorder = _within_group(self.g)
+        self.before = group_counts(self.g, self.c, n_cls)
+        self.after = self.before.copy()
+        self.after[np.arange(rows), self.c] += 1.0
+        # the factor of row p's dimension after p holds at p+1 .. stop_p − 1 (the tail
+        # included when p is the dimension's last row)
+        self.stop = np.minimum(np.where(nxt < rows, nxt, m + 1), length)
+        self.lo = np.minimum(np.arange(rows) + 1, self.stop)
+        eye = np.eye(n_cls)
+        self.counts = {"before": self.before, "after": self.after}
+        for cls in range(n_cls):
+            self.counts[f"before-{cls}"] = self.before - eye[cls]
+            self.counts[f"after-{cls}"] = self.after - eye[cls]
+        self.binomials = {key: ser.binomials(v) for key, v in self.counts.items()}
+
+    def factor(self, ser: Series, key: str, log_t: np.ndarray, log_u: np.ndarray) -> np.ndarray:
+        """:func:`factor_series` of the counts ``key`` (``before``, ``after-1``, ...)."""
+        return factor_series(ser, self.counts[key], log_t, log_u, self.binomials[key])
+
+
 def log_row(
     ser: Series,
     logs: LogSeries,
-    g: np.ndarray,
-    c: np.ndarray,
-    length: int,
+    order: LogOrder,
     lam_y: np.ndarray,
     t: np.ndarray,
     w: np.ndarray,
@@ -93,29 +121,22 @@ def log_row(
     Args:
         ser: the series ring (``soft``: one variable; ``vote``: one per class).
         logs: its logarithm and exponential.
-        g, c: dimension and class of every row, in distance order (M rows).
-        length: positions kept (``M + 1`` keeps the tail, position M).
+        order: the row's distance order (:class:`LogOrder`).
         lam_y: ``Λ_i`` per position as tally weights (T × (M + 1)), the tail last.
         t, w: nodes and weights.
 
     Returns:
         Per position (M): the derivative credited to its fact, and to its dimension.
     """
-    m = len(g)
-    rows = min(length, m)
-    g, c = g[:rows], c[:rows]
+    m, rows, length = order.m, order.rows, order.length
+    g, c = order.g, order.c
     n_cls = ser.tallies.n_classes
     q = len(t)
     u = 1.0 - t
     log_u, log_t = np.log(u), np.log(t)
-    _, nxt, gorder = _within_group(g)
-    before = group_counts(g, c, n_cls)
-    after = before.copy()
-    after[np.arange(rows), c] += 1.0
-    stop = np.minimum(np.where(nxt < rows, nxt, m + 1), length)
 
-    a_before = factor_series(ser, before, log_t, log_u)
-    a_after = factor_series(ser, after, log_t, log_u)
+    a_before = order.factor(ser, "before", log_t, log_u)
+    a_after = order.factor(ser, "after", log_t, log_u)
     l_before = logs.log(_dimension_factor(a_before, t, u))
     l_after = logs.log(_dimension_factor(a_after, t, u))
     # L(i): the log of every dimension's factor at position i (an exclusive running sum)
@@ -141,35 +162,33 @@ def log_row(
         ym1[cls, 0] = -1.0
         if len(ser.unit[cls]) > 1:
             ym1[cls, ser.unit[cls][1]] = 1.0
-    eye = np.eye(n_cls)
     dual_rest = ser.dual(rest[:, :rows], lam[:, :rows])
     v_same = np.zeros((n_cls, rows))
     for cls in range(n_cls):
-        lead_c = ser.mul(factor_series(ser, before - eye[cls], log_t, log_u), ym1[cls])
+        lead_c = ser.mul(order.factor(ser, f"before-{cls}", log_t, log_u), ym1[cls])
         v_same[cls] = (np.sum(lead_c * dual_rest, axis=0) * t[None, :] ** 2) @ w
 
-    # the factor of row p's dimension after p holds at p+1 .. stop_p − 1: a range sum of D
+    # ∂E/∂F over row p's range: the dual of 1/F = exp(−log F) applied to a range sum of D
     prefix = np.zeros((ser.t, length + 1, q))
     np.cumsum(dual, axis=1, out=prefix[:, 1:])
-    lo = np.minimum(np.arange(rows) + 1, stop)
-    ranged = prefix[:, stop] - prefix[:, lo]
+    ranged = prefix[:, order.stop] - prefix[:, order.lo]
     grad = ser.dual(logs.exp(-l_after), ranged)
     scaled = a_after.copy()
     scaled[0] -= 1.0  # ∂F/∂p_d = A − 1
     dim_vals += np.sum(scaled * grad, axis=0) @ w
     z = np.zeros((n_cls, rows))
     for cls in range(n_cls):
-        a_minus = factor_series(ser, after - eye[cls], log_t, log_u)
+        a_minus = order.factor(ser, f"after-{cls}", log_t, log_u)
         fs = ser.mul(a_minus, ym1[cls]) * t[None, None, :]
         z[cls] = np.sum(fs * grad, axis=0) @ w
-    v_same[before.T == 0] = 0.0
-    z[after.T == 0] = 0.0
+    v_same[order.before.T == 0] = 0.0
+    z[order.after.T == 0] = 0.0
     for cls in range(n_cls):
         mine = c == cls
         if not mine.any():
             continue
-        fact_vals[mine] += suffix_in_group(v_same[cls], gorder, g, inclusive=False)[mine]
-        fact_vals[mine] += suffix_in_group(z[cls], gorder, g, inclusive=True)[mine]
+        fact_vals[mine] += suffix_in_group(v_same[cls], order.gorder, g, inclusive=False)[mine]
+        fact_vals[mine] += suffix_in_group(z[cls], order.gorder, g, inclusive=True)[mine]
     pad = (0, m - rows)
     return np.pad(fact_vals, pad), np.pad(dim_vals, pad)
 

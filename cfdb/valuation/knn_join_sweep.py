@@ -70,7 +70,7 @@ from scipy.sparse import csr_matrix
 
 from cfdb.valuation.join_series import Series, factor_series, group_counts, suffix_in_group
 from cfdb.valuation.knn_join import _within_group
-from cfdb.valuation.knn_join_logs import SPLIT, LogSeries, log_row
+from cfdb.valuation.knn_join_logs import SPLIT, LogOrder, LogSeries, log_row
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
 from cfdb.valuation.quadrature import Nodes
 from cfdb.valuation.utilities import Tallies
@@ -163,22 +163,31 @@ def cutoffs(g: np.ndarray, k: int, t: np.ndarray, tol: float = 1e-18) -> np.ndar
     largest utility weight in all, and are skipped; the bound only falls along the order.
     """
     m = len(g)
+    out = np.full(len(t), m + 1)
+    # With fewer than K joined rows expected in the whole order (t²·M ≤ K) the bound cannot
+    # fall below tol: those nodes keep every position and skip the work.
+    live = np.nonzero(t * t * m > k)[0]
+    if not len(live):
+        return out
+    t = t[live]
     counts = group_counts(g, np.zeros(m, dtype=np.int64), 1)[:, 0]  # dimension's rows before
     u = 1.0 - t
     log_u, log_t = np.log(u)[:, None], np.log(t)[:, None]
-    best = np.full((len(t), m + 1), np.inf)
+    limit = np.log(tol / (m + 1)) + 2 * np.log(np.minimum(t, u))
     n = np.arange(int(counts.max(initial=0)) + 2, dtype=np.float64)[None, :]
     pos = counts.astype(np.int64)
+    first = np.full(len(t), m + 1)
+    bound = np.zeros((len(t), m + 1))
     for lam in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
         log_e = np.log(u + t * np.exp(-lam))[:, None]
         table = np.logaddexp(log_u, log_t + n * log_e)  # log E[e^{−λB}] by dimension size
-        step = table[:, pos + 1] - table[:, pos]
-        bound = np.zeros((len(t), m + 1))
+        step = np.diff(table, axis=1)[:, pos]
         np.cumsum(step, axis=1, out=bound[:, 1:])
-        np.minimum(best, bound + lam * k, out=best)
-    limit = np.log(tol / (m + 1)) + 2 * np.log(np.minimum(t, u))
-    below = best < limit[:, None]
-    return np.where(below.any(axis=1), np.argmax(below, axis=1), m + 1)
+        # the bound only falls along the order: the first position below the limit, per λ
+        below = bound < (limit - lam * k)[:, None]
+        first = np.minimum(first, np.where(below.any(axis=1), np.argmax(below, axis=1), m + 1))
+    out[live] = first
+    return out
 
 
 def sweep_row(
@@ -343,9 +352,10 @@ def join_values_sweep(
                 if small.any():
                     batch = max(1, _CELLS // (ser.t * 2 * length))
                     low = sel[small]
+                    log_order = LogOrder(ser, g, cls, length)
                     for s in range(0, len(low), batch):
                         b = low[s : s + batch]
-                        a, d = log_row(ser, logs, g, cls, length, lam, nodes.t[b], nodes.w[b])
+                        a, d = log_row(ser, logs, log_order, lam, nodes.t[b], nodes.w[b])
                         fv += a
                         dv += d
                     sel = sel[~small]
