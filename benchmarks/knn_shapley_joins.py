@@ -112,8 +112,34 @@ def join(args: argparse.Namespace) -> None:
     for k, name in runs:
         wall, cpu = _per_val_row(10_000, 200, k, args.join_val)
         print(f"{k:>3} {name:>17} {wall:>13.2f} {cpu:>12.2f} {cpu * 1000 / 60:>9.0f} m*")
+    _logs_against_tree(args.join_val)
     if args.general:
         _against_general()
+
+
+def _logs_against_tree(n_val: int) -> None:
+    """The sweep as it runs (nodes t ≤ 1/3 in the log domain) against the segment tree alone
+    at every node (the previous algorithm), same nodes, same run."""
+    from cfdb.valuation import knn_join
+    from cfdb.valuation.knn_join_sweep import join_values_sweep
+    from cfdb.valuation.neighbors import Ranker
+
+    print("\n10,000 facts × 200 dimension tuples: log domain for t ≤ 1/3 vs segment tree only")
+    print(f"{'K':>3} {'tree CPU s/row':>15} {'logs CPU s/row':>15} {'speed-up':>9} {'max diff':>9}")
+    problem = _join_problem(10_000, 200, n_val)
+    dims = problem.lineage.row_vars[:, 1]
+    ranker = Ranker(problem.train)
+    for k in (3, 5):
+        args = (ranker, np.arange(10_000), dims, problem.labels, problem.val, problem.gain)
+        _, nodes = knn_join.join_values(*args, 10_200, k, "soft")  # the rule join_values picks
+        cpu = time.process_time()
+        tree = join_values_sweep(*args, 10_200, k, "soft", nodes, split=0.0)
+        mid = time.process_time()
+        logs = join_values_sweep(*args, 10_200, k, "soft", nodes)
+        end = time.process_time()
+        diff = float(np.abs(tree - logs).max() / np.abs(tree).max())
+        a, b = (mid - cpu) / n_val, (end - mid) / n_val
+        print(f"{k:>3} {a:>15.2f} {b:>15.2f} {a / b:>8.1f}× {diff:>9.1e}")
 
 
 def _against_general() -> None:

@@ -103,6 +103,27 @@ class LogOrder:
             self.counts[f"after-{cls}"] = self.after - eye[cls]
         self.binomials = {key: ser.binomials(v) for key, v in self.counts.items()}
 
+    def kernel_tables(self, ser: Series) -> dict[str, np.ndarray]:
+        """Binomials and sizes by key (before, after, before − e_c…, after − e_c…) and the
+        series ``y_c − 1``, as the compiled loop takes them."""
+        if not hasattr(self, "_kernel"):
+            n_cls = ser.tallies.n_classes
+            keys = ["before", "after"] + [f"before-{c}" for c in range(n_cls)]
+            keys += [f"after-{c}" for c in range(n_cls)]
+            ym1 = np.zeros((n_cls, ser.t))
+            ym1[:, 0] = -1.0
+            for c in range(n_cls):
+                if len(ser.unit[c]) > 1:
+                    ym1[c, ser.unit[c][1]] = 1.0
+            self._kernel = {
+                "binom": np.ascontiguousarray(np.stack([self.binomials[k] for k in keys])),
+                "size": np.stack(
+                    [np.clip(self.counts[k].sum(axis=1), 0, None).astype(np.int64) for k in keys]
+                ),
+                "ym1": ym1,
+            }
+        return self._kernel
+
     def factor(self, ser: Series, key: str, log_t: np.ndarray, log_u: np.ndarray) -> np.ndarray:
         """:func:`factor_series` of the counts ``key`` (``before``, ``after-1``, ...)."""
         return factor_series(ser, self.counts[key], log_t, log_u, self.binomials[key])
@@ -129,7 +150,6 @@ def log_row(
         Per position (M): the derivative credited to its fact, and to its dimension.
     """
     m, rows, length = order.m, order.rows, order.length
-    g, c = order.g, order.c
     n_cls = ser.tallies.n_classes
     q = len(t)
     u = 1.0 - t
@@ -154,8 +174,6 @@ def log_row(
         prob[:, m] = rest[:, m]
     dual = ser.dual(prob, lam)  # ⟨W, D_i⟩ = Λ_i(W·P_i)
     own = (dual[0, :rows] / t[None, :]) @ w
-    fact_vals = own.copy()
-    dim_vals = own.copy()
 
     ym1 = np.zeros((n_cls, ser.t, 1, 1))  # y_c − 1
     for cls in range(n_cls):
@@ -175,22 +193,77 @@ def log_row(
     grad = ser.dual(logs.exp(-l_after), ranged)
     scaled = a_after.copy()
     scaled[0] -= 1.0  # ∂F/∂p_d = A − 1
-    dim_vals += np.sum(scaled * grad, axis=0) @ w
+    dim = np.sum(scaled * grad, axis=0) @ w
     z = np.zeros((n_cls, rows))
     for cls in range(n_cls):
         a_minus = order.factor(ser, f"after-{cls}", log_t, log_u)
         fs = ser.mul(a_minus, ym1[cls]) * t[None, None, :]
         z[cls] = np.sum(fs * grad, axis=0) @ w
-    v_same[order.before.T == 0] = 0.0
+    return _credit(order, own, dim, v_same, z)
+
+
+def _credit(
+    order: LogOrder, own: np.ndarray, dim: np.ndarray, v_same: np.ndarray, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per position: fact and dimension credit from the node-weighted terms (``own``: the
+    row's own; ``dim``: its dimension's factor ranges; ``v_same``/``z``: per class, the terms
+    each earlier fact of the dimension collects by a suffix sum)."""
+    c, g = order.c, order.g
+    v_same = v_same.copy()
+    z = z.copy()
+    v_same[order.before.T == 0] = 0.0  # no fact of that class yet: no factor to differentiate
     z[order.after.T == 0] = 0.0
-    for cls in range(n_cls):
+    fact_vals = own.copy()
+    for cls in range(len(v_same)):
         mine = c == cls
         if not mine.any():
             continue
         fact_vals[mine] += suffix_in_group(v_same[cls], order.gorder, g, inclusive=False)[mine]
         fact_vals[mine] += suffix_in_group(z[cls], order.gorder, g, inclusive=True)[mine]
-    pad = (0, m - rows)
-    return np.pad(fact_vals, pad), np.pad(dim_vals, pad)
+    pad = (0, order.m - order.rows)
+    return np.pad(fact_vals, pad), np.pad(own + dim, pad)
+
+
+def compiled_row(
+    ser: Series, order: LogOrder, lam_y: np.ndarray, t: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`log_row` through the compiled loop (:mod:`cfdb.valuation.knn_join_kernel`)."""
+    from cfdb.valuation.knn_join_kernel import log_nodes
+
+    tables = order.kernel_tables(ser)
+    lam = np.ascontiguousarray(lam_y[:, : order.length].T)
+    own, dim, v_same, z = log_nodes(
+        tables["binom"],
+        tables["size"],
+        lam,
+        order.stop,
+        order.lo,
+        tables["ym1"],
+        order.m,
+        np.ascontiguousarray(t, dtype=np.float64),
+        np.ascontiguousarray(w, dtype=np.float64),
+        *ser_tables(ser),
+    )
+    return _credit(order, own, dim, v_same, z)
+
+
+def ser_tables(ser: Series) -> tuple[np.ndarray, ...]:
+    """The ring's tables for the compiled loop: sizes, product pairs, and per target tally the
+    pairs ``(i, j)`` with ``|γ_i| ≥ 1`` feeding it (targets in order of size)."""
+    cached = getattr(ser, "_kernel_tables", None)
+    if cached is not None:
+        return cached
+    deg = ser.tallies.sizes.astype(np.float64)
+    if np.any(np.diff(deg) < 0):
+        raise AssertionError("tallies must be ordered by size")
+    ii, jj, kk = (np.asarray(x, dtype=np.int64) for x in zip(*ser.pairs))
+    keep = deg[ii] >= 1
+    order = np.argsort(kk[keep], kind="stable")
+    pi, pj, pk = ii[keep][order], jj[keep][order], kk[keep][order]
+    ptr = np.searchsorted(pk, np.arange(ser.t + 1)).astype(np.int64)
+    tables = (deg, ii, jj, kk, ptr, pi, pj)
+    ser._kernel_tables = tables
+    return tables
 
 
 def _dimension_factor(a: np.ndarray, t: np.ndarray, u: np.ndarray) -> np.ndarray:

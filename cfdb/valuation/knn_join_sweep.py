@@ -70,7 +70,7 @@ from scipy.sparse import csr_matrix
 
 from cfdb.valuation.join_series import Series, factor_series, group_counts, suffix_in_group
 from cfdb.valuation.knn_join import _within_group
-from cfdb.valuation.knn_join_logs import SPLIT, LogOrder, LogSeries, log_row
+from cfdb.valuation.knn_join_logs import SPLIT, LogOrder, LogSeries, compiled_row, log_row
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
 from cfdb.valuation.quadrature import Nodes
 from cfdb.valuation.utilities import Tallies
@@ -318,13 +318,15 @@ def join_values_sweep(
     *,
     prune: bool = True,
     split: float = SPLIT,
+    compiled: bool = True,
 ) -> np.ndarray:
     """Exact (with exact nodes) KNN-Shapley values of the facts and dimensions of a join.
 
     Every row must be a fact × dimension pair and every fact must have one row. ``prune``
     skips, per node, the positions :func:`cutoffs` bounds as negligible. Nodes ``t ≤ split``
     take the log-domain path (:mod:`cfdb.valuation.knn_join_logs`), the others the segment
-    tree; ``split = 0`` sends every node through the tree.
+    tree; ``split = 0`` sends every node through the tree. ``compiled`` runs the log-domain
+    path as one compiled loop (:mod:`cfdb.valuation.knn_join_kernel`) rather than in arrays.
     """
     n_classes = gain.shape[1]
     soft = knn_utility == "soft"
@@ -350,14 +352,19 @@ def join_values_sweep(
             for length, sel in _buckets(cutoffs(g, k, nodes.t) if prune else None, m, nodes):
                 small = nodes.t[sel] <= split
                 if small.any():
-                    batch = max(1, _CELLS // (ser.t * 2 * length))
                     low = sel[small]
                     log_order = LogOrder(ser, g, cls, length)
-                    for s in range(0, len(low), batch):
-                        b = low[s : s + batch]
-                        a, d = log_row(ser, logs, log_order, lam, nodes.t[b], nodes.w[b])
+                    if compiled:
+                        a, d = compiled_row(ser, log_order, lam, nodes.t[low], nodes.w[low])
                         fv += a
                         dv += d
+                    else:
+                        batch = max(1, _CELLS // (ser.t * 2 * length))
+                        for s in range(0, len(low), batch):
+                            b = low[s : s + batch]
+                            a, d = log_row(ser, logs, log_order, lam, nodes.t[b], nodes.w[b])
+                            fv += a
+                            dv += d
                     sel = sel[~small]
                 if not len(sel):
                     continue
