@@ -1,11 +1,12 @@
 """The log-domain join sweep (:mod:`cfdb.valuation.knn_join_logs`) as one compiled loop.
 
 The array version makes a dozen passes over (tallies × positions × nodes) arrays per node batch
-and is bound by memory traffic. Here numba runs the same recurrences position by position with
-a node's series in registers: the running log-sum, the series logarithm and exponential, the
-duals and the prefix sums of the boundary duals are scalar loops over the tallies (|Γ| ≤ a few
-dozen), fused per position. The outputs are the node-weighted sums the array version returns
-before its suffix sums; tests hold both to each other and to the segment tree.
+and is bound by memory traffic. Here numba walks the positions once per block of nodes and
+keeps a position's series — one (tallies × nodes) tile — in cache: the running log-sum, the
+series logarithm and exponential, the duals and the prefix sums of the boundary duals are
+loops over the tallies with the nodes innermost (contiguous, so they vectorize). The outputs
+are the node-weighted sums the array version returns before its suffix sums; tests hold both
+to each other and to the segment tree.
 """
 
 from __future__ import annotations
@@ -15,53 +16,96 @@ import math
 import numpy as np
 from numba import njit
 
+#: nodes per tile: a position's series stay in the first-level cache
+_TILE = 16
+
 
 @njit(cache=True, nogil=True)
-def _log(f, out, deg, ptr, pi, pj):  # pragma: no cover - compiled
+def _log(f, out, deg, ptr, pi, pj, nq):  # pragma: no cover - compiled
     """``out = log f``: ``θf = f·θ(log f)`` on total degree (targets in degree order)."""
-    out[0] = math.log(f[0])
-    for k in range(1, len(f)):
-        acc = deg[k] * f[k]
+    for q in range(nq):
+        out[0, q] = math.log(f[0, q])
+    for k in range(1, f.shape[0]):
+        for q in range(nq):
+            out[k, q] = deg[k] * f[k, q]
         for p in range(ptr[k], ptr[k + 1]):
             i = pi[p]
             if deg[i] < deg[k]:
-                acc -= deg[i] * out[i] * f[pj[p]]
-        out[k] = acc / (deg[k] * f[0])
+                j = pj[p]
+                c = deg[i]
+                for q in range(nq):
+                    out[k, q] -= c * out[i, q] * f[j, q]
+        for q in range(nq):
+            out[k, q] /= deg[k] * f[0, q]
 
 
 @njit(cache=True, nogil=True)
-def _exp(a, out, deg, ptr, pi, pj):  # pragma: no cover - compiled
+def _exp(a, out, deg, ptr, pi, pj, nq):  # pragma: no cover - compiled
     """``out = exp a`` by the same recurrence."""
-    out[0] = math.exp(a[0])
-    for k in range(1, len(a)):
-        acc = 0.0
+    for q in range(nq):
+        out[0, q] = math.exp(a[0, q])
+    for k in range(1, a.shape[0]):
+        for q in range(nq):
+            out[k, q] = 0.0
         for p in range(ptr[k], ptr[k + 1]):
             i = pi[p]
-            acc += deg[i] * a[i] * out[pj[p]]
-        out[k] = acc / deg[k]
+            j = pj[p]
+            c = deg[i] / deg[k]
+            for q in range(nq):
+                out[k, q] += c * a[i, q] * out[j, q]
 
 
 @njit(cache=True, nogil=True)
-def _mul(a, b, out, ii, jj, kk):  # pragma: no cover - compiled
-    out[:] = 0.0
+def _mul(a, b, out, ii, jj, kk, nq):  # pragma: no cover - compiled
+    out[:, :nq] = 0.0
     for p in range(len(ii)):
-        out[kk[p]] += a[ii[p]] * b[jj[p]]
+        i, j, k = ii[p], jj[p], kk[p]
+        for q in range(nq):
+            out[k, q] += a[i, q] * b[j, q]
 
 
 @njit(cache=True, nogil=True)
-def _dual(a, lam, out, ii, jj, kk):  # pragma: no cover - compiled
-    """``out[δ] = Σ_γ a[γ]·lam[γ + δ]`` (``⟨W, out⟩ = ⟨W·a, lam⟩``)."""
-    out[:] = 0.0
+def _dual(a, lam, out, ii, jj, kk, nq):  # pragma: no cover - compiled
+    """``out[δ] = Σ_γ a[γ]·lam[γ + δ]`` (``⟨W, out⟩ = ⟨W·a, lam⟩``); ``lam`` per tally."""
+    out[:, :nq] = 0.0
     for p in range(len(ii)):
-        out[jj[p]] += a[ii[p]] * lam[kk[p]]
+        i, j, k = ii[p], jj[p], kk[p]
+        c = lam[k]
+        if c != 0.0:
+            for q in range(nq):
+                out[j, q] += a[i, q] * c
 
 
 @njit(cache=True, nogil=True)
-def _factor(binom, size, r, ratio, powers, out):  # pragma: no cover - compiled
+def _dual_tile(a, lam, out, ii, jj, kk, nq):  # pragma: no cover - compiled
+    """:func:`_dual` with ``lam`` per tally and node."""
+    out[:, :nq] = 0.0
+    for p in range(len(ii)):
+        i, j, k = ii[p], jj[p], kk[p]
+        for q in range(nq):
+            out[j, q] += a[i, q] * lam[k, q]
+
+
+@njit(cache=True, nogil=True)
+def _factor(binom, size, r, ratio, powers, out, nq):  # pragma: no cover - compiled
     """``A(n)`` of row ``r``: binomials × (t/(1 − t))^|γ| × (1 − t)^|n|."""
-    base = powers[size[r]]
-    for g in range(len(out)):
-        out[g] = binom[g, r] * ratio[g] * base
+    s = size[r]
+    for g in range(out.shape[0]):
+        b = binom[g, r]
+        for q in range(nq):
+            out[g, q] = b * ratio[g, q] * powers[s, q]
+
+
+@njit(cache=True, nogil=True)
+def _dot_into(a, b, scale, w, acc, nq):  # pragma: no cover - compiled
+    """``acc += Σ_q w_q·scale_q·Σ_γ a[γ, q]·b[γ, q]``."""
+    total = 0.0
+    for q in range(nq):
+        s = 0.0
+        for g in range(a.shape[0]):
+            s += a[g, q] * b[g, q]
+        total += w[q] * scale[q] * s
+    return acc + total
 
 
 @njit(cache=True, nogil=True)
@@ -96,90 +140,141 @@ def log_nodes(
     for key in range(n_keys):
         for r in range(rows):
             max_size = max(max_size, size[key, r])
-    powers = np.empty(max_size + 1)
-    ratio = np.empty(n_t)
-    prefix = np.zeros((length + 1, n_t))
-    l_after = np.empty((rows, n_t))
-    a_b = np.empty(n_t)
-    a_a = np.empty(n_t)
-    f = np.empty(n_t)
-    l_b = np.empty(n_t)
-    run = np.empty(n_t)
-    x = np.empty(n_t)
-    rest = np.empty(n_t)
-    lead = np.empty(n_t)
-    prob = np.empty(n_t)
-    d = np.empty(n_t)
-    tmp = np.empty(n_t)
-    tmp2 = np.empty(n_t)
-    for q in range(len(t_nodes)):
-        t = t_nodes[q]
-        w = w_nodes[q]
-        u = 1.0 - t
-        lu = math.log(u)
-        lt = math.log(t)
-        for s in range(max_size + 1):
-            powers[s] = math.exp(s * lu)
+    tile = _TILE
+    powers = np.empty((max_size + 1, tile))
+    ratio = np.empty((n_t, tile))
+    prefix = np.zeros((length + 1, n_t, tile))
+    a_b = np.empty((n_t, tile))
+    a_a = np.empty((n_t, tile))
+    f = np.empty((n_t, tile))
+    l_b = np.empty((n_t, tile))
+    l_a = np.empty((n_t, tile))
+    run = np.empty((n_t, tile))
+    x = np.empty((n_t, tile))
+    rest = np.empty((n_t, tile))
+    prob = np.empty((n_t, tile))
+    d = np.empty((n_t, tile))
+    tmp = np.empty((n_t, tile))
+    tmp2 = np.empty((n_t, tile))
+    ones = np.ones(tile)
+    ym1_tile = np.empty((n_cls, n_t, tile))
+    for c in range(n_cls):
         for g in range(n_t):
-            ratio[g] = math.exp(deg[g] * (lt - lu))
-        run[:] = 0.0
-        prefix[0, :] = 0.0
+            ym1_tile[c, g, :] = ym1[c, g]
+    t = np.empty(tile)
+    u = np.empty(tile)
+    w = np.empty(tile)
+    t2 = np.empty(tile)
+    inv_t = np.empty(tile)
+    for start in range(0, len(t_nodes), tile):
+        nq = min(tile, len(t_nodes) - start)
+        for q in range(nq):
+            t[q] = t_nodes[start + q]
+            w[q] = w_nodes[start + q]
+            u[q] = 1.0 - t[q]
+            t2[q] = t[q] * t[q]
+            inv_t[q] = 1.0 / t[q]
+            lu = math.log(u[q])
+            lt = math.log(t[q])
+            for s in range(max_size + 1):
+                powers[s, q] = math.exp(s * lu)
+            for g in range(n_t):
+                ratio[g, q] = math.exp(deg[g] * (lt - lu))
+        run[:, :nq] = 0.0
+        prefix[0, :, :nq] = 0.0
         for i in range(rows):
-            _factor(binom[0], size[0], i, ratio, powers, a_b)
-            _factor(binom[1], size[1], i, ratio, powers, a_a)
+            _factor(binom[0], size[0], i, ratio, powers, a_b, nq)
+            _factor(binom[1], size[1], i, ratio, powers, a_a, nq)
             for g in range(n_t):
-                f[g] = t * a_b[g]
-            f[0] += u
-            _log(f, l_b, deg, ptr, pi, pj)
+                for q in range(nq):
+                    f[g, q] = t[q] * a_b[g, q]
+            for q in range(nq):
+                f[0, q] += u[q]
+            _log(f, l_b, deg, ptr, pi, pj, nq)
             for g in range(n_t):
-                f[g] = t * a_a[g]
-            f[0] += u
-            _log(f, l_after[i], deg, ptr, pi, pj)
+                for q in range(nq):
+                    f[g, q] = t[q] * a_a[g, q]
+            for q in range(nq):
+                f[0, q] += u[q]
+            _log(f, l_a, deg, ptr, pi, pj, nq)
             # R_i = exp(L(i) − log F_own(before)), P_i = t²·A(before)·R_i
             for g in range(n_t):
-                x[g] = run[g] - l_b[g]
-                lead[g] = t * t * a_b[g]
-            _exp(x, rest, deg, ptr, pi, pj)
-            _mul(lead, rest, prob, ii, jj, kk)
-            _dual(prob, lam[i], d, ii, jj, kk)
-            own[i] += w * d[0] / t
+                for q in range(nq):
+                    x[g, q] = run[g, q] - l_b[g, q]
+                    a_b[g, q] *= t2[q]
+                    run[g, q] += l_a[g, q] - l_b[g, q]
+            _exp(x, rest, deg, ptr, pi, pj, nq)
+            _mul(a_b, rest, prob, ii, jj, kk, nq)
+            _dual(prob, lam[i], d, ii, jj, kk, nq)
+            for q in range(nq):
+                own[i] += w[q] * d[0, q] * inv_t[q]
             for g in range(n_t):
-                prefix[i + 1, g] = prefix[i, g] + d[g]
-                run[g] += l_after[i, g] - l_b[g]
+                for q in range(nq):
+                    prefix[i + 1, g, q] = prefix[i, g, q] + d[g, q]
             # facts of the boundary's dimension before it: Λ_i(t²·A^(−c)·(y_c − 1)·R_i)
-            _dual(rest, lam[i], d, ii, jj, kk)
+            _dual(rest, lam[i], d, ii, jj, kk, nq)
             for c in range(n_cls):
-                _factor(binom[2 + c], size[2 + c], i, ratio, powers, tmp)
-                _mul(tmp, ym1[c], tmp2, ii, jj, kk)
-                acc = 0.0
-                for g in range(n_t):
-                    acc += tmp2[g] * d[g]
-                v[c, i] += w * t * t * acc
+                _factor(binom[2 + c], size[2 + c], i, ratio, powers, tmp, nq)
+                _mul(tmp, ym1_tile[c], tmp2, ii, jj, kk, nq)
+                v[c, i] = _dot_into(tmp2, d, t2, w, v[c, i], nq)
         if length > m:  # the tail: every dimension's factor, no boundary
-            _exp(run, rest, deg, ptr, pi, pj)
-            _dual(rest, lam[m], d, ii, jj, kk)
+            _exp(run, rest, deg, ptr, pi, pj, nq)
+            _dual(rest, lam[m], d, ii, jj, kk, nq)
             for g in range(n_t):
-                prefix[m + 1, g] = prefix[m, g] + d[g]
+                for q in range(nq):
+                    prefix[m + 1, g, q] = prefix[m, g, q] + d[g, q]
         # ∂E/∂F over row p's range: the dual of exp(−log F) applied to a range sum of D
         for p in range(rows):
             if stop[p] <= lo[p]:
                 continue
+            _factor(binom[1], size[1], p, ratio, powers, a_a, nq)
             for g in range(n_t):
-                x[g] = -l_after[p, g]
-                tmp[g] = prefix[stop[p], g] - prefix[lo[p], g]
-            _exp(x, rest, deg, ptr, pi, pj)
-            _dual(rest, tmp, d, ii, jj, kk)  # the gradient functional
-            _factor(binom[1], size[1], p, ratio, powers, a_a)
-            a_a[0] -= 1.0  # ∂F/∂p_d = A − 1
-            acc = 0.0
+                for q in range(nq):
+                    f[g, q] = t[q] * a_a[g, q]
+                    tmp[g, q] = prefix[stop[p], g, q] - prefix[lo[p], g, q]
+            for q in range(nq):
+                f[0, q] += u[q]
+            _log(f, l_a, deg, ptr, pi, pj, nq)
             for g in range(n_t):
-                acc += a_a[g] * d[g]
-            dim[p] += w * acc
+                for q in range(nq):
+                    x[g, q] = -l_a[g, q]
+            _exp(x, rest, deg, ptr, pi, pj, nq)
+            _dual_tile(rest, tmp, d, ii, jj, kk, nq)  # the gradient functional
+            for q in range(nq):
+                a_a[0, q] -= 1.0  # ∂F/∂p_d = A − 1
+            dim[p] = _dot_into(a_a, d, ones, w, dim[p], nq)
             for c in range(n_cls):
-                _factor(binom[2 + n_cls + c], size[2 + n_cls + c], p, ratio, powers, tmp)
-                _mul(tmp, ym1[c], tmp2, ii, jj, kk)
-                acc = 0.0
-                for g in range(n_t):
-                    acc += tmp2[g] * d[g]
-                z[c, p] += w * t * acc
+                _factor(binom[2 + n_cls + c], size[2 + n_cls + c], p, ratio, powers, tmp, nq)
+                _mul(tmp, ym1_tile[c], tmp2, ii, jj, kk, nq)
+                z[c, p] = _dot_into(tmp2, d, t, w, z[c, p], nq)
     return own, dim, v, z
+
+
+@njit(cache=True, nogil=True)
+def first_below(steps, pos, limits):  # pragma: no cover - compiled
+    """Per node: the first position where a Chernoff bound (a running sum of ``steps`` along
+    the order, minimum over λ) falls below its limit; ``M + 1`` when it never does.
+
+    Args:
+        steps: (λ, nodes, sizes): the bound's change when a dimension with ``n`` rows before
+            gains one.
+        pos: (M,): the rows of each position's dimension before it.
+        limits: (λ, nodes).
+    """
+    n_lam, n_nodes, _ = steps.shape
+    m = len(pos)
+    out = np.full(n_nodes, m + 1)
+    bound = np.empty(n_lam)
+    for q in range(n_nodes):
+        bound[:] = 0.0
+        for i in range(m):
+            # the bound at position i + 1 (position 0 holds 0, never below a negative limit)
+            hit = False
+            for j in range(n_lam):
+                bound[j] += steps[j, q, pos[i]]
+                if bound[j] < limits[j, q]:
+                    hit = True
+            if hit:
+                out[q] = i + 1
+                break
+    return out

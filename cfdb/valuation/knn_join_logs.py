@@ -31,7 +31,7 @@ from cfdb.valuation.join_series import Series, factor_series, group_counts, suff
 from cfdb.valuation.knn_join import _within_group
 
 #: Nodes at or below this ``t`` take the log-domain path (``F``'s constant term ``≥ 1 − t``).
-SPLIT = 1.0 / 3.0
+SPLIT = 0.5
 
 
 class LogSeries:

@@ -70,6 +70,7 @@ from scipy.sparse import csr_matrix
 
 from cfdb.valuation.join_series import Series, factor_series, group_counts, suffix_in_group
 from cfdb.valuation.knn_join import _within_group
+from cfdb.valuation.knn_join_kernel import first_below
 from cfdb.valuation.knn_join_logs import SPLIT, LogOrder, LogSeries, compiled_row, log_row
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
 from cfdb.valuation.quadrature import Nodes
@@ -176,16 +177,12 @@ def cutoffs(g: np.ndarray, k: int, t: np.ndarray, tol: float = 1e-18) -> np.ndar
     limit = np.log(tol / (m + 1)) + 2 * np.log(np.minimum(t, u))
     n = np.arange(int(counts.max(initial=0)) + 2, dtype=np.float64)[None, :]
     pos = counts.astype(np.int64)
-    first = np.full(len(t), m + 1)
-    bound = np.zeros((len(t), m + 1))
-    for lam in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
-        log_e = np.log(u + t * np.exp(-lam))[:, None]
-        table = np.logaddexp(log_u, log_t + n * log_e)  # log E[e^{−λB}] by dimension size
-        step = np.diff(table, axis=1)[:, pos]
-        np.cumsum(step, axis=1, out=bound[:, 1:])
-        # the bound only falls along the order: the first position below the limit, per λ
-        below = bound < (limit - lam * k)[:, None]
-        first = np.minimum(first, np.where(below.any(axis=1), np.argmax(below, axis=1), m + 1))
+    lams = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 16.0])
+    log_e = np.log(u[None, :] + t[None, :] * np.exp(-lams)[:, None])[:, :, None]
+    # log E[e^{−λB}] by λ, node and dimension size, and its steps as a dimension gains a row
+    table = np.logaddexp(log_u[None], log_t[None] + n[None] * log_e)
+    steps = np.ascontiguousarray(np.diff(table, axis=2))
+    first = first_below(steps, pos, limit[None, :] - lams[:, None] * k)
     out[live] = first
     return out
 

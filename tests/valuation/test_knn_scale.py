@@ -101,8 +101,9 @@ def test_join_sweep_agrees_with_the_division_free_algorithm(k, kind, n_classes):
 def test_log_domain_path_equals_the_segment_tree_node_by_node(
     facts, dims, k, n_classes, kind, skew, seed
 ):
-    """Nodes t ≤ 1/3 through running sums of series logarithms against the division-free
-    segment tree, at single nodes from t = 10⁻⁶ to the split (and K above the set's size)."""
+    """Nodes t ≤ 1/2 through running sums of series logarithms (compiled and as arrays)
+    against the division-free segment tree, at single nodes from t = 10⁻⁶ to the split (and
+    K above the set's size)."""
     if kind == "vote" and n_classes == 3:
         k = min(k, 5)
     rng = np.random.default_rng(seed)
@@ -119,10 +120,11 @@ def test_log_domain_path_equals_the_segment_tree_node_by_node(
     args = (Ranker(train), np.arange(facts), facts + dim_of, labels, val, gain, facts + dims)
     for t in (1e-6, 1e-3, 0.05, 0.2, SPLIT):
         node = Nodes(np.array([t]), np.array([1.0]), False)
-        logs = join_values_sweep(*args, k, kind, node, prune=False)
         tree = join_values_sweep(*args, k, kind, node, prune=False, split=0.0)
         scale = max(np.abs(tree).max(), 1e-300)
-        np.testing.assert_allclose(logs, tree, rtol=0, atol=1e-13 * scale)
+        for compiled in (True, False):  # the numba loop and the array version
+            logs = join_values_sweep(*args, k, kind, node, prune=False, compiled=compiled)
+            np.testing.assert_allclose(logs, tree, rtol=0, atol=1e-13 * scale)
 
 
 @pytest.mark.parametrize(("k", "kind"), [(4, "vote"), (6, "soft"), (10, "soft")])
