@@ -16,15 +16,23 @@ import math
 import numpy as np
 from numba import njit
 
-#: nodes per tile: a position's series stay in the first-level cache
-_TILE = 16
+#: float64 cells of the prefix sums of one tile (positions × tallies × nodes): 32 MB
+_PREFIX_CELLS = 1 << 22
+
+
+def tile_size(length: int, n_tallies: int) -> int:
+    """Nodes per tile: as many as keep the prefix sums within :data:`_PREFIX_CELLS` (8 to 64;
+    wider tiles amortize the loops over tallies, a position's tile stays in cache)."""
+    fit = _PREFIX_CELLS // max(1, (length + 1) * n_tallies)
+    return int(min(64, max(8, fit // 8 * 8)))
 
 
 @njit(cache=True, nogil=True)
-def _log(f, out, deg, ptr, pi, pj, nq):  # pragma: no cover - compiled
-    """``out = log f``: ``θf = f·θ(log f)`` on total degree (targets in degree order)."""
+def _log(f, out, head, deg, ptr, pi, pj, nq):  # pragma: no cover - compiled
+    """``out = log f``: ``θf = f·θ(log f)`` on total degree (targets in degree order);
+    ``head`` is ``log f[0]`` (from a table: a logarithm per cell would dominate the loop)."""
     for q in range(nq):
-        out[0, q] = math.log(f[0, q])
+        out[0, q] = head[q]
     for k in range(1, f.shape[0]):
         for q in range(nq):
             out[k, q] = deg[k] * f[k, q]
@@ -40,10 +48,10 @@ def _log(f, out, deg, ptr, pi, pj, nq):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _exp(a, out, deg, ptr, pi, pj, nq):  # pragma: no cover - compiled
-    """``out = exp a`` by the same recurrence."""
+def _exp(a, out, head, deg, ptr, pi, pj, nq):  # pragma: no cover - compiled
+    """``out = exp a`` by the same recurrence; ``head`` is ``exp a[0]``."""
     for q in range(nq):
-        out[0, q] = math.exp(a[0, q])
+        out[0, q] = head[q]
     for k in range(1, a.shape[0]):
         for q in range(nq):
             out[k, q] = 0.0
@@ -126,6 +134,7 @@ def log_nodes(
     ptr,
     pi,
     pj,
+    tile,
 ):  # pragma: no cover - compiled
     """Node-weighted sums per position: own term, dimension term, same-dimension facts'
     terms by class (``v``) and factor-range terms by class (``z``)."""
@@ -140,8 +149,10 @@ def log_nodes(
     for key in range(n_keys):
         for r in range(rows):
             max_size = max(max_size, size[key, r])
-    tile = _TILE
     powers = np.empty((max_size + 1, tile))
+    log_f0 = np.empty((max_size + 1, tile))  # log F's constant term by dimension size
+    inv_f0 = np.empty((max_size + 1, tile))
+    head = np.empty(tile)
     ratio = np.empty((n_t, tile))
     prefix = np.zeros((length + 1, n_t, tile))
     a_b = np.empty((n_t, tile))
@@ -178,6 +189,9 @@ def log_nodes(
             lt = math.log(t[q])
             for s in range(max_size + 1):
                 powers[s, q] = math.exp(s * lu)
+                f0 = u[q] + t[q] * powers[s, q]  # F = (1 − t) + t·A, A's constant (1 − t)^s
+                log_f0[s, q] = math.log(f0)
+                inv_f0[s, q] = 1.0 / f0
             for g in range(n_t):
                 ratio[g, q] = math.exp(deg[g] * (lt - lu))
         run[:, :nq] = 0.0
@@ -190,20 +204,22 @@ def log_nodes(
                     f[g, q] = t[q] * a_b[g, q]
             for q in range(nq):
                 f[0, q] += u[q]
-            _log(f, l_b, deg, ptr, pi, pj, nq)
+            _log(f, l_b, log_f0[size[0, i]], deg, ptr, pi, pj, nq)
             for g in range(n_t):
                 for q in range(nq):
                     f[g, q] = t[q] * a_a[g, q]
             for q in range(nq):
                 f[0, q] += u[q]
-            _log(f, l_a, deg, ptr, pi, pj, nq)
+            _log(f, l_a, log_f0[size[1, i]], deg, ptr, pi, pj, nq)
             # R_i = exp(L(i) − log F_own(before)), P_i = t²·A(before)·R_i
             for g in range(n_t):
                 for q in range(nq):
                     x[g, q] = run[g, q] - l_b[g, q]
                     a_b[g, q] *= t2[q]
                     run[g, q] += l_a[g, q] - l_b[g, q]
-            _exp(x, rest, deg, ptr, pi, pj, nq)
+            for q in range(nq):
+                head[q] = math.exp(x[0, q])
+            _exp(x, rest, head, deg, ptr, pi, pj, nq)
             _mul(a_b, rest, prob, ii, jj, kk, nq)
             _dual(prob, lam[i], d, ii, jj, kk, nq)
             for q in range(nq):
@@ -218,7 +234,9 @@ def log_nodes(
                 _mul(tmp, ym1_tile[c], tmp2, ii, jj, kk, nq)
                 v[c, i] = _dot_into(tmp2, d, t2, w, v[c, i], nq)
         if length > m:  # the tail: every dimension's factor, no boundary
-            _exp(run, rest, deg, ptr, pi, pj, nq)
+            for q in range(nq):
+                head[q] = math.exp(run[0, q])
+            _exp(run, rest, head, deg, ptr, pi, pj, nq)
             _dual(rest, lam[m], d, ii, jj, kk, nq)
             for g in range(n_t):
                 for q in range(nq):
@@ -234,11 +252,11 @@ def log_nodes(
                     tmp[g, q] = prefix[stop[p], g, q] - prefix[lo[p], g, q]
             for q in range(nq):
                 f[0, q] += u[q]
-            _log(f, l_a, deg, ptr, pi, pj, nq)
+            _log(f, l_a, log_f0[size[1, p]], deg, ptr, pi, pj, nq)
             for g in range(n_t):
                 for q in range(nq):
                     x[g, q] = -l_a[g, q]
-            _exp(x, rest, deg, ptr, pi, pj, nq)
+            _exp(x, rest, inv_f0[size[1, p]], deg, ptr, pi, pj, nq)
             _dual_tile(rest, tmp, d, ii, jj, kk, nq)  # the gradient functional
             for q in range(nq):
                 a_a[0, q] -= 1.0  # ∂F/∂p_d = A − 1

@@ -228,7 +228,7 @@ def compiled_row(
     ser: Series, order: LogOrder, lam_y: np.ndarray, t: np.ndarray, w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`log_row` through the compiled loop (:mod:`cfdb.valuation.knn_join_kernel`)."""
-    from cfdb.valuation.knn_join_kernel import log_nodes
+    from cfdb.valuation.knn_join_kernel import log_nodes, tile_size
 
     tables = order.kernel_tables(ser)
     lam = np.ascontiguousarray(lam_y[:, : order.length].T)
@@ -243,6 +243,7 @@ def compiled_row(
         np.ascontiguousarray(t, dtype=np.float64),
         np.ascontiguousarray(w, dtype=np.float64),
         *ser_tables(ser),
+        tile_size(order.length, ser.t),
     )
     return _credit(order, own, dim, v_same, z)
 
