@@ -9,8 +9,10 @@ Sections (each prints a table; times are wall seconds on this machine, ratios in
   number).
 * ``join`` — 10,000 facts × 200 dimension tuples × 1,000 validation rows: time per
   validation row for K = 1 (running products), K = 2, 3, 5, 10 (the join sweep), extrapolated
-  to 1,000 rows (``*``); with ``--general`` also the division-free counting oracle on a
-  200-fact join against the sweep, same K, in the same run.
+  to 1,000 rows (``*``); the log-domain path against the segment tree alone; with
+  ``--full 1000`` all 1,000 rows measured, in this process and on two worker processes; with
+  ``--general`` also the division-free counting oracle on a 200-fact join against the sweep,
+  same K, in the same run.
 * ``star`` — a fact table with three dimension tables: refused (the message is printed).
 * ``growth`` — facts N = 10k, 20k, 40k (N/50 dimension tuples), per validation row, K = 1
   and 5, with the fitted exponent of CPU time in N.
@@ -113,8 +115,31 @@ def join(args: argparse.Namespace) -> None:
         wall, cpu = _per_val_row(10_000, 200, k, args.join_val)
         print(f"{k:>3} {name:>17} {wall:>13.2f} {cpu:>12.2f} {cpu * 1000 / 60:>9.0f} m*")
     _logs_against_tree(args.join_val)
+    if args.full:
+        _full_join(args.full)
     if args.general:
         _against_general()
+
+
+def _full_join(n_val: int) -> None:
+    """Every validation row, K = 5: one process, then two worker processes (both cores)."""
+    from cfdb.exec import make_executor
+
+    print(f"\n10,000 facts × 200 dimension tuples × {n_val:,} validation rows, K = 5 (measured)")
+    print(f"{'executor':>22} {'wall s':>8} {'same values':>12}")
+    problem = _join_problem(10_000, 200, n_val)
+    start = time.perf_counter()
+    local = KnnShapley(k=5).fit(problem).values_
+    print(f"{'this process':>22} {time.perf_counter() - start:>8.1f} {'-':>12}")
+    executor = make_executor("process", n_jobs=2)
+    try:
+        start = time.perf_counter()
+        parts = KnnShapley(k=5, executor=executor).fit(problem).values_
+        seconds = time.perf_counter() - start
+    finally:
+        executor.close()
+    same = "bit for bit" if np.array_equal(local, parts) else "NO"
+    print(f"{'2 worker processes':>22} {seconds:>8.1f} {same:>12}")
 
 
 def _logs_against_tree(n_val: int) -> None:
@@ -230,6 +255,7 @@ def main() -> None:
     parser.add_argument("--growth-val", type=int, default=1)
     parser.add_argument("--map-val", type=int, default=10_000)
     parser.add_argument("--general", action="store_true", help="also the counting oracle (slow)")
+    parser.add_argument("--full", type=int, default=0, help="also time N validation rows, K = 5")
     parser.add_argument("--k10", action="store_true", help="also K = 10 on the 10,000-fact join")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -105,6 +105,15 @@ def _factor(binom, size, r, ratio, powers, out, nq):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True)
+def _times_y_minus_1(a, down, out, nq):  # pragma: no cover - compiled
+    """``out = a·(y_c − 1)``: ``out[γ] = a[γ − e_c] − a[γ]`` (truncation drops the top)."""
+    for g in range(a.shape[0]):
+        src = down[g]
+        for q in range(nq):
+            out[g, q] = (a[src, q] if src >= 0 else 0.0) - a[g, q]
+
+
+@njit(cache=True, nogil=True)
 def _dot_into(a, b, scale, w, acc, nq):  # pragma: no cover - compiled
     """``acc += Σ_q w_q·scale_q·Σ_γ a[γ, q]·b[γ, q]``."""
     total = 0.0
@@ -123,7 +132,7 @@ def log_nodes(
     lam,  # (length, T): Λ_i as tally weights, the tail last when length = M + 1
     stop,  # (rows,): end (exclusive) of row p's factor range
     lo,  # (rows,): start of that range
-    ym1,  # (C, T): the series y_c − 1
+    down,  # (C, T): index of γ − e_c, −1 where γ_c = 0 (multiplying by y_c − 1 is a shift)
     m,  # rows in the whole order (the tail is position m)
     t_nodes,
     w_nodes,
@@ -168,10 +177,6 @@ def log_nodes(
     tmp = np.empty((n_t, tile))
     tmp2 = np.empty((n_t, tile))
     ones = np.ones(tile)
-    ym1_tile = np.empty((n_cls, n_t, tile))
-    for c in range(n_cls):
-        for g in range(n_t):
-            ym1_tile[c, g, :] = ym1[c, g]
     t = np.empty(tile)
     u = np.empty(tile)
     w = np.empty(tile)
@@ -231,7 +236,7 @@ def log_nodes(
             _dual(rest, lam[i], d, ii, jj, kk, nq)
             for c in range(n_cls):
                 _factor(binom[2 + c], size[2 + c], i, ratio, powers, tmp, nq)
-                _mul(tmp, ym1_tile[c], tmp2, ii, jj, kk, nq)
+                _times_y_minus_1(tmp, down[c], tmp2, nq)
                 v[c, i] = _dot_into(tmp2, d, t2, w, v[c, i], nq)
         if length > m:  # the tail: every dimension's factor, no boundary
             for q in range(nq):
@@ -263,7 +268,7 @@ def log_nodes(
             dim[p] = _dot_into(a_a, d, ones, w, dim[p], nq)
             for c in range(n_cls):
                 _factor(binom[2 + n_cls + c], size[2 + n_cls + c], p, ratio, powers, tmp, nq)
-                _mul(tmp, ym1_tile[c], tmp2, ii, jj, kk, nq)
+                _times_y_minus_1(tmp, down[c], tmp2, nq)
                 z[c, p] = _dot_into(tmp2, d, t, w, z[c, p], nq)
     return own, dim, v, z
 

@@ -105,22 +105,23 @@ class LogOrder:
 
     def kernel_tables(self, ser: Series) -> dict[str, np.ndarray]:
         """Binomials and sizes by key (before, after, before − e_c…, after − e_c…) and the
-        series ``y_c − 1``, as the compiled loop takes them."""
+        shifts by ``e_c`` (multiplying by ``y_c − 1``), as the compiled loop takes them."""
         if not hasattr(self, "_kernel"):
             n_cls = ser.tallies.n_classes
             keys = ["before", "after"] + [f"before-{c}" for c in range(n_cls)]
             keys += [f"after-{c}" for c in range(n_cls)]
-            ym1 = np.zeros((n_cls, ser.t))
-            ym1[:, 0] = -1.0
-            for c in range(n_cls):
-                if len(ser.unit[c]) > 1:
-                    ym1[c, ser.unit[c][1]] = 1.0
+            down = np.full((n_cls, ser.t), -1, dtype=np.int64)
+            eye = np.eye(n_cls, dtype=np.int64)
+            for g, vec in enumerate(ser.tallies.vectors):
+                for c in range(n_cls):
+                    if vec[c] >= 1:
+                        down[c, g] = ser.tallies.index(vec - eye[c])
             self._kernel = {
                 "binom": np.ascontiguousarray(np.stack([self.binomials[k] for k in keys])),
                 "size": np.stack(
                     [np.clip(self.counts[k].sum(axis=1), 0, None).astype(np.int64) for k in keys]
                 ),
-                "ym1": ym1,
+                "down": down,
             }
         return self._kernel
 
@@ -238,7 +239,7 @@ def compiled_row(
         lam,
         order.stop,
         order.lo,
-        tables["ym1"],
+        tables["down"],
         order.m,
         np.ascontiguousarray(t, dtype=np.float64),
         np.ascontiguousarray(w, dtype=np.float64),

@@ -15,8 +15,8 @@ dimension tuples (:mod:`cfdb.valuation.knn_join`).
 When ``⌈n/2⌉`` exceeds a node budget, :func:`shapley_nodes` returns a composite rule instead:
 Gauss–Legendre panels that shrink geometrically towards both ends of ``[0, 1]`` (where the
 integrand of a nearest-neighbour game varies on the scale ``1/n``) and uniform panels in the
-middle. That rule is not exact by construction; callers compare it with a refined rule and
-report the largest relative difference.
+middle. That rule is not exact by construction: runs record ``quadrature_exact = false``, and
+tests and benchmarks compare it with a refined rule (20 points per panel).
 """
 
 from __future__ import annotations
@@ -80,7 +80,10 @@ def shapley_nodes(
         if j <= low:
             edges.add(2.0**-j)
         edges.add(1.0 - 2.0**-j)
-    edges.update(np.linspace(0.25, 0.75, 17).tolist())
+    # four panels across the middle: against a 20-point rule, values of joins of 10,000 to
+    # 20,000 facts (K = 3, 5, 10) were as close as with the earlier 1/32 grid (within 1e-15
+    # of the largest value)
+    edges.update(np.linspace(0.25, 0.75, 5).tolist())
     grid = sorted(edges)
     ts, ws = [], []
     for lo, hi in itertools.pairwise(grid):

@@ -111,6 +111,25 @@ def test_composite_quadrature_matches_the_exact_rule_for_many_players():
     np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-14)
 
 
+@pytest.mark.parametrize(("k", "kind"), [(3, "soft"), (5, "soft"), (4, "vote")])
+def test_composite_quadrature_matches_the_exact_rule_for_the_sweep(k, kind):
+    """The composite rule a large join gets (panels graded towards 0 only down to the join's
+    finest scale, four across the middle) against the exact rule, K ≥ 2."""
+    rng = np.random.default_rng(k)
+    facts, dims = 1200, 40
+    dim_of = np.where(rng.random(facts) < 0.3, 0, rng.integers(0, dims, facts))  # one big tuple
+    train = rng.normal(size=(facts, 2))
+    labels = rng.integers(0, 2, facts)
+    val = rng.normal(size=(2, 2))
+    gain = _accuracy_gain(rng.integers(0, 2, 2), 2)
+    args = (Ranker(train), np.arange(facts), facts + dim_of, labels, val, gain, facts + dims)
+    exact, exact_nodes = knn_join.join_values(*args, k, kind)
+    composite, composite_nodes = knn_join.join_values(*args, k, kind, max_nodes=100)
+    assert exact_nodes.exact and not composite_nodes.exact
+    assert len(composite_nodes.t) < len(exact_nodes.t) // 2
+    np.testing.assert_allclose(composite, exact, rtol=0, atol=1e-12 * np.abs(exact).max())
+
+
 @st.composite
 def mixed_joins(draw):
     """Fact-only, dimension-only and joined rows together (at most 9 tuples)."""
