@@ -225,19 +225,20 @@ def log_nodes(
             for q in range(nq):
                 head[q] = math.exp(x[0, q])
             _exp(x, rest, head, deg, ptr, pi, pj, nq)
-            _mul(a_b, rest, prob, ii, jj, kk, nq)
-            _dual(prob, lam[i], d, ii, jj, kk, nq)
+            # dr = dual(R_i, Λ_i) (⟨W, dr⟩ = Λ_i(W·R_i)); the boundary dual of P_i = lead·R_i
+            # is then dual(lead, dr): two duals instead of a product and a dual
+            _dual(rest, lam[i], prob, ii, jj, kk, nq)
+            _dual_tile(a_b, prob, d, ii, jj, kk, nq)
             for q in range(nq):
                 own[i] += w[q] * d[0, q] * inv_t[q]
             for g in range(n_t):
                 for q in range(nq):
                     prefix[i + 1, g, q] = prefix[i, g, q] + d[g, q]
             # facts of the boundary's dimension before it: Λ_i(t²·A^(−c)·(y_c − 1)·R_i)
-            _dual(rest, lam[i], d, ii, jj, kk, nq)
             for c in range(n_cls):
                 _factor(binom[2 + c], size[2 + c], i, ratio, powers, tmp, nq)
                 _times_y_minus_1(tmp, down[c], tmp2, nq)
-                v[c, i] = _dot_into(tmp2, d, t2, w, v[c, i], nq)
+                v[c, i] = _dot_into(tmp2, prob, t2, w, v[c, i], nq)
         if length > m:  # the tail: every dimension's factor, no boundary
             for q in range(nq):
                 head[q] = math.exp(run[0, q])
