@@ -302,3 +302,146 @@ def first_below(steps, pos, limits):  # pragma: no cover - compiled
                 out[q] = i + 1
                 break
     return out
+
+
+@njit(cache=True, nogil=True)
+def direct_nodes(
+    binom,  # (keys, T, rows): as for log_nodes
+    size,  # (keys, rows)
+    lam,  # (length, T)
+    dim_of,  # (rows,): the row's dimension among the n_dims met in the prefix
+    n_dims,
+    down,  # (C, T)
+    m,
+    t_nodes,
+    w_nodes,
+    deg,
+    ii,
+    jj,
+    kk,
+    tile,
+):  # pragma: no cover - compiled
+    """:func:`log_nodes`'s sums for nodes of any ``t``, without logarithms or division.
+
+    Every dimension's current factor is kept; at each position the product of the *other*
+    dimensions' factors and, for each of them, the product of all but it and the boundary's
+    own come from prefix and suffix products over the dimensions: O(N·D·|Γ|²) per node, D the
+    dimensions met, which beats the segment tree's O(N·log N·|Γ|²) in arrays when D is small
+    (few dimension tuples, or the short prefixes pruning leaves near ``t = 1``).
+    """
+    n_keys, n_t, rows = binom.shape
+    n_cls = (n_keys - 2) // 2
+    length = lam.shape[0]
+    own = np.zeros(rows)
+    dim = np.zeros(rows)
+    v = np.zeros((n_cls, rows))
+    z = np.zeros((n_cls, rows))
+    max_size = 0
+    for key in range(n_keys):
+        for r in range(rows):
+            max_size = max(max_size, size[key, r])
+    powers = np.empty((max_size + 1, tile))
+    ratio = np.empty((n_t, tile))
+    fac = np.empty((n_dims, n_t, tile))  # every dimension's current factor
+    piece = np.empty(n_dims, dtype=np.int64)  # the row whose after-factor that is (−1: none)
+    pre = np.empty((n_dims + 1, n_t, tile))
+    suf = np.empty((n_dims + 1, n_t, tile))
+    grad = np.zeros((rows, n_t, tile))
+    a_b = np.empty((n_t, tile))
+    xl = np.empty((n_t, tile))
+    dr = np.empty((n_t, tile))
+    d = np.empty((n_t, tile))
+    tmp = np.empty((n_t, tile))
+    tmp2 = np.empty((n_t, tile))
+    lam_tail = np.empty((n_t, tile))
+    ones = np.ones(tile)
+    t = np.empty(tile)
+    u = np.empty(tile)
+    w = np.empty(tile)
+    t2 = np.empty(tile)
+    inv_t = np.empty(tile)
+    for start in range(0, len(t_nodes), tile):
+        nq = min(tile, len(t_nodes) - start)
+        for q in range(nq):
+            t[q] = t_nodes[start + q]
+            w[q] = w_nodes[start + q]
+            u[q] = 1.0 - t[q]
+            t2[q] = t[q] * t[q]
+            inv_t[q] = 1.0 / t[q]
+            lu = math.log(u[q])
+            lt = math.log(t[q])
+            for s in range(max_size + 1):
+                powers[s, q] = math.exp(s * lu)
+            for g in range(n_t):
+                ratio[g, q] = math.exp(deg[g] * (lt - lu))
+        fac[:, :, :nq] = 0.0
+        fac[:, 0, :nq] = 1.0  # a dimension with no row yet: F = (1 − t) + t·1 = 1
+        piece[:] = -1
+        grad[:, :, :nq] = 0.0
+        for i in range(length):
+            tail = i == m
+            own_dim = -1 if tail else dim_of[i]
+            # prefix and suffix products over the dimensions, the boundary's own left out
+            pre[0, :, :nq] = 0.0
+            pre[0, 0, :nq] = 1.0
+            for j in range(n_dims):
+                if j == own_dim:
+                    pre[j + 1, :, :nq] = pre[j, :, :nq]
+                else:
+                    _mul(pre[j], fac[j], pre[j + 1], ii, jj, kk, nq)
+            suf[n_dims, :, :nq] = 0.0
+            suf[n_dims, 0, :nq] = 1.0
+            for j in range(n_dims - 1, -1, -1):
+                if j == own_dim:
+                    suf[j, :, :nq] = suf[j + 1, :, :nq]
+                else:
+                    _mul(suf[j + 1], fac[j], suf[j], ii, jj, kk, nq)
+            if tail:
+                # no boundary row: Λ_∞ of every dimension's factor
+                for g in range(n_t):
+                    for q in range(nq):
+                        lam_tail[g, q] = lam[m, g]
+                xl[:, :nq] = lam_tail[:, :nq]
+            else:
+                _factor(binom[0], size[0], i, ratio, powers, a_b, nq)
+                for g in range(n_t):
+                    for q in range(nq):
+                        a_b[g, q] *= t2[q]  # the boundary's lead t²·A(before)
+                _dual(a_b, lam[i], xl, ii, jj, kk, nq)  # W ↦ Λ_i(W·lead)
+                # the row's own term and its dimension's earlier facts, as in log_nodes
+                _dual(pre[n_dims], lam[i], dr, ii, jj, kk, nq)
+                _dual_tile(a_b, dr, d, ii, jj, kk, nq)
+                for q in range(nq):
+                    own[i] += w[q] * d[0, q] * inv_t[q]
+                for c in range(n_cls):
+                    _factor(binom[2 + c], size[2 + c], i, ratio, powers, tmp, nq)
+                    _times_y_minus_1(tmp, down[c], tmp2, nq)
+                    v[c, i] = _dot_into(tmp2, dr, t2, w, v[c, i], nq)
+            # each other dimension's factor: Λ(W·lead·Π of the rest), credited to its row
+            for j in range(n_dims):
+                if j == own_dim or piece[j] < 0:
+                    continue
+                _mul(pre[j], suf[j + 1], tmp, ii, jj, kk, nq)
+                _dual_tile(tmp, xl, d, ii, jj, kk, nq)
+                p = piece[j]
+                for g in range(n_t):
+                    for q in range(nq):
+                        grad[p, g, q] += d[g, q]
+            if not tail:
+                _factor(binom[1], size[1], i, ratio, powers, tmp, nq)
+                for g in range(n_t):
+                    for q in range(nq):
+                        fac[own_dim, g, q] = t[q] * tmp[g, q]
+                for q in range(nq):
+                    fac[own_dim, 0, q] += u[q]
+                piece[own_dim] = i
+        for p in range(min(rows, length)):
+            _factor(binom[1], size[1], p, ratio, powers, tmp, nq)
+            for q in range(nq):
+                tmp[0, q] -= 1.0  # ∂F/∂p_d = A − 1
+            dim[p] = _dot_into(tmp, grad[p], ones, w, dim[p], nq)
+            for c in range(n_cls):
+                _factor(binom[2 + n_cls + c], size[2 + n_cls + c], p, ratio, powers, tmp, nq)
+                _times_y_minus_1(tmp, down[c], tmp2, nq)
+                z[c, p] = _dot_into(tmp2, grad[p], t, w, z[c, p], nq)
+    return own, dim, v, z

@@ -273,3 +273,32 @@ def _dimension_factor(a: np.ndarray, t: np.ndarray, u: np.ndarray) -> np.ndarray
     f = t[None, None, :] * a
     f[0] += u[None, :]
     return f
+
+
+def direct_row(
+    ser: Series, order: LogOrder, lam_y: np.ndarray, t: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same terms at any ``t`` by leave-one-out products over the dimensions met
+    (:func:`cfdb.valuation.knn_join_kernel.direct_nodes`): no logarithm, no division."""
+    from cfdb.valuation.knn_join_kernel import direct_nodes, tile_size
+
+    tables = order.kernel_tables(ser)
+    _, dim_of = np.unique(order.g, return_inverse=True)
+    deg, ii, jj, kk, *_ = ser_tables(ser)
+    own, dim, v_same, z = direct_nodes(
+        tables["binom"],
+        tables["size"],
+        np.ascontiguousarray(lam_y[:, : order.length].T),
+        dim_of.astype(np.int64),
+        int(dim_of.max(initial=-1)) + 1,
+        tables["down"],
+        order.m,
+        np.ascontiguousarray(t, dtype=np.float64),
+        np.ascontiguousarray(w, dtype=np.float64),
+        deg,
+        ii,
+        jj,
+        kk,
+        tile_size(order.length, ser.t),
+    )
+    return _credit(order, own, dim, v_same, z)

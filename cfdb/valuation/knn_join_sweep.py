@@ -71,7 +71,14 @@ from scipy.sparse import csr_matrix
 from cfdb.valuation.join_series import Series, factor_series, group_counts, suffix_in_group
 from cfdb.valuation.knn_join import _within_group
 from cfdb.valuation.knn_join_kernel import first_below
-from cfdb.valuation.knn_join_logs import SPLIT, LogOrder, LogSeries, compiled_row, log_row
+from cfdb.valuation.knn_join_logs import (
+    SPLIT,
+    LogOrder,
+    LogSeries,
+    compiled_row,
+    direct_row,
+    log_row,
+)
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
 from cfdb.valuation.quadrature import Nodes
 from cfdb.valuation.utilities import Tallies
@@ -316,6 +323,7 @@ def join_values_sweep(
     prune: bool = True,
     split: float = SPLIT,
     compiled: bool = True,
+    direct: bool | None = None,
 ) -> np.ndarray:
     """Exact (with exact nodes) KNN-Shapley values of the facts and dimensions of a join.
 
@@ -324,6 +332,9 @@ def join_values_sweep(
     take the log-domain path (:mod:`cfdb.valuation.knn_join_logs`), the others the segment
     tree; ``split = 0`` sends every node through the tree. ``compiled`` runs the log-domain
     path as one compiled loop (:mod:`cfdb.valuation.knn_join_kernel`) rather than in arrays.
+    Nodes above the split take compiled leave-one-out products over the dimensions met
+    (``direct``) when those are few (at most 4·log₂ of the positions kept), else the tree;
+    ``direct = True`` / ``False`` forces one.
     """
     n_classes = gain.shape[1]
     soft = knn_utility == "soft"
@@ -364,6 +375,15 @@ def join_values_sweep(
                             dv += d
                     sel = sel[~small]
                 if not len(sel):
+                    continue
+                met = len(np.unique(g[: min(length, m)]))
+                if direct if direct is not None else met <= 4 * max(1, int(length).bit_length()):
+                    # few dimensions met: leave-one-out products beat the tree's log N
+                    a, d = direct_row(
+                        ser, LogOrder(ser, g, cls, length), lam, nodes.t[sel], nodes.w[sel]
+                    )
+                    fv += a
+                    dv += d
                     continue
                 plan = _Plan(ser, g, cls, length)
                 batch = max(1, _CELLS // (ser.t * plan.cells))

@@ -98,12 +98,12 @@ def test_join_sweep_agrees_with_the_division_free_algorithm(k, kind, n_classes):
     skew=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_log_domain_path_equals_the_segment_tree_node_by_node(
+def test_compiled_paths_equal_the_segment_tree_node_by_node(
     facts, dims, k, n_classes, kind, skew, seed
 ):
-    """Nodes t ≤ 1/2 through running sums of series logarithms (compiled and as arrays)
-    against the division-free segment tree, at single nodes from t = 10⁻⁶ to the split (and
-    K above the set's size)."""
+    """Against the division-free segment tree at single nodes (and K above the set's size):
+    leave-one-out products over the dimensions from t = 10⁻⁶ to 0.9999, and nodes t ≤ 1/2
+    through running sums of series logarithms (compiled and as arrays)."""
     if kind == "vote" and n_classes == 3:
         k = min(k, 5)
     rng = np.random.default_rng(seed)
@@ -118,10 +118,17 @@ def test_log_domain_path_equals_the_segment_tree_node_by_node(
     val = rng.normal(size=(2, 2))
     gain = rng.normal(size=(2, n_classes))
     args = (Ranker(train), np.arange(facts), facts + dim_of, labels, val, gain, facts + dims)
-    for t in (1e-6, 1e-3, 0.05, 0.2, SPLIT):
+    for t in (1e-6, 1e-3, 0.05, 0.2, SPLIT, 0.7, 0.95, 0.9999):
         node = Nodes(np.array([t]), np.array([1.0]), False)
-        tree = join_values_sweep(*args, k, kind, node, prune=False, split=0.0)
-        scale = max(np.abs(tree).max(), 1e-300)
+        tree = join_values_sweep(*args, k, kind, node, prune=False, split=0.0, direct=False)
+        # every term is a probability times a utility weight: rounding is relative to the
+        # weights (near t = 1 tiny values are differences of terms of that size)
+        scale = max(np.abs(tree).max(), np.abs(gain).sum())
+        # leave-one-out products over the dimensions, at every t
+        direct = join_values_sweep(*args, k, kind, node, prune=False, split=0.0, direct=True)
+        np.testing.assert_allclose(direct, tree, rtol=0, atol=1e-13 * scale)
+        if t > SPLIT:
+            continue
         for compiled in (True, False):  # the numba loop and the array version
             logs = join_values_sweep(*args, k, kind, node, prune=False, compiled=compiled)
             np.testing.assert_allclose(logs, tree, rtol=0, atol=1e-13 * scale)
