@@ -158,7 +158,7 @@ def _logs_against_tree(n_val: int) -> None:
         args = (ranker, np.arange(10_000), dims, problem.labels, problem.val, problem.gain)
         _, nodes = knn_join.join_values(*args, 10_200, k, "soft")  # the rule join_values picks
         cpu = time.process_time()
-        tree = join_values_sweep(*args, 10_200, k, "soft", nodes, split=0.0)
+        tree = join_values_sweep(*args, 10_200, k, "soft", nodes, split=0.0, direct=False)
         mid = time.process_time()
         logs = join_values_sweep(*args, 10_200, k, "soft", nodes)
         end = time.process_time()
