@@ -31,7 +31,8 @@ only the top K present rows decide it. With ``L`` the present rows in distance o
 
 Both are array operations over the validation rows of a part and the candidates (never a
 Python loop per player); the distance order of a part is computed once and reused by every
-sample.
+sample, and each sample reads only the rows it needs: those with at most one absent
+variable, or a prefix of the order (:func:`_coalition_order`).
 
 **Standard errors.** Per part of the validation rows (:mod:`cfdb.valuation.validation_parts`)
 the samples give a mean and a sample variance per player; the reported standard error is the
@@ -52,13 +53,15 @@ import scipy.sparse as sp
 
 from cfdb.errors import CfdbDataError, CfdbNotFittedError, CfdbUnsupportedError
 from cfdb.valuation.knn_shapley import Problem, Result, present_utility
-from cfdb.valuation.neighbors import Ranker
+from cfdb.valuation.neighbors import Ranker, chunk_rows
 from cfdb.valuation.structure import classify, monomial_vars, restrict_players
 from cfdb.valuation.utilities import check_knn_utility, count_utility
-from cfdb.valuation.validation_parts import values_over_parts
+from cfdb.valuation.validation_parts import part_size, values_over_parts
 
 #: Most samples a run may draw (each is a few passes over validation rows × training rows).
 MAX_SAMPLES = 100_000
+#: Validation rows per part, at most (see :func:`part_rows`).
+PART_ROWS = 128
 
 
 def _present_ranked(
@@ -82,6 +85,16 @@ def _tally_prefix(rows: np.ndarray, labels: np.ndarray, n_classes: int) -> np.nd
     return out
 
 
+def absent_counts(mono_t: np.ndarray, in_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per training row: how many of its variables are not in ``S``, and the largest such
+    variable (-1: none). ``mono_t`` is the rows' variables transposed (J × M), so that the
+    reductions run over contiguous rows."""
+    has = mono_t >= 0
+    absent = has & ~in_s[np.where(has, mono_t, 0)]
+    miss = np.add.reduce(absent, axis=0, dtype=np.int64)
+    return miss, np.where(absent, mono_t, -1).max(axis=0)
+
+
 def sample_deltas(
     order: np.ndarray,
     gain: np.ndarray,
@@ -91,8 +104,17 @@ def sample_deltas(
     n_vars: int,
     k: int,
     knn_utility: str,
-) -> np.ndarray:
+    *,
+    prefix: bool = False,
+    absent: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray | None:
     """``Σ_j Δ_x(S)`` over validation rows ``j``, for every variable ``x``, at one coalition.
+
+    ``order`` may leave out rows that are neither present nor one variable short of present
+    (they never matter), or be a prefix of the distance order (``prefix``) holding each
+    validation row's top K present rows; when removing a variable then needs present rows
+    beyond the prefix, the result is ``None`` (call again with the whole order).
+    ``absent``: :func:`absent_counts` of ``in_s``, if already computed.
 
     Args:
         order: training rows by distance, per validation row (B × M).
@@ -106,10 +128,9 @@ def sample_deltas(
     """
     n_b, n_rows = order.shape
     n_classes = gain.shape[1]
-    has = mono >= 0
-    absent = has & ~in_s[np.where(has, mono, 0)]
-    miss = absent.sum(axis=1)
-    missing_var = np.where(absent, mono, -1).max(axis=1)
+    if n_rows == 0:
+        return np.zeros(n_vars)  # no row present or one tuple short: no tuple matters
+    miss, missing_var = absent if absent is not None else absent_counts(mono.T.copy(), in_s)
     miss_sorted = miss.astype(np.int8)[order]
     present = miss_sorted == 0
     cum = np.cumsum(present, axis=1, dtype=np.int32)
@@ -170,12 +191,46 @@ def sample_deltas(
             onehot[(*np.nonzero(taken), labels[rows[taken]])] = 1.0
             tally[pending] = onehot.sum(axis=1)
             # not yet K rows without x, and more present rows beyond the window
-            short = (taken.sum(axis=1) < k) & (n_present[pb[pending]] > width)
-            pending = pending[short]
+            lacking = taken.sum(axis=1) < k
+            if prefix and np.any(lacking & (n_present[pb[pending]] <= width)):
+                return None  # the rows without x continue past the prefix
+            pending = pending[lacking & (n_present[pb[pending]] > width)]
             width *= 4
         delta = u_s[pb] - count_utility(gain[pb], tally, knn_utility, k)
         out += np.bincount(px, weights=delta, minlength=n_vars)
     return out
+
+
+def _coalition_order(
+    order: np.ndarray, rank: np.ndarray, miss: np.ndarray, k: int
+) -> tuple[np.ndarray, bool]:
+    """The part of the distance order one coalition needs, and whether it is a prefix.
+
+    Only rows with at most one absent variable can be in a top K (present) or enter it
+    (toggled by their absent variable). When they are few (small inclusion probabilities and
+    several tuples per row), their order is sorted out of the precomputed positions ``rank``;
+    otherwise present rows are many and the top K sit early, so a prefix of the order holding
+    at least 2K present rows per validation row suffices (almost always).
+    """
+    n = order.shape[1]
+    relevant = np.nonzero(miss <= 1)[0]
+    if len(relevant) * 8 <= n:
+        return relevant[np.argsort(rank[:, relevant], axis=1)], False
+    share = max(float(np.mean(miss == 0)), 1.0 / n)
+    width = max(64, int(16 * k / share))
+    while width < n:
+        head = order[:, :width]
+        if (miss[head] == 0).sum(axis=1).min() >= 2 * k:
+            return head, True
+        width *= 4
+    return order, False
+
+
+def part_rows(n_val: int, n_train: int) -> int:
+    """Validation rows per part: larger parts than the exact methods' (each sample has a fixed
+    cost per part, drawing the coalition), within the ranking memory budget; a function of the
+    sizes only, so the parts and their seeds are the same on every executor."""
+    return max(part_size(n_val, n_train), min(chunk_rows(n_train), PART_ROWS))
 
 
 def sampled_part(
@@ -196,12 +251,20 @@ def sampled_part(
     variance]`` concatenated, so that parts add up (:func:`values_over_parts`)."""
     rng = np.random.default_rng([seed, part_index])
     order = ranker.order(val)
+    rank = np.empty(order.shape, dtype=np.int32)  # each row's position, per validation row
+    np.put_along_axis(rank, order, np.arange(order.shape[1], dtype=np.int32)[None, :], axis=1)
+    mono_t = np.ascontiguousarray(mono.T)
     t = (np.arange(samples) + rng.random(samples)) / samples
     mean, m2 = np.zeros(n_vars), np.zeros(n_vars)
     total_mean = total_m2 = 0.0
     for j in range(samples):
         in_s = rng.random(n_vars) < t[j]
-        d = sample_deltas(order, gain, mono, labels, in_s, n_vars, k, knn_utility)
+        absent = absent_counts(mono_t, in_s)
+        args = (gain, mono, labels, in_s, n_vars, k, knn_utility)
+        sub, prefix = _coalition_order(order, rank, absent[0], k)
+        d = sample_deltas(sub, *args, prefix=prefix, absent=absent)
+        if d is None:
+            d = sample_deltas(order, *args, absent=absent)
         # Welford's running mean and sum of squared deviations
         step = d - mean
         mean += step / (j + 1)
@@ -309,7 +372,14 @@ class KnnShapleySampled:
         mono = mono[:, mono.shape[1] - max(1, int((mono >= 0).sum(axis=1).max())) :]
         args = (mono, labels, n_vars, k, kind, samples, seed)
         packed, _ = values_over_parts(
-            sampled_part, train, val, gain, args, 2 * n_vars + 2, executor=self.executor
+            sampled_part,
+            train,
+            val,
+            gain,
+            args,
+            2 * n_vars + 2,
+            executor=self.executor,
+            size=part_rows(len(gain), len(labels)),
         )
         values, variances = packed[:n_vars], packed[n_vars : 2 * n_vars]
         std_errors = np.sqrt(np.maximum(variances, 0.0))

@@ -13,7 +13,7 @@ import pytest
 from cfdb.errors import CfdbDataError, CfdbUnsupportedError
 from cfdb.exec import make_executor
 from cfdb.valuation import KnnShapley, KnnShapleySampled, Lineage, Problem
-from cfdb.valuation.knn_sampled import sample_deltas
+from cfdb.valuation.knn_sampled import _coalition_order, absent_counts, sample_deltas
 from cfdb.valuation.neighbors import Ranker
 from tests.valuation import oracle
 from tests.valuation.stars import Star, random_star
@@ -148,6 +148,15 @@ def test_one_coalition_matches_the_definition():
         got = sample_deltas(order, star.gain, mono, star.labels, in_s, star.n_vars, k, kind)
         orders = oracle.orders(star.train, star.val)
 
+        # the rows a coalition needs (a prefix, or rows at most one tuple short) give the same
+        rank = np.argsort(order, axis=1)
+        absent = absent_counts(mono.T.copy(), in_s)
+        sub, prefix = _coalition_order(order, rank, absent[0], k)
+        again = sample_deltas(
+            sub, star.gain, mono, star.labels, in_s, star.n_vars, k, kind, prefix=prefix
+        )
+        if again is not None:
+            np.testing.assert_allclose(again, got, atol=1e-12)
         for x in range(star.n_vars):
             with_x, without_x = in_s.copy(), in_s.copy()
             with_x[x], without_x[x] = True, False
@@ -166,3 +175,25 @@ def test_sums_and_bad_options_are_refused():
     for bad in ({"samples": 1}, {"samples": 100_001}, {"seed": -1}, {"k": 0}):
         with pytest.raises(CfdbDataError):
             KnnShapleySampled(**bad).fit(_problem(star))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_rows_a_coalition_needs_give_the_values_of_the_whole_order(seed):
+    """Large inputs take the shortcuts of _coalition_order; they must change nothing."""
+    rng = np.random.default_rng(seed)
+    star = random_star(rng, 400, (20, 10, 5), n_val=8, rows_per_fact=2)
+    mono = np.sort(star.lineage().row_vars, axis=1)
+    order = Ranker(star.train).order(star.val)
+    rank = np.argsort(order, axis=1)
+    paths = set()
+    for t in (0.02, 0.2, 0.5, 0.8, 0.97):
+        in_s = rng.random(star.n_vars) < t
+        absent = absent_counts(mono.T.copy(), in_s)
+        sub, prefix = _coalition_order(order, rank, absent[0], 3)
+        paths.add("prefix" if prefix else "relevant" if sub.shape[1] < order.shape[1] else "all")
+        args = (star.gain, mono, star.labels, in_s, star.n_vars, 3, "vote")
+        whole = sample_deltas(order, *args)
+        part = sample_deltas(sub, *args, prefix=prefix)
+        if part is not None:
+            np.testing.assert_allclose(part, whole, atol=1e-12)
+    assert {"prefix", "relevant"} <= paths
