@@ -250,22 +250,23 @@ def star(args: argparse.Namespace) -> None:
         scale = np.abs(est.values_).max()
         median, top = est.info_["std_error_median"] / scale, est.info_["std_error_max"] / scale
         name = f"knn_shapley_sampled, m = {m}"
-        print(f"{name:>34} {wall:>8.1f} {cpu:>8.1f} {median:>10.1e} {top:>8.1e}")
+        rare = est.info_["rarely_seen"]
+        print(
+            f"{name:>34} {wall:>8.1f} {cpu:>8.1f} {median:>10.1e} {top:>8.1e}"
+            f"  ({rare:,} tuples mattered in < 10 samples)"
+        )
     print("  (SE relative to the largest |value|, over all 10,600 tuples)")
     # the sampled estimate against the exact values where both run: the same rows, players
     est = KnnShapleySampled(k=5, samples=args.star_samples[-1]).fit(few)
     played = np.union1d(few.lineage.row_vars[:, 0], few.lineage.row_vars[:, 1])
     err = np.abs(est.values_ - exact.values_)[played]
-    se = est.std_errors_[played]
-    seen = se > 0
-    z = float(np.max(err[seen] / se[seen])) if seen.any() else float("nan")
-    unseen = ~seen & (np.abs(exact.values_[played]) > 1e-15)
+    se, often = est.std_errors_[played], est.seen_[played] >= 10
+    z = float(np.max(err[often] / se[often])) if often.any() else float("nan")
     print(
         f"  players = fact + dim on the {rows} rows, m = {args.star_samples[-1]}: "
-        f"max |sampled − exact| / SE = {z:.2f} over the {int(seen.sum())} tuples with SE > 0; "
-        f"{int(unseen.sum())} tuples with SE = 0 have a non-zero exact value "
-        f"(largest {np.abs(exact.values_[played][unseen]).max(initial=0):.1e}, "
-        f"largest |value| {np.abs(exact.values_).max():.1e})"
+        f"max |sampled − exact| / SE = {z:.2f} over the {int(often.sum())} tuples that "
+        f"mattered in >= 10 samples; the other {int((~often).sum())}: max |error| "
+        f"{err[~often].max(initial=0):.1e}, largest |value| {np.abs(exact.values_).max():.1e}"
     )
     # (c) a star join small enough to enumerate: the estimate's error in standard errors
     small = _star_problem(8, 2, 20, seed=1)

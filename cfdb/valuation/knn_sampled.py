@@ -42,6 +42,13 @@ independent samples from strata of means ``μ_j``, ``E[s²/m] = Var(mean) + Σ_j
 draws its own coalitions from a seed derived from ``seed`` and the part's index (the
 partition depends only on the input sizes), so parts are independent: the values add up over
 parts and so do the variances, and the result is the same on every executor.
+
+Conservative *in expectation*: the estimated variance is itself random. A tuple that changes
+the utility only in rare coalitions (a fact tuple among thousands, whose row must be among
+the K nearest present rows, which happens mostly at small ``t``) may matter in none or a
+handful of the ``m`` samples; its standard error then rests on those few and can be far too
+small (0 when none). ``info["rarely_seen"]`` counts such tuples (fewer than :data:`RARELY`
+samples); more samples, or fewer validation rows per estimate, help.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ from cfdb.valuation.validation_parts import part_size, values_over_parts
 
 #: Most samples a run may draw (each is a few passes over validation rows × training rows).
 MAX_SAMPLES = 100_000
+#: Fewer samples than this in which a tuple mattered: its standard error is unreliable.
+RARELY = 10
 #: Validation rows per part, at most (see :func:`part_rows`).
 PART_ROWS = 128
 
@@ -247,8 +256,9 @@ def sampled_part(
     *,
     part_index: int = 0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """One part's estimates: ``[means (n), variances of the means (n), the sum's mean and
-    variance]`` concatenated, so that parts add up (:func:`values_over_parts`)."""
+    """One part's estimates: ``[means (n), variances of the means (n), samples in which each
+    variable mattered (n), the sum's mean and variance]`` concatenated, so that parts add up
+    (:func:`values_over_parts`)."""
     rng = np.random.default_rng([seed, part_index])
     order = ranker.order(val)
     rank = np.empty(order.shape, dtype=np.int32)  # each row's position, per validation row
@@ -257,6 +267,7 @@ def sampled_part(
     t = (np.arange(samples) + rng.random(samples)) / samples
     mean, m2 = np.zeros(n_vars), np.zeros(n_vars)
     total_mean = total_m2 = 0.0
+    seen = np.zeros(n_vars)
     for j in range(samples):
         in_s = rng.random(n_vars) < t[j]
         absent = absent_counts(mono_t, in_s)
@@ -269,12 +280,13 @@ def sampled_part(
         step = d - mean
         mean += step / (j + 1)
         m2 += step * (d - mean)
+        seen += d != 0.0
         total = float(d.sum())
         total_step = total - total_mean
         total_mean += total_step / (j + 1)
         total_m2 += total_step * (total - total_mean)
     scale = 1.0 / ((samples - 1) * samples)
-    out = np.concatenate([mean, m2 * scale, [total_mean, total_m2 * scale]])
+    out = np.concatenate([mean, m2 * scale, seen, [total_mean, total_m2 * scale]])
     return out, {}
 
 
@@ -300,7 +312,12 @@ class KnnShapleySampled:
         pipeline_: the provenance's class (``general`` for a star join).
         utility_all_: the proxy's utility on the full training set, computed directly.
         info_: details stored with the run (samples, seed, the largest and median standard
-            error, the sum of the estimates and its standard error).
+            error, the sum of the estimates and its standard error, and ``rarely_seen``: how
+            many tuples changed the utility in fewer than :data:`RARELY` samples — their
+            standard errors rest on those few samples and understate the error, and a
+            standard error of 0 means no sample saw the tuple matter).
+        seen_: per variable, the number of samples (summed over parts) in which it changed
+            the utility.
     """
 
     name = "knn_shapley_sampled"
@@ -377,11 +394,12 @@ class KnnShapleySampled:
             val,
             gain,
             args,
-            2 * n_vars + 2,
+            3 * n_vars + 2,
             executor=self.executor,
             size=part_rows(len(gain), len(labels)),
         )
         values, variances = packed[:n_vars], packed[n_vars : 2 * n_vars]
+        seen = packed[2 * n_vars : 3 * n_vars]
         std_errors = np.sqrt(np.maximum(variances, 0.0))
         players = np.unique(mono[mono >= 0])
         always = ~(mono >= 0).any(axis=1)
@@ -390,6 +408,7 @@ class KnnShapleySampled:
         played = std_errors[players] if len(players) else np.zeros(1)
         self.values_ = values
         self.std_errors_ = std_errors
+        self.seen_ = seen
         self.pipeline_ = pipeline
         self.utility_all_ = u_all
         self.info_ = {
@@ -403,6 +422,8 @@ class KnnShapleySampled:
             "std_error_median": float(np.median(played)),
             "sum_of_estimates": float(values.sum()),
             "sum_std_error": float(np.sqrt(max(packed[-1], 0.0))),
+            # a standard error from a handful of non-zero samples is itself unreliable
+            "rarely_seen": int(np.sum(seen[players] < RARELY)) if len(players) else 0,
             "utility_empty": u_empty,
         }
         if int(always.sum()):
