@@ -112,6 +112,12 @@ def test_sampled_values_and_standard_errors_of_every_tuple(shop):
     assert params["samples"] == 300 and params["seed"] == 3
     assert params["std_error_max"] == pytest.approx(max(s for _, s in got.values()))
     assert 0 <= params["std_error_median"] <= params["std_error_max"]
+    assert 0 <= params["rarely_seen"] <= len(got)
+    assert params["utility_empty"] == 0.0  # every row has player tuples
+    utility_all = shop.sql("SELECT UtilityAll FROM ValuationRuns WHERE RunId = ?", [run])
+    assert abs(params["sum_of_estimates"] - utility_all.fetchall()[0][0]) <= (
+        5 * params["sum_std_error"] + 1e-12
+    )
     # the same seed gives the same values
     again = _values(shop, _valuate(shop, STAR, "knn_shapley_sampled", ", samples = 300, seed = 3"))
     assert again == got
