@@ -255,6 +255,17 @@ def star(args: argparse.Namespace) -> None:
             f"{name:>34} {wall:>8.1f} {cpu:>8.1f} {median:>10.1e} {top:>8.1e}"
             f"  ({rare:,} tuples mattered in < 10 samples)"
         )
+    if args.star_processes:
+        from cfdb.exec import make_executor
+
+        m = args.star_samples[0]
+        with make_executor("process", n_jobs=2) as executor:
+            start, cpu = time.perf_counter(), time.process_time()
+            there = KnnShapleySampled(k=5, samples=m, executor=executor).fit(problem)
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        same = np.array_equal(there.values_, KnnShapleySampled(k=5, samples=m).fit(problem).values_)
+        name = f"m = {m}, 2 worker processes"
+        print(f"{name:>34} {wall:>8.1f} {cpu:>8.1f}  (values equal to one process: {same})")
     print("  (SE relative to the largest |value|, over all 10,600 tuples)")
     # the sampled estimate against the exact values where both run: the same rows, players
     est = KnnShapleySampled(k=5, samples=args.star_samples[-1]).fit(few)
@@ -336,6 +347,9 @@ def main() -> None:
     parser.add_argument("--growth-val", type=int, default=1)
     parser.add_argument("--star-val", type=int, default=1000, help="star join validation rows")
     parser.add_argument("--star-exact-val", type=int, default=2, help="rows timed, exact star")
+    parser.add_argument(
+        "--star-processes", action="store_true", help="also the first m on 2 worker processes"
+    )
     parser.add_argument(
         "--star-samples",
         type=lambda text: [int(x) for x in text.split(",")],
