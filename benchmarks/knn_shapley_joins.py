@@ -346,7 +346,7 @@ def main() -> None:
     parser.add_argument("--join-val", type=int, default=1, help="validation rows timed")
     parser.add_argument("--growth-val", type=int, default=1)
     parser.add_argument("--star-val", type=int, default=1000, help="star join validation rows")
-    parser.add_argument("--star-exact-val", type=int, default=2, help="rows timed, exact star")
+    parser.add_argument("--star-exact-val", type=int, default=20, help="rows timed, exact star")
     parser.add_argument(
         "--star-processes", action="store_true", help="also the first m on 2 worker processes"
     )
