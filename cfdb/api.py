@@ -343,7 +343,9 @@ class Database:
         """``VALUATE (train) EVALUATE ON (evaluate) USING method WITH (...) UTILITY utility``.
 
         ``options`` are the statement's ``WITH`` options (``k``, ``knn_utility``, ``label``,
-        ``positive``, ``sensitive``, ...). ``transformer`` is ``'default'``, ``'none'``, or a
+        ``positive``, ``sensitive``, ``players`` — a relation name or a list of them, the
+        only relations whose tuples are players — and, for ``method="knn_shapley_sampled"``,
+        ``samples`` and ``seed``, ...). ``transformer`` is ``'default'``, ``'none'``, or a
         scikit-learn transformer object, registered for this one statement and fitted on the
         whole training set.
         """

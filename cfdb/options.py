@@ -293,6 +293,9 @@ SPECS: dict[str, dict[str, Option]] = {
         Option("label", "str", "the label column"),
         Option("features", "names", "the feature columns"),
         Option("max_nodes", "int", "largest decision diagram", min=1, nullable=True),
+        Option("players", "names", "relations whose tuples are players"),
+        Option("samples", "int", "coalitions sampled (knn_shapley_sampled)", min=2, max=100_000),
+        _SEED,
     ),
     "FitScalingLaws": _table(
         Option("slice", "str", "evaluation slice"), Option("metric", "str", "metric")

@@ -178,8 +178,12 @@ def insert_values(
     ids: np.ndarray,
     values: np.ndarray,
     keys: list[str] | None = None,
+    std_errors: np.ndarray | None = None,
 ) -> int:
-    """Append one ``DataValues`` row per tuple; returns the row count."""
+    """Append one ``DataValues`` row per tuple; returns the row count.
+
+    ``std_errors``: the standard error of each estimated value (``None``: exact values, NULL).
+    """
     n = len(ids)
     table = pa.table(
         {
@@ -189,6 +193,10 @@ def insert_values(
             "Method": pa.array([method] * n, pa.string()),
             "Value": pa.array(np.asarray(values, dtype=np.float64)),
             "TupleKey": pa.array(keys if keys is not None else [None] * n, pa.string()),
+            "StdError": pa.array(
+                np.asarray(std_errors, dtype=np.float64) if std_errors is not None else [None] * n,
+                pa.float64(),
+            ),
         }
     )
     return insert_arrow(store, DATA_VALUES, table)

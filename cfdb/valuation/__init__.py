@@ -10,12 +10,15 @@ out; it never opens a database.
   :mod:`~cfdb.valuation.knn_join` — the exact algorithms per pipeline class.
 * :mod:`cfdb.valuation.knn_shapley` — :class:`KnnShapley`, the method behind
   ``VALUATE ... USING knn_shapley``.
+* :mod:`cfdb.valuation.knn_sampled` — :class:`KnnShapleySampled`, Monte Carlo estimates with
+  standard errors for any conjunctive provenance (``USING knn_shapley_sampled``).
 * :mod:`cfdb.valuation.tmc` — truncated Monte-Carlo Shapley over any utility function.
 """
 
 from __future__ import annotations
 
 from cfdb.registry import Registry
+from cfdb.valuation.knn_sampled import KnnShapleySampled
 from cfdb.valuation.knn_shapley import KnnShapley, Problem, Result, proxy_predictions
 from cfdb.valuation.structure import Lineage, Pipeline, classify
 from cfdb.valuation.utilities import (
@@ -30,6 +33,7 @@ from cfdb.valuation.utilities import (
 #: Valuation methods by name (``VALUATE ... USING name``).
 VALUATIONS: Registry[type] = Registry("valuation method", "cfdb.valuations")
 VALUATIONS.register("knn_shapley", KnnShapley)
+VALUATIONS.register("knn_shapley_sampled", KnnShapleySampled)
 
 __all__ = [
     "KNN_UTILITIES",
@@ -37,6 +41,7 @@ __all__ = [
     "VALUATIONS",
     "Gain",
     "KnnShapley",
+    "KnnShapleySampled",
     "Lineage",
     "Pipeline",
     "Problem",

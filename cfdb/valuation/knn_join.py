@@ -257,12 +257,18 @@ def join_values_general(
     same = np.array([full.index(v) for v in small.vectors])
     plus_label = np.stack([small.shift(eye[c]) for c in range(n_classes)])
     values = np.zeros(n_vars)
+    # rows of no player (fact and group both constant) are always present: once K of them
+    # precede a row, that row never reaches the top K, so each sweep stops at the K-th
+    always = (ent.fact_var[ent.row_fact] < 0) & (ent.group_var[ent.fact_group[ent.row_fact]] < 0)
     for part in chunks(len(gain), chunk_rows(ranker.n)):
         order = ranker.order(val[part])
         kept = kept_positions(order, ent.row_fact, k)
         utility = tally_utility(gain[part], full, knn_utility, k)
         for j in range(len(order)):
             rows = order[j][kept[j]]
+            stop = np.nonzero(always[rows])[0]
+            if len(stop) >= k:
+                rows = rows[: stop[k - 1] + 1]
             values += _general_row(
                 rows, ent, labels, utility[j], small, poly, up, same, plus_label, nodes, n_vars, k
             )

@@ -10,7 +10,15 @@ for a K-nearest-neighbour proxy of the model (DataScope, Karlaš et al., section
 * one-to-many join — :mod:`cfdb.valuation.knn_join`.
 
 Values are summed over validation rows as the metric is (the gain matrix carries the
-weights), so they add up to ``u(all) − u(∅)`` with ``u(∅) = 0``.
+weights), so they add up to ``u(all) − u(∅)``; ``u(∅) = 0`` unless some rows are always
+present.
+
+``Problem.players`` makes only the tuples of some relations players; the others are
+exogenous, always present (:func:`cfdb.valuation.structure.restrict_players`), which turns a
+star join with players = the fact table and one dimension table into a one-to-many join.
+Rows left with no player variable are in every coalition: the pipeline runs through the
+general join algorithm (:func:`cfdb.valuation.knn_join.join_values_general`, which counts
+them as present with probability 1), and ``u(∅)`` is the utility of those rows alone.
 """
 
 from __future__ import annotations
@@ -25,7 +33,16 @@ import scipy.sparse as sp
 from cfdb.errors import CfdbDataError, CfdbNotFittedError, CfdbUnsupportedError
 from cfdb.valuation import knn_map
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
-from cfdb.valuation.structure import FORK, GENERAL, JOIN, MAP, Lineage, Pipeline, classify
+from cfdb.valuation.structure import (
+    FORK,
+    GENERAL,
+    JOIN,
+    MAP,
+    Lineage,
+    Pipeline,
+    classify,
+    restrict_players,
+)
 from cfdb.valuation.utilities import check_knn_utility
 from cfdb.valuation.validation_parts import fork_part, join_part, values_over_parts
 
@@ -43,6 +60,8 @@ class Problem:
         lineage: the training rows' provenance over base-tuple variables.
         val: featurized validation rows.
         gain: the additive utility's gain matrix (validation rows × C).
+        players: relation codes (``lineage.var_relation``) whose tuples are players; the
+            tuples of every other relation are exogenous (always present). ``None``: all.
     """
 
     train: Any
@@ -50,6 +69,7 @@ class Problem:
     lineage: Lineage
     val: Any
     gain: np.ndarray
+    players: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,12 +81,14 @@ class Result:
         pipeline: the recognized pipeline class.
         utility_all: the proxy's utility on the full training set (the values' sum).
         info: method details (quadrature, counts), stored with the run.
+        std_errors: one standard error per variable for estimates; ``None`` when exact.
     """
 
     values: np.ndarray
     pipeline: Pipeline
     utility_all: float
     info: dict[str, Any] = field(default_factory=dict)
+    std_errors: np.ndarray | None = None
 
 
 def proxy_predictions(
@@ -90,6 +112,24 @@ def proxy_predictions(
         else:
             out[part][np.arange(len(counts)), np.argmax(counts, axis=1)] = 1.0
     return out
+
+
+def present_utility(
+    train: Any,
+    labels: np.ndarray,
+    val: Any,
+    gain: np.ndarray,
+    k: int,
+    knn_utility: str,
+    present: np.ndarray,
+) -> float:
+    """The KNN proxy's utility trained on the rows ``present`` (a boolean mask) only; 0 when
+    no row is present."""
+    rows = np.nonzero(present)[0]
+    if len(rows) == 0:
+        return 0.0
+    p = proxy_predictions(train[rows], labels[rows], val, k, gain.shape[1], knn_utility)
+    return float(np.sum(p * gain))
 
 
 def _check_tallies(n_classes: int, size: int, knn_utility: str, k: int) -> None:
@@ -153,7 +193,7 @@ class KnnShapley:
             raise CfdbDataError("the training query returns no rows")
         if problem.gain.shape[0] == 0:
             raise CfdbDataError("the validation query returns no rows")
-        pipeline = classify(problem.lineage)
+        pipeline = classify(restrict_players(problem.lineage, problem.players))
         if pipeline.kind == GENERAL:
             raise CfdbUnsupportedError(
                 f"knn_shapley needs a map, fork or one-to-many join pipeline: {pipeline.reason}"
@@ -167,7 +207,22 @@ class KnnShapley:
         n_classes = gain.shape[1]
         n_vars = problem.lineage.n_vars
         info: dict[str, Any] = {"pipeline": pipeline.kind, "k": k, "knn_utility": kind}
-        if pipeline.kind == MAP:
+        u_empty = 0.0
+        if pipeline.constants:
+            # rows with no player variable are in every coalition, including the empty one
+            always = (pipeline.row_fact < 0) & (pipeline.row_group < 0)
+            u_empty = present_utility(train, labels, val, gain, k, kind, always)
+            info["constant_rows"] = pipeline.constants
+        if pipeline.constants == problem.lineage.n_rows:
+            values = np.zeros(n_vars)  # no player reaches a training row
+        elif pipeline.constants:
+            _check_tallies(n_classes, k - 1, kind, k)
+            args = (pipeline.row_fact, pipeline.row_group, labels, n_vars, k, kind, self.max_nodes)
+            values, quadrature = values_over_parts(
+                join_part, train, val, gain, args, n_vars, executor=self.executor
+            )
+            info.update(quadrature)
+        elif pipeline.kind == MAP:
             if kind == "soft":
                 row_values = knn_map.soft_values(
                     train, labels, val, gain, k, n_jobs=self.n_jobs, executor=self.executor
@@ -188,10 +243,15 @@ class KnnShapley:
             values[pipeline.row_group] = row_values
         elif pipeline.kind == FORK:
             _check_tallies(n_classes, k, kind, k)
-            args = (pipeline.row_group, labels, n_vars, k, kind)
-            values, _ = values_over_parts(
-                fork_part, train, val, gain, args, n_vars, executor=self.executor
+            # the fork counting weighs coalitions by the number of groups: only groups with
+            # rows are players (exogenous tuples are not)
+            groups = pipeline.players
+            args = (np.searchsorted(groups, pipeline.row_group), labels, len(groups), k, kind)
+            compact, _ = values_over_parts(
+                fork_part, train, val, gain, args, len(groups), executor=self.executor
             )
+            values = np.zeros(n_vars)
+            values[groups] = compact
         else:
             assert pipeline.kind == JOIN
             _check_tallies(n_classes, k - 1, kind, k)
@@ -202,9 +262,9 @@ class KnnShapley:
             info.update(quadrature)
         self.values_ = values
         self.pipeline_ = pipeline
-        # Efficiency: the values add up to u(all) − u(∅), and u(∅) = 0 (tests check the
-        # direct computation with :func:`proxy_predictions`).
-        self.utility_all_ = float(np.sum(values))
+        # Efficiency: the values add up to u(all) − u(∅); u(∅) is 0 unless rows are always
+        # present (tests check the direct computation with :func:`proxy_predictions`).
+        self.utility_all_ = float(np.sum(values)) + u_empty
         self.info_ = info
         return self
 

@@ -12,13 +12,19 @@ polynomials alone:
   (a star join with one dimension table). Rows with only a fact or only a dimension
   variable (a ``UNION ALL`` of the fact table and the join, say) fit too.
 
-Anything else (a sum from a deduplicating ``UNION``, a constant row, three or more tuples
-per row, a many-to-many join) is ``general``, with the reason.
+A row with no variable at all is *always present*: a constant row, or (after
+:func:`restrict_players`) a row made only of *exogenous* tuples, those of relations that are
+not players (the endogenous/exogenous facts of the Shapley-of-tuples literature; Livshits et
+al., ICDT 2020). Such rows are in every coalition; the pipeline counts them in ``constants``.
+
+Anything else (a sum from a deduplicating ``UNION``, three or more tuples per row, a
+many-to-many join) is ``general``, with the reason.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -46,6 +52,33 @@ class Lineage:
         return int(self.row_vars.shape[0])
 
 
+def restrict_players(lineage: Lineage, players: Sequence[int] | None) -> Lineage:
+    """``lineage`` with only the variables of relations ``players`` left in the monomials.
+
+    The other relations' tuples are *exogenous*: always present, so they drop out of every
+    monomial (``1 · a = a``). A row left with no variable is always present. ``None`` keeps
+    every relation.
+    """
+    if players is None:
+        return lineage
+    keep = np.isin(lineage.var_relation, np.asarray(list(players), dtype=np.int64))
+    rv = lineage.row_vars.copy()
+    valid = rv >= 0
+    rv[valid & ~keep[np.where(valid, rv, 0)]] = -1
+    # keep the player variables first in each row (the -1 padding last)
+    rv = -np.sort(-rv, axis=1)
+    return Lineage(lineage.n_vars, lineage.var_relation, rv, lineage.sums)
+
+
+def monomial_vars(lineage: Lineage) -> np.ndarray:
+    """Each row's distinct variables, sorted, -1 padded at the front (``a·a = a``)."""
+    rv = np.sort(lineage.row_vars, axis=1)
+    if rv.shape[1] > 1:
+        rv[:, 1:][rv[:, 1:] == rv[:, :-1]] = -1
+        rv = np.sort(rv, axis=1)
+    return rv
+
+
 @dataclass(frozen=True)
 class Pipeline:
     """A canonical pipeline recognized from a :class:`Lineage`.
@@ -59,6 +92,8 @@ class Pipeline:
         fact_relation: relation code of the fact variables (join), else -1.
         group_relation: relation code of the group variables, else -1.
         reason: why the pipeline is ``general``.
+        constants: rows with no variable (always present); their ``row_fact`` and
+            ``row_group`` are -1.
     """
 
     kind: str
@@ -68,6 +103,12 @@ class Pipeline:
     fact_relation: int = -1
     group_relation: int = -1
     reason: str = ""
+    constants: int = 0
+
+    @property
+    def players(self) -> np.ndarray:
+        """The variables that occur in some row, sorted."""
+        return np.union1d(self.row_fact[self.row_fact >= 0], self.row_group[self.row_group >= 0])
 
 
 def _general(lineage: Lineage, reason: str) -> Pipeline:
@@ -83,15 +124,9 @@ def classify(lineage: Lineage) -> Pipeline:
             f"training row {lineage.sums[0]} has a provenance sum, a disjunction (a deduplicating UNION "
             "merged rows from different tuples); write UNION ALL",
         )
-    rv = np.sort(lineage.row_vars, axis=1)
     # a·a = a: drop repeated variables inside a monomial (a self-join on one tuple)
-    if rv.shape[1] > 1:
-        rv[:, 1:][rv[:, 1:] == rv[:, :-1]] = -1
-        rv = np.sort(rv, axis=1)
+    rv = monomial_vars(lineage)
     counts = (rv >= 0).sum(axis=1)
-    if lineage.n_rows and counts.min() == 0:
-        row = int(np.argmin(counts))
-        return _general(lineage, f"training row {row} comes from no base tuple (a constant)")
     if lineage.n_rows and counts.max() > 2:
         row = int(np.argmax(counts))
         return _general(
@@ -99,17 +134,20 @@ def classify(lineage: Lineage) -> Pipeline:
             f"training row {row} joins {int(counts[row])} base tuples (a star join with "
             "several dimension tables); exact KNN-Shapley over such a join is #P-hard in general (it "
             "contains the Shapley value of tuples for the non-hierarchical query "
-            "R(x), S(x, y), T(y); Livshits et al., ICDT 2020). Nearest supported shape: join "
-            "the fact table with one dimension table, or value the dimension tables one "
-            "VALUATE at a time",
+            "R(x), S(x, y), T(y); Livshits et al., ICDT 2020). Nearest supported shapes: value "
+            "the fact table and one dimension table, holding the others fixed, with "
+            "WITH (players = '<fact>, <one dim>') (exact), or estimate the values of every "
+            "tuple with USING knn_shapley_sampled (Monte Carlo, with standard errors)",
         )
+    constants = int(np.sum(counts == 0))
     last = rv[:, -1]
-    if lineage.n_rows == 0 or counts.max() == 1:
-        per_var = np.bincount(last, minlength=lineage.n_vars)
+    if lineage.n_rows == 0 or counts.max() <= 1:
+        per_var = np.bincount(last[last >= 0], minlength=lineage.n_vars)
         kind = MAP if per_var.max(initial=0) <= 1 else FORK
         none = np.full(lineage.n_rows, -1, dtype=np.int64)
-        return Pipeline(kind, none, last.astype(np.int64), lineage.n_vars)
-    return _classify_join(lineage, rv, counts)
+        return Pipeline(kind, none, last.astype(np.int64), lineage.n_vars, constants=constants)
+    pipeline = _classify_join(lineage, rv, counts)
+    return replace(pipeline, constants=constants) if pipeline.kind == JOIN else pipeline
 
 
 def _classify_join(lineage: Lineage, rv: np.ndarray, counts: np.ndarray) -> Pipeline:

@@ -313,3 +313,23 @@ def check_knn_utility(name: str) -> str:
     if key not in KNN_UTILITIES:
         raise CfdbDataError(f"unknown knn_utility {name!r}; known: {', '.join(KNN_UTILITIES)}")
     return key
+
+
+def count_utility(gain: np.ndarray, counts: np.ndarray, knn_utility: str, k: int) -> np.ndarray:
+    """The KNN utility of label-count vectors, without enumerating tallies.
+
+    Args:
+        gain: gain rows, one per count vector (``... × C``).
+        counts: label counts of the (up to) K nearest present rows (``... × C``).
+        knn_utility: ``soft`` (``Σ_c γ_c·G[c] / K``) or ``vote`` (``G[argmax γ]``, ties to
+            the lowest class; 0 for an empty tally), as :func:`tally_utility`.
+        k: the K of the KNN proxy.
+
+    Returns:
+        One utility per count vector (the leading shape).
+    """
+    if knn_utility == "soft":
+        return np.einsum("...c,...c->...", counts, gain) / k
+    winner = np.argmax(counts, axis=-1)
+    picked = np.take_along_axis(gain, winner[..., None], axis=-1)[..., 0]
+    return np.where(counts.sum(axis=-1) > 0, picked, 0.0)

@@ -104,8 +104,15 @@ def _parts_task(shared: tuple[Any, ...], indices: Sequence[int]) -> list[tuple[A
     out = []
     for i in indices:
         part = slice(i * size, min(len(gain), (i + 1) * size))
-        out.append((i, *fn(ranker, val[part], gain[part], *args)))
+        out.append((i, *fn(ranker, val[part], gain[part], *args, **_index(fn, i))))
     return out
+
+
+def _index(fn: PartFn, i: int) -> dict[str, int]:
+    """``{"part_index": i}`` for a part function that asks for it (``fn.indexed``): a sampled
+    estimate seeds each part from its index, so that the result does not depend on where the
+    part runs."""
+    return {"part_index": i} if getattr(fn, "indexed", False) else {}
 
 
 def values_over_parts(
@@ -143,7 +150,9 @@ def values_over_parts(
         per_part = gather_parts(executor, _parts_task, shared, len(parts))
     else:
         ranker = Ranker(train)
-        per_part = [fn(ranker, val[p], gain[p], *args) for p in parts]
+        per_part = [
+            fn(ranker, val[p], gain[p], *args, **_index(fn, i)) for i, p in enumerate(parts)
+        ]
     total = np.zeros(n_out)
     for values, _ in per_part:
         total += values

@@ -143,3 +143,42 @@ def jia_soft_map(
             s[i] = s[i + 1] + (hit[i] - hit[i + 1]) / k * min(k, i + 1) / (i + 1)
         values[alpha] += s / len(val)
     return values
+
+
+def shapley_of_players(
+    train: np.ndarray,
+    labels: np.ndarray,
+    row_vars: list[list[int]],
+    players: list[int],
+    val: np.ndarray,
+    gain: np.ndarray,
+    k: int,
+    kind: str,
+) -> tuple[np.ndarray, float, float]:
+    """Shapley values of the variables ``players`` by enumerating every subset of them, the
+    other variables always present (exogenous).
+
+    A row is present when its player variables are all in the coalition (a row without one
+    is always present). The utility is ``Σ_j gain[j, ·]`` at the KNN proxy's prediction.
+
+    Returns:
+        The values (indexed by position in ``players``), ``u(all players)`` and ``u(∅)``.
+    """
+    order = orders(train, val)
+    index = {v: i for i, v in enumerate(players)}
+    masks = [sum(1 << index[v] for v in set(r) if v in index) for r in row_vars]
+    n = len(players)
+    utility = np.zeros(1 << n)
+    for s in range(1 << n):
+        present = np.array([(m & s) == m for m in masks], dtype=bool)
+        p = predictions(present, order, labels, gain.shape[1], k, kind)
+        utility[s] = float(np.sum(p * gain))
+    values = np.zeros(n)
+    for x in range(n):
+        for s in range(1 << n):
+            if s >> x & 1:
+                continue
+            size = bin(s).count("1")
+            weight = 1.0 / (n * comb(n - 1, size))
+            values[x] += weight * (utility[s | 1 << x] - utility[s])
+    return values, float(utility[-1]), float(utility[0])

@@ -88,10 +88,10 @@ def test_pipeline_classes(rows, relation, kind, reason):
         assert (pipeline.row_group[:3] >= 3).all()
 
 
-def test_sums_and_constants_are_general():
+def test_sums_are_general_and_constants_always_present():
     assert "provenance sum" in classify(Lineage(2, np.zeros(2), np.array([[0], [1]]), (1,))).reason
     constant = classify(Lineage(1, np.zeros(1), np.array([[0], [-1]])))
-    assert constant.kind == "general" and "constant" in constant.reason
+    assert constant.kind == "map" and constant.constants == 1
 
 
 def test_general_pipelines_are_refused_with_the_reason():

@@ -21,10 +21,16 @@ Python API registered), ``positive`` (the positive label of rate utilities), ``s
 ``address`` (:mod:`cfdb.exec`: ``local`` runs the validation parts in this process, the map
 path's on ``n_jobs`` threads; ``process`` and ``ray`` run the parts of map, fork and join
 pipelines on workers; the values are the same bit for bit).
+
+``players`` (a comma-separated list of relation names, or a list) makes only the tuples of
+those relations players; every other relation read is exogenous, always present, and gets no
+``DataValues`` rows. ``USING knn_shapley_sampled`` takes ``samples`` (64) and ``seed`` (0) and
+writes each estimate's standard error in ``DataValues.StdError`` (NULL for exact methods).
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 import time
@@ -37,7 +43,7 @@ import pyarrow.compute as pc
 
 from cfdb.engine.features import default_features
 from cfdb.engine.handlers import handles
-from cfdb.errors import CfdbDataError, CfdbError, CfdbUnsupportedError
+from cfdb.errors import CfdbDataError, CfdbError, CfdbOptionError, CfdbUnsupportedError
 from cfdb.exec import located_exec_options
 from cfdb.lang import provenance
 from cfdb.lang.parse import Statement
@@ -67,7 +73,13 @@ _OPTIONS = (
     "max_nodes",
     "executor",
     "address",
+    "players",
+    "samples",
+    "seed",
 )
+
+#: Options only some methods take (the method's constructor names them).
+_METHOD_OPTIONS = ("samples", "seed")
 
 #: Python transformer objects the API registered for one statement, by name.
 TRANSFORMERS: dict[str, Any] = {}
@@ -250,6 +262,70 @@ def _option(node: Valuate, options: dict[str, Any], name: str) -> tuple[int, int
     return p.span if p else node.span("method")
 
 
+def _players(
+    stmt: Statement, node: Valuate, value: Any, relations: tuple[str, ...]
+) -> tuple[int, ...]:
+    """Relation codes of the ``players`` option's relation names (case-insensitive)."""
+    span = node.param("players").span
+    names = [value] if isinstance(value, str) else [str(v) for v in value]
+    names = [n.strip() for name in names for n in str(name).split(",") if n.strip()]
+    read = ", ".join(relations)
+    if not names:
+        raise CfdbOptionError(
+            f"players lists no relation; give some of the relations the training query reads: {read}"
+        ).located(stmt.script, *span)
+    codes = []
+    for name in names:
+        lowered = name.lower()
+        found = [
+            i
+            for i, r in enumerate(relations)
+            if r.lower() == lowered or r.lower().split(".")[-1] == lowered
+        ]
+        if not found:
+            raise CfdbOptionError(
+                f"players names {name!r}, which the training query does not read; it reads: {read}"
+            ).located(stmt.script, *span)
+        codes.extend(found)
+    return tuple(sorted(set(codes)))
+
+
+def _method_options(
+    stmt: Statement, node: Valuate, method_cls: type, method_name: str, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The options only some methods take (``samples``, ``seed``), checked."""
+    accepted = inspect.signature(method_cls).parameters
+    out: dict[str, Any] = {}
+    for name in _METHOD_OPTIONS:
+        if name not in options:
+            continue
+        span = node.param(name).span
+        if name not in accepted:
+            raise CfdbOptionError(
+                f"option {name!r} does not apply to {method_name}; it is an option of "
+                "knn_shapley_sampled"
+            ).located(stmt.script, *span)
+        value = options[name]
+        low = 2 if name == "samples" else 0
+        high = (
+            getattr(inspect.getmodule(method_cls), "MAX_SAMPLES", None)
+            if name == "samples"
+            else None
+        )
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < low
+            or (high is not None and value > high)
+        ):
+            bound = f"from {low} to {high:,}" if high is not None else f"of at least {low}"
+            raise CfdbOptionError(f"{name} must be an integer {bound}, got {value!r}").located(
+                stmt.script, *span
+            )
+        out[name] = value
+    return out
+
+
 @handles(Valuate)
 def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
     started = time.perf_counter()
@@ -292,6 +368,7 @@ def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
         raise CfdbDataError(f"unknown knn_utility {knn_utility!r}; known: soft, vote").located(
             script, *_option(node, options, "knn_utility")
         )
+    method_options = _method_options(stmt, node, method_cls, method_name, options)
 
     train_q, eval_q = node.args["train"], node.args["evaluate"]
     train_span, eval_span = node.span("train"), node.span("evaluate")
@@ -311,6 +388,11 @@ def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
         if err.start is not None and err.sql == train_q.text:
             raise err.shifted(script, train_q.start) from None
         raise _locate(err, stmt, train_span) from None
+    players = (
+        _players(stmt, node, options["players"], tuple(captured.relations))
+        if "players" in options
+        else None
+    )
     train_table = store.arrow(captured.sql)
     hidden = set(captured.extra_columns)
     user_columns = [c for c in train_table.column_names if c not in hidden]
@@ -418,11 +500,18 @@ def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
         n_jobs=where.n_jobs if where.n_jobs > 0 else os.cpu_count() or 1,
         max_nodes=int(options.get("max_nodes", 2048)),
         executor=executor,
+        **method_options,
+    )
+    problem = Problem(
+        train=x_train,
+        labels=y_train,
+        lineage=lineage,
+        val=x_val,
+        gain=gain.matrix,
+        players=players,
     )
     try:
-        result = method.fit(
-            Problem(train=x_train, labels=y_train, lineage=lineage, val=x_val, gain=gain.matrix)
-        ).result()
+        result = method.fit(problem).result()
     except CfdbUnsupportedError as err:
         raise _locate(err, stmt, train_span) from None
     except CfdbError as err:
@@ -431,16 +520,23 @@ def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
     run_id = vstore.next_run_id(store)
     written = 0
     offset = 0
-    for relation in captured.relations:
+    for code, relation in enumerate(captured.relations):
+        mine = var_ids[relation]
+        chunk = slice(offset, offset + len(mine))
+        offset += len(mine)
+        if players is not None and code not in players:
+            continue  # an exogenous relation: its tuples are not players
         info = vstore.relation_info(store, relation)
         ids, text_keys = vstore.tuple_ids(store, info)
-        mine = var_ids[relation]
         values = np.zeros(len(ids))
         where = np.searchsorted(ids, mine)
-        values[where] = result.values[offset : offset + len(mine)]
-        offset += len(mine)
+        values[where] = result.values[chunk]
+        std_errors = None
+        if result.std_errors is not None:
+            std_errors = np.zeros(len(ids))  # a tuple of no training row: exactly 0
+            std_errors[where] = result.std_errors[chunk]
         written += vstore.insert_values(
-            store, run_id, method_name, relation, ids, values, text_keys
+            store, run_id, method_name, relation, ids, values, text_keys, std_errors
         )
     f_rows, f_monos, f_codes, f_ids = factors
     vstore.insert_provenance(
@@ -456,6 +552,7 @@ def valuate(session: Any, node: Valuate, stmt: Statement) -> pa.Table:
         "transformer": featurizer_name,
         "classes": [str(c) for c in classes],
         "utility": gain.info,
+        **({"players": [captured.relations[c] for c in players]} if players is not None else {}),
         **{key: v for key, v in result.info.items() if key not in ("pipeline",)},
     }
     vstore.insert_run(
