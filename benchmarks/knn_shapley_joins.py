@@ -148,13 +148,13 @@ def _full_join(n_val: int) -> None:
 
 
 def _logs_against_tree(n_val: int) -> None:
-    """The sweep as it runs (nodes t ≤ 1/2 in the log domain) against the segment tree alone
+    """The sweep as it runs (nodes up to the split in the log domain) against the segment tree alone
     at every node (the previous algorithm), same nodes, same run."""
     from cfdb.valuation import knn_join
     from cfdb.valuation.knn_join_sweep import join_values_sweep
     from cfdb.valuation.neighbors import Ranker
 
-    print("\n10,000 facts × 200 dimension tuples: log domain for t ≤ 1/2 vs segment tree only")
+    print("\n10,000 facts × 200 dimension tuples: compiled paths vs segment tree only")
     print(f"{'K':>3} {'tree CPU s/row':>15} {'logs CPU s/row':>15} {'speed-up':>9} {'max diff':>9}")
     problem = _join_problem(10_000, 200, n_val)
     dims = problem.lineage.row_vars[:, 1]

@@ -72,12 +72,12 @@ from cfdb.valuation.join_series import Series, factor_series, group_counts, suff
 from cfdb.valuation.knn_join import _within_group
 from cfdb.valuation.knn_join_kernel import first_below
 from cfdb.valuation.knn_join_logs import (
-    SPLIT,
     LogOrder,
     LogSeries,
     compiled_row,
     direct_row,
     log_row,
+    split_for,
 )
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
 from cfdb.valuation.quadrature import Nodes
@@ -321,7 +321,7 @@ def join_values_sweep(
     nodes: Nodes,
     *,
     prune: bool = True,
-    split: float = SPLIT,
+    split: float | None = None,
     compiled: bool = True,
     direct: bool | None = None,
 ) -> np.ndarray:
@@ -329,8 +329,8 @@ def join_values_sweep(
 
     Every row must be a fact × dimension pair and every fact must have one row. ``prune``
     skips, per node, the positions :func:`cutoffs` bounds as negligible. Nodes ``t ≤ split``
-    take the log-domain path (:mod:`cfdb.valuation.knn_join_logs`), the others the segment
-    tree; ``split = 0`` sends every node through the tree. ``compiled`` runs the log-domain
+    (default :func:`~cfdb.valuation.knn_join_logs.split_for` K) take the log-domain path
+    (:mod:`cfdb.valuation.knn_join_logs`); ``split = 0`` sends every node elsewhere. ``compiled`` runs the log-domain
     path as one compiled loop (:mod:`cfdb.valuation.knn_join_kernel`) rather than in arrays.
     Nodes above the split take compiled leave-one-out products over the dimensions met
     (``direct``) when those are few (at most 4·log₂ of the positions kept), else the tree;
@@ -338,6 +338,7 @@ def join_values_sweep(
     """
     n_classes = gain.shape[1]
     soft = knn_utility == "soft"
+    split = split_for(k) if split is None else split
     ser = Series(1 if soft else n_classes, k)
     logs = LogSeries(ser)
     values = np.zeros(n_vars)

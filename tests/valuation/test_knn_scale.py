@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import cfdb
 from cfdb.errors import CfdbDataError, CfdbUnsupportedError
 from cfdb.valuation import KnnShapley, Lineage, Problem, knn_join, knn_map, proxy_predictions
-from cfdb.valuation.knn_join_logs import SPLIT
+from cfdb.valuation.knn_join_logs import split_for
 from cfdb.valuation.knn_join_sweep import cutoffs, join_values_sweep
 from cfdb.valuation.neighbors import Ranker
 from cfdb.valuation.quadrature import Nodes, shapley_nodes
@@ -102,8 +102,9 @@ def test_compiled_paths_equal_the_segment_tree_node_by_node(
     facts, dims, k, n_classes, kind, skew, seed
 ):
     """Against the division-free segment tree at single nodes (and K above the set's size):
-    leave-one-out products over the dimensions from t = 10⁻⁶ to 0.9999, and nodes t ≤ 1/2
-    through running sums of series logarithms (compiled and as arrays)."""
+    leave-one-out products over the dimensions from t = 10⁻⁶ to 0.9999, and nodes up to the
+    split (t ≤ 3/4 for K ≤ 5) through running sums of series logarithms (compiled and as
+    arrays)."""
     if kind == "vote" and n_classes == 3:
         k = min(k, 5)
     rng = np.random.default_rng(seed)
@@ -118,7 +119,7 @@ def test_compiled_paths_equal_the_segment_tree_node_by_node(
     val = rng.normal(size=(2, 2))
     gain = rng.normal(size=(2, n_classes))
     args = (Ranker(train), np.arange(facts), facts + dim_of, labels, val, gain, facts + dims)
-    for t in (1e-6, 1e-3, 0.05, 0.2, SPLIT, 0.7, 0.95, 0.9999):
+    for t in (1e-6, 1e-3, 0.05, 0.2, 0.5, split_for(k), 0.95, 0.9999):
         node = Nodes(np.array([t]), np.array([1.0]), False)
         tree = join_values_sweep(*args, k, kind, node, prune=False, split=0.0, direct=False)
         # every term is a probability times a utility weight: rounding is relative to the
@@ -127,7 +128,7 @@ def test_compiled_paths_equal_the_segment_tree_node_by_node(
         # leave-one-out products over the dimensions, at every t
         direct = join_values_sweep(*args, k, kind, node, prune=False, split=0.0, direct=True)
         np.testing.assert_allclose(direct, tree, rtol=0, atol=1e-13 * scale)
-        if t > SPLIT:
+        if t > split_for(k):
             continue
         for compiled in (True, False):  # the numba loop and the array version
             logs = join_values_sweep(*args, k, kind, node, prune=False, compiled=compiled)
