@@ -266,6 +266,15 @@ def star(args: argparse.Namespace) -> None:
         same = np.array_equal(there.values_, KnnShapleySampled(k=5, samples=m).fit(problem).values_)
         name = f"m = {m}, 2 worker processes"
         print(f"{name:>34} {wall:>8.1f} {cpu:>8.1f}  (values equal to one process: {same})")
+        if args.star_exact_all:
+            # the exact run over every validation row, measured, on both cores
+            every = replace(problem, players=(0, 1))
+            with make_executor("process", n_jobs=2) as executor:
+                start = time.perf_counter()
+                KnnShapley(k=5, executor=executor).fit(every)
+                wall = time.perf_counter() - start
+            name = f"exact, {n_val:,} rows, 2 processes"
+            print(f"{name:>34} {wall:>8.1f} {'-':>8} {'exact':>10}")
     print("  (SE relative to the largest |value|, over all 10,600 tuples)")
     # the sampled estimate against the exact values where both run: the same rows, players
     est = KnnShapleySampled(k=5, samples=args.star_samples[-1]).fit(few)
@@ -347,6 +356,11 @@ def main() -> None:
     parser.add_argument("--growth-val", type=int, default=1)
     parser.add_argument("--star-val", type=int, default=1000, help="star join validation rows")
     parser.add_argument("--star-exact-val", type=int, default=20, help="rows timed, exact star")
+    parser.add_argument(
+        "--star-exact-all",
+        action="store_true",
+        help="with --star-processes: also the exact run over every row on 2 worker processes",
+    )
     parser.add_argument(
         "--star-processes", action="store_true", help="also the first m on 2 worker processes"
     )
