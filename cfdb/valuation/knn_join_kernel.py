@@ -27,7 +27,7 @@ def tile_size(length: int, n_tallies: int) -> int:
     return int(min(64, max(8, fit // 8 * 8)))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _log(f, out, head, deg, ptr, pi, pj, nq):  # pragma: no cover - compiled
     """``out = log f``: ``θf = f·θ(log f)`` on total degree (targets in degree order);
     ``head`` is ``log f[0]`` (from a table: a logarithm per cell would dominate the loop)."""
@@ -47,7 +47,7 @@ def _log(f, out, head, deg, ptr, pi, pj, nq):  # pragma: no cover - compiled
             out[k, q] /= deg[k] * f[0, q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _exp(a, out, head, deg, ptr, pi, pj, nq):  # pragma: no cover - compiled
     """``out = exp a`` by the same recurrence; ``head`` is ``exp a[0]``."""
     for q in range(nq):
@@ -63,7 +63,7 @@ def _exp(a, out, head, deg, ptr, pi, pj, nq):  # pragma: no cover - compiled
                 out[k, q] += c * a[i, q] * out[j, q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _mul(a, b, out, ii, jj, kk, nq):  # pragma: no cover - compiled
     out[:, :nq] = 0.0
     for p in range(len(ii)):
@@ -72,7 +72,7 @@ def _mul(a, b, out, ii, jj, kk, nq):  # pragma: no cover - compiled
             out[k, q] += a[i, q] * b[j, q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _dual(a, lam, out, ii, jj, kk, nq):  # pragma: no cover - compiled
     """``out[δ] = Σ_γ a[γ]·lam[γ + δ]`` (``⟨W, out⟩ = ⟨W·a, lam⟩``); ``lam`` per tally."""
     out[:, :nq] = 0.0
@@ -84,7 +84,7 @@ def _dual(a, lam, out, ii, jj, kk, nq):  # pragma: no cover - compiled
                 out[j, q] += a[i, q] * c
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _dual_tile(a, lam, out, ii, jj, kk, nq):  # pragma: no cover - compiled
     """:func:`_dual` with ``lam`` per tally and node."""
     out[:, :nq] = 0.0
@@ -94,7 +94,7 @@ def _dual_tile(a, lam, out, ii, jj, kk, nq):  # pragma: no cover - compiled
             out[j, q] += a[i, q] * lam[k, q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _factor(binom, size, r, ratio, powers, out, nq):  # pragma: no cover - compiled
     """``A(n)`` of row ``r``: binomials × (t/(1 − t))^|γ| × (1 − t)^|n|."""
     s = size[r]
@@ -104,7 +104,7 @@ def _factor(binom, size, r, ratio, powers, out, nq):  # pragma: no cover - compi
             out[g, q] = b * ratio[g, q] * powers[s, q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _times_y_minus_1(a, down, out, nq):  # pragma: no cover - compiled
     """``out = a·(y_c − 1)``: ``out[γ] = a[γ − e_c] − a[γ]`` (truncation drops the top)."""
     for g in range(a.shape[0]):
@@ -113,7 +113,7 @@ def _times_y_minus_1(a, down, out, nq):  # pragma: no cover - compiled
             out[g, q] = (a[src, q] if src >= 0 else 0.0) - a[g, q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _dot_into(a, b, scale, w, acc, nq):  # pragma: no cover - compiled
     """``acc += Σ_q w_q·scale_q·Σ_γ a[γ, q]·b[γ, q]``."""
     total = 0.0
@@ -125,7 +125,7 @@ def _dot_into(a, b, scale, w, acc, nq):  # pragma: no cover - compiled
     return acc + total
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def log_nodes(
     binom,  # (keys, T, rows): before, after, before − e_c (C keys), after − e_c (C keys)
     size,  # (keys, rows): |counts|, clipped at 0
@@ -274,7 +274,7 @@ def log_nodes(
     return own, dim, v, z
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def first_below(steps, pos, limits):  # pragma: no cover - compiled
     """Per node: the first position where a Chernoff bound (a running sum of ``steps`` along
     the order, minimum over λ) falls below its limit; ``M + 1`` when it never does.
@@ -304,7 +304,7 @@ def first_below(steps, pos, limits):  # pragma: no cover - compiled
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def direct_nodes(
     binom,  # (keys, T, rows): as for log_nodes
     size,  # (keys, rows)
