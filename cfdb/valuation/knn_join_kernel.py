@@ -1,12 +1,17 @@
-"""The log-domain join sweep (:mod:`cfdb.valuation.knn_join_logs`) as one compiled loop.
+"""Compiled loops (numba) of the one-to-many join sweep; the only module that imports numba.
 
-The array version makes a dozen passes over (tallies × positions × nodes) arrays per node batch
-and is bound by memory traffic. Here numba walks the positions once per block of nodes and
-keeps a position's series — one (tallies × nodes) tile — in cache: the running log-sum, the
-series logarithm and exponential, the duals and the prefix sums of the boundary duals are
-loops over the tallies with the nodes innermost (contiguous, so they vectorize). The outputs
-are the node-weighted sums the array version returns before its suffix sums; tests hold both
-to each other and to the segment tree.
+* :func:`log_nodes` — the log-domain path (:mod:`cfdb.valuation.knn_join_logs`). The array
+  version makes a dozen passes over (tallies × positions × nodes) arrays per node batch and is
+  bound by memory traffic; here the positions are walked once per tile of nodes, a position's
+  series — one (tallies × nodes) tile — stay in cache, and the loops over the tallies keep the
+  nodes innermost (contiguous, so they vectorize).
+* :func:`direct_nodes` — the same sums at any ``t`` by leave-one-out products over the
+  dimensions met: no logarithm, no division; for few dimensions or short pruned prefixes.
+* :func:`first_below` — the pruning bound's scan (:func:`cfdb.valuation.knn_join_sweep.cutoffs`).
+
+The outputs of the first two are the node-weighted sums before the suffix sums that credit
+each fact; tests hold them to the array version and to the segment tree node by node. The
+machine code is cached on disk (``cache=True``): the first use on a machine compiles it.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ _PREFIX_CELLS = 1 << 22
 
 
 def tile_size(length: int, n_tallies: int) -> int:
-    """Nodes per tile: as many as keep the prefix sums within :data:`_PREFIX_CELLS` (8 to 64;
-    wider tiles amortize the loops over tallies, a position's tile stays in cache)."""
+    """Nodes per tile: as many as keep the prefix sums within :data:`_PREFIX_CELLS` (up to 64:
+    wider tiles amortize the loops over tallies, a position's tile stays in cache; a multiple
+    of 8 where that fits, down to one node for very many tallies)."""
     fit = _PREFIX_CELLS // max(1, (length + 1) * n_tallies)
-    return int(min(64, max(8, fit // 8 * 8)))
+    return int(min(64, fit // 8 * 8 if fit >= 8 else max(1, fit)))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
