@@ -28,6 +28,15 @@ class Series:
             for c in range(n_classes)
         ]
 
+    def y_minus_1(self) -> np.ndarray:
+        """The series ``y_c − 1`` per class, shaped (C, T, 1, 1) to multiply (T, rows, nodes)."""
+        out = np.zeros((self.tallies.n_classes, self.t, 1, 1))
+        out[:, 0] = -1.0
+        for cls, units in enumerate(self.unit):
+            if len(units) > 1:
+                out[cls, units[1]] = 1.0
+        return out
+
     def mul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         out = np.zeros(np.broadcast_shapes(a.shape, b.shape), dtype=np.result_type(a, b))
         for i, j, t in self.pairs:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cfdb.valuation.join_series import suffix_in_group
 from cfdb.valuation.knn_fork import kept_positions
 from cfdb.valuation.neighbors import Ranker, chunk_rows, chunks
 from cfdb.valuation.quadrature import Nodes, shapley_nodes
@@ -57,22 +58,6 @@ def _within_group(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     nxt = np.empty(n, dtype=np.int64)
     nxt[idx] = nxt_sorted
     return rank, nxt, idx
-
-
-def _suffix_within(values: np.ndarray, groups_order: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """For each position, the sum of ``values`` over later-or-equal positions of its group."""
-    v = values[groups_order]
-    g = groups[groups_order]
-    rc = np.cumsum(v[::-1])[::-1]
-    last = np.r_[g[1:] != g[:-1], True]
-    ends = np.nonzero(last)[0]
-    after = np.zeros(len(v))
-    after_end = np.r_[rc[1:], 0.0][ends]
-    run_id = np.cumsum(np.r_[True, g[1:] != g[:-1]]) - 1
-    after = after_end[run_id]
-    out = np.empty(len(v))
-    out[groups_order] = rc - after
-    return out
 
 
 def _node_tables(t: np.ndarray, max_m: int) -> dict[str, np.ndarray]:
@@ -126,7 +111,7 @@ def join_values_1nn(
             rank, nxt, gorder = _within_group(g)
             group_acc, own_acc, tail_acc = _join_1nn_sums(h, rank, nxt, nodes, max_m)
             values += np.bincount(g, weights=group_acc, minlength=n_vars)
-            fact_vals = own_acc + _suffix_within(tail_acc, gorder, g)
+            fact_vals = own_acc + suffix_in_group(tail_acc, gorder, g, inclusive=True)
             values += np.bincount(f, weights=fact_vals, minlength=n_vars)
     return values
 

@@ -132,6 +132,26 @@ def _dot_into(a, b, scale, w, acc, nq):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _load_tile(t_nodes, w_nodes, start, deg, t, u, w, t2, inv_t, powers, ratio):  # pragma: no cover
+    """Nodes ``start ..`` of a tile: ``t``, ``1 − t``, weights, ``t²``, ``1/t``, the powers
+    ``(1 − t)^s`` by dimension size and ``(t/(1 − t))^|γ|`` by tally; returns the node count."""
+    nq = min(t.shape[0], len(t_nodes) - start)
+    for q in range(nq):
+        t[q] = t_nodes[start + q]
+        w[q] = w_nodes[start + q]
+        u[q] = 1.0 - t[q]
+        t2[q] = t[q] * t[q]
+        inv_t[q] = 1.0 / t[q]
+        lu = math.log(u[q])
+        lt = math.log(t[q])
+        for s in range(powers.shape[0]):
+            powers[s, q] = math.exp(s * lu)
+        for g in range(ratio.shape[0]):
+            ratio[g, q] = math.exp(deg[g] * (lt - lu))
+    return nq
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def log_nodes(
     binom,  # (keys, T, rows): before, after, before − e_c (C keys), after − e_c (C keys)
     size,  # (keys, rows): |counts|, clipped at 0
@@ -160,10 +180,7 @@ def log_nodes(
     dim = np.zeros(rows)
     v = np.zeros((n_cls, rows))
     z = np.zeros((n_cls, rows))
-    max_size = 0
-    for key in range(n_keys):
-        for r in range(rows):
-            max_size = max(max_size, size[key, r])
+    max_size = size.max() if rows else 0
     powers = np.empty((max_size + 1, tile))
     log_f0 = np.empty((max_size + 1, tile))  # log F's constant term by dimension size
     inv_f0 = np.empty((max_size + 1, tile))
@@ -189,22 +206,12 @@ def log_nodes(
     t2 = np.empty(tile)
     inv_t = np.empty(tile)
     for start in range(0, len(t_nodes), tile):
-        nq = min(tile, len(t_nodes) - start)
+        nq = _load_tile(t_nodes, w_nodes, start, deg, t, u, w, t2, inv_t, powers, ratio)
         for q in range(nq):
-            t[q] = t_nodes[start + q]
-            w[q] = w_nodes[start + q]
-            u[q] = 1.0 - t[q]
-            t2[q] = t[q] * t[q]
-            inv_t[q] = 1.0 / t[q]
-            lu = math.log(u[q])
-            lt = math.log(t[q])
             for s in range(max_size + 1):
-                powers[s, q] = math.exp(s * lu)
                 f0 = u[q] + t[q] * powers[s, q]  # F = (1 − t) + t·A, A's constant (1 − t)^s
                 log_f0[s, q] = math.log(f0)
                 inv_f0[s, q] = 1.0 / f0
-            for g in range(n_t):
-                ratio[g, q] = math.exp(deg[g] * (lt - lu))
         run[:, :nq] = 0.0
         prefix[0, :, :nq] = 0.0
         for i in range(rows):
@@ -342,10 +349,7 @@ def direct_nodes(
     dim = np.zeros(rows)
     v = np.zeros((n_cls, rows))
     z = np.zeros((n_cls, rows))
-    max_size = 0
-    for key in range(n_keys):
-        for r in range(rows):
-            max_size = max(max_size, size[key, r])
+    max_size = size.max() if rows else 0
     powers = np.empty((max_size + 1, tile))
     ratio = np.empty((n_t, tile))
     fac = np.empty((n_dims, n_t, tile))  # every dimension's current factor
@@ -359,7 +363,6 @@ def direct_nodes(
     d = np.empty((n_t, tile))
     tmp = np.empty((n_t, tile))
     tmp2 = np.empty((n_t, tile))
-    lam_tail = np.empty((n_t, tile))
     ones = np.ones(tile)
     t = np.empty(tile)
     u = np.empty(tile)
@@ -367,19 +370,7 @@ def direct_nodes(
     t2 = np.empty(tile)
     inv_t = np.empty(tile)
     for start in range(0, len(t_nodes), tile):
-        nq = min(tile, len(t_nodes) - start)
-        for q in range(nq):
-            t[q] = t_nodes[start + q]
-            w[q] = w_nodes[start + q]
-            u[q] = 1.0 - t[q]
-            t2[q] = t[q] * t[q]
-            inv_t[q] = 1.0 / t[q]
-            lu = math.log(u[q])
-            lt = math.log(t[q])
-            for s in range(max_size + 1):
-                powers[s, q] = math.exp(s * lu)
-            for g in range(n_t):
-                ratio[g, q] = math.exp(deg[g] * (lt - lu))
+        nq = _load_tile(t_nodes, w_nodes, start, deg, t, u, w, t2, inv_t, powers, ratio)
         fac[:, :, :nq] = 0.0
         fac[:, 0, :nq] = 1.0  # a dimension with no row yet: F = (1 − t) + t·1 = 1
         piece[:] = -1
@@ -406,8 +397,7 @@ def direct_nodes(
                 # no boundary row: Λ_∞ of every dimension's factor
                 for g in range(n_t):
                     for q in range(nq):
-                        lam_tail[g, q] = lam[m, g]
-                xl[:, :nq] = lam_tail[:, :nq]
+                        xl[g, q] = lam[m, g]
             else:
                 _factor(binom[0], size[0], i, ratio, powers, a_b, nq)
                 for g in range(n_t):

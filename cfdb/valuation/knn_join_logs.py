@@ -185,11 +185,7 @@ def log_row(
     dual = ser.dual(prob, lam)  # ⟨W, D_i⟩ = Λ_i(W·P_i)
     own = (dual[0, :rows] / t[None, :]) @ w
 
-    ym1 = np.zeros((n_cls, ser.t, 1, 1))  # y_c − 1
-    for cls in range(n_cls):
-        ym1[cls, 0] = -1.0
-        if len(ser.unit[cls]) > 1:
-            ym1[cls, ser.unit[cls][1]] = 1.0
+    ym1 = ser.y_minus_1()  # y_c − 1
     dual_rest = ser.dual(rest[:, :rows], lam[:, :rows])
     v_same = np.zeros((n_cls, rows))
     for cls in range(n_cls):

@@ -262,12 +262,8 @@ def sweep_row(
     own = (np.sum(rest[:, :rows] * phi[:, size : size + rows], axis=0) / t[None, :]) @ w
     fact_vals = own.copy()
     dim_vals = own.copy()
-    ym1 = np.zeros((n_cls, ser.t, 1, 1))  # y_c − 1
+    ym1 = ser.y_minus_1()  # y_c − 1
     eye = np.eye(n_cls)
-    for cls in range(n_cls):
-        ym1[cls, 0] = -1.0
-        if len(ser.unit[cls]) > 1:
-            ym1[cls, ser.unit[cls][1]] = 1.0
     # facts of the boundary's dimension before it: Λ_i(t²·A^(−c)·(y_c − 1)·R_i), A^(−c) the
     # factor series with one class-c fact fewer (closed form, no division by φ_c)
     dual_rest = ser.dual(rest[:, :rows], lam[:, :rows])

@@ -59,7 +59,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cfdb.errors import CfdbDataError, CfdbNotFittedError, CfdbUnsupportedError
-from cfdb.valuation.knn_shapley import Problem, Result, present_utility
+from cfdb.valuation.knn_shapley import Problem, Result, check_rows, present_utility
 from cfdb.valuation.neighbors import Ranker, chunk_rows
 from cfdb.valuation.structure import classify, monomial_vars, restrict_players
 from cfdb.valuation.utilities import check_knn_utility, count_utility
@@ -355,10 +355,7 @@ class KnnShapleySampled:
         if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
             raise CfdbDataError(f"seed must be a non-negative integer, got {seed!r}")
         kind = check_knn_utility(self.knn_utility)
-        if problem.lineage.n_rows == 0:
-            raise CfdbDataError("the training query returns no rows")
-        if problem.gain.shape[0] == 0:
-            raise CfdbDataError("the validation query returns no rows")
+        check_rows(problem)
         if problem.lineage.sums:
             raise CfdbUnsupportedError(
                 f"knn_shapley_sampled needs one monomial per training row: training row "

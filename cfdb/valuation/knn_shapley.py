@@ -141,6 +141,14 @@ def _check_tallies(n_classes: int, size: int, knn_utility: str, k: int) -> None:
         )
 
 
+def check_rows(problem: Problem) -> None:
+    """Refuse a problem with no training or no validation rows (every KNN method)."""
+    if problem.lineage.n_rows == 0:
+        raise CfdbDataError("the training query returns no rows")
+    if problem.gain.shape[0] == 0:
+        raise CfdbDataError("the validation query returns no rows")
+
+
 class KnnShapley:
     """Exact KNN-Shapley values of base tuples over map, fork and one-to-many-join pipelines.
 
@@ -189,10 +197,7 @@ class KnnShapley:
         if k < 1:
             raise CfdbDataError(f"k must be a positive integer, got {self.k!r}")
         kind = check_knn_utility(self.knn_utility)
-        if problem.lineage.n_rows == 0:
-            raise CfdbDataError("the training query returns no rows")
-        if problem.gain.shape[0] == 0:
-            raise CfdbDataError("the validation query returns no rows")
+        check_rows(problem)
         pipeline = classify(restrict_players(problem.lineage, problem.players))
         if pipeline.kind == GENERAL:
             raise CfdbUnsupportedError(
